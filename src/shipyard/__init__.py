@@ -1,0 +1,60 @@
+"""shipyard: carry a machine learning model from a notebook to production, and keep it healthy.
+
+The Python surface mirrors the CLI::
+
+    import shipyard
+    project = shipyard.Project(".")
+    version = project.registry.register("churn", model, input_example=X_train, trust=True)
+    project.registry.promote(version.ref, to="production")
+    model = project.registry.load("churn@production")
+    model.predict(rows)
+"""
+
+from shipyard.core.exceptions import (
+    ArtifactIntegrityError,
+    ConfigError,
+    ConflictError,
+    FlavorError,
+    GateFailedError,
+    InvalidArgumentError,
+    InvalidReferenceError,
+    MissingDependencyError,
+    NotFoundError,
+    ProjectNotFoundError,
+    SchemaError,
+    ShipyardError,
+    UnsupportedModelError,
+    UntrustedArtifactError,
+)
+from shipyard.core.refs import ModelRef
+from shipyard.core.schema import ColumnSpec, OutputSpec, Signature
+from shipyard.core.settings import Settings
+from shipyard.flavors import LoadedModel
+from shipyard.project import Project
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArtifactIntegrityError",
+    "ColumnSpec",
+    "ConfigError",
+    "ConflictError",
+    "FlavorError",
+    "GateFailedError",
+    "InvalidArgumentError",
+    "InvalidReferenceError",
+    "LoadedModel",
+    "MissingDependencyError",
+    "ModelRef",
+    "NotFoundError",
+    "OutputSpec",
+    "Project",
+    "ProjectNotFoundError",
+    "SchemaError",
+    "Settings",
+    "ShipyardError",
+    "Signature",
+    "UnsupportedModelError",
+    "UntrustedArtifactError",
+    "__version__",
+]

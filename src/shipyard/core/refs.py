@@ -1,0 +1,66 @@
+"""Model references: ``NAME`` (newest), ``NAME:3`` (version 3), ``NAME@production`` (alias)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from shipyard.core.exceptions import InvalidReferenceError
+
+_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
+NAME_RE = re.compile(rf"^{_NAME}$")
+ALIAS_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_REF_RE = re.compile(rf"^(?P<name>{_NAME})(?::(?P<version>[0-9]+)|@(?P<alias>[^@:]+))?$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A parsed reference; at most one of ``version`` and ``alias`` is set."""
+
+    name: str
+    version: int | None = None
+    alias: str | None = None
+
+    def __str__(self) -> str:
+        if self.version is not None:
+            return f"{self.name}:{self.version}"
+        if self.alias is not None:
+            return f"{self.name}@{self.alias}"
+        return self.name
+
+    @classmethod
+    def parse(cls, text: str) -> ModelRef:
+        """Parse ``NAME``, ``NAME:VERSION`` or ``NAME@ALIAS``."""
+        match = _REF_RE.match(text.strip())
+        if not match:
+            raise InvalidReferenceError(
+                f"{text!r} is not a model reference; write NAME, NAME:VERSION (e.g. churn:3) "
+                "or NAME@ALIAS (e.g. churn@production)"
+            )
+        version = match.group("version")
+        alias = match.group("alias")
+        if alias is not None:
+            check_alias(alias)
+        return cls(match.group("name"), int(version) if version else None, alias)
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if it is a valid model name, else raise."""
+    if not NAME_RE.match(name):
+        raise InvalidReferenceError(
+            f"{name!r} is not a valid model name: use letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit (at most 128 characters)"
+        )
+    return name
+
+
+def check_alias(alias: str) -> str:
+    """Return ``alias`` if it is a valid alias, else raise."""
+    if not ALIAS_RE.match(alias):
+        raise InvalidReferenceError(
+            f"{alias!r} is not a valid alias: start with a letter, then letters, digits, "
+            "'_' or '-' (e.g. production, champion)"
+        )
+    if alias.isdigit():
+        raise InvalidReferenceError(f"{alias!r} is not a valid alias: it may not be a number")
+    return alias

@@ -1,0 +1,137 @@
+"""Project settings: shipyard.toml, overridden by ``SHIPYARD_*`` environment variables.
+
+Settings are read once at an entry point (CLI, server, ``Project``) and passed down as
+an object; nothing reads them from module state. Environment variables that override
+the file:
+
+- ``SHIPYARD_DATABASE_URL``: the metadata database (SQLAlchemy URL).
+- ``SHIPYARD_ARTIFACTS``: the artifact store (a folder or any fsspec URL such as ``s3://bucket/prefix``).
+- ``SHIPYARD_USER``: who is acting, recorded on registrations and promotions.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shipyard.core.exceptions import ConfigError, ProjectNotFoundError
+
+CONFIG_FILE = "shipyard.toml"
+STATE_DIR = ".shipyard"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StoreSettings(_Section):
+    """Where metadata and artifacts live; empty means the embedded default."""
+
+    database: str = ""
+    artifacts: str = ""
+
+
+class GateSettings(_Section):
+    """Rules a version must pass to take one alias (a stage such as ``production``).
+
+    ``rules`` are comparisons such as ``"roc_auc >= 0.80"`` or
+    ``"roc_auc >= production.roc_auc - 0.01"``; ``require_tags`` maps tag names to the
+    value they must have (``"*"`` for any value).
+    """
+
+    rules: list[str] = Field(default_factory=list)
+    require_tags: dict[str, str] = Field(default_factory=dict)
+
+
+class ProjectSection(_Section):
+    """The ``[project]`` table."""
+
+    name: str = "shipyard-project"
+
+
+class Settings(_Section):
+    """Everything shipyard needs to know about one project."""
+
+    root: Path
+    project: ProjectSection = Field(default_factory=ProjectSection)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    gates: dict[str, GateSettings] = Field(default_factory=dict)
+    user: str = ""
+
+    @property
+    def state_dir(self) -> Path:
+        """The project's private folder (``.shipyard``)."""
+        return self.root / STATE_DIR
+
+    @property
+    def database_url(self) -> str:
+        """The metadata database URL (SQLite in ``.shipyard`` unless configured)."""
+        if self.store.database:
+            return self.store.database
+        return f"sqlite:///{self.state_dir / 'shipyard.db'}"
+
+    @property
+    def artifacts_url(self) -> str:
+        """The artifact store URL or folder (``.shipyard/artifacts`` unless configured)."""
+        if not self.store.artifacts:
+            return str(self.state_dir / "artifacts")
+        if "://" in self.store.artifacts:
+            return self.store.artifacts
+        return str((self.root / self.store.artifacts).resolve())
+
+    @property
+    def actor(self) -> str:
+        """Who is acting: ``SHIPYARD_USER``, else the login name."""
+        if self.user:
+            return self.user
+        try:
+            return getpass.getuser()
+        except (KeyError, OSError):
+            return "unknown"
+
+    @classmethod
+    def load(cls, root: Path, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read ``root/shipyard.toml`` and apply ``SHIPYARD_*`` overrides from ``environ``."""
+        environ = os.environ if environ is None else environ
+        path = root / CONFIG_FILE
+        data: dict[str, Any] = {}
+        if path.exists():
+            try:
+                data = tomllib.loads(path.read_text(encoding="utf-8"))
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(
+                    f"{path} is not valid TOML: {exc}; fix the line it names"
+                ) from exc
+        store = dict(data.get("store", {}))
+        if environ.get("SHIPYARD_DATABASE_URL"):
+            store["database"] = environ["SHIPYARD_DATABASE_URL"]
+        if environ.get("SHIPYARD_ARTIFACTS"):
+            store["artifacts"] = environ["SHIPYARD_ARTIFACTS"]
+        data["store"] = store
+        data["root"] = root.resolve()
+        data["user"] = environ.get("SHIPYARD_USER", "")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            raise ConfigError(f"{path} has invalid settings: {problems}") from exc
+
+
+def find_project_root(start: Path) -> Path:
+    """The nearest folder at or above ``start`` that holds shipyard.toml."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    raise ProjectNotFoundError(
+        f"no {CONFIG_FILE} in {start} or any folder above it; run 'shipyard init' to create "
+        "a project, or pass --project DIR"
+    )

@@ -1,0 +1,123 @@
+"""The metadata schema: registered models, their versions, aliases and promotions.
+
+Changes to these tables go with an Alembic migration in ``store/migrations/versions``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Timestamps stored in UTC and always read back timezone-aware (SQLite drops the zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, _dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"timestamps must be timezone-aware, got {value!r}")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, _dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    """The current time in UTC."""
+    return datetime.now(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with stable constraint names (so migrations can refer to them)."""
+
+    metadata = sa.MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: sa.JSON(),
+        list[Any]: sa.JSON(),
+    }
+
+
+class RegisteredModel(Base):
+    """A named model; its versions are numbered from 1 and never reused."""
+
+    __tablename__ = "registered_models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(128), unique=True)
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    last_version: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelVersion(Base):
+    """One immutable version of a model: artifact, signature, metrics and lineage."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (sa.UniqueConstraint("model_id", "version", name="uq_model_versions_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(sa.ForeignKey("registered_models.id"), index=True)
+    version: Mapped[int]
+    flavor: Mapped[str] = mapped_column(sa.String(32))
+    flavor_config: Mapped[dict[str, Any]]
+    artifact_digest: Mapped[str] = mapped_column(sa.String(64))
+    signature: Mapped[dict[str, Any] | None]
+    input_example: Mapped[list[Any] | None]
+    metrics: Mapped[dict[str, Any]]
+    params: Mapped[dict[str, Any]]
+    tags: Mapped[dict[str, Any]]
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    lineage: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(sa.String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(sa.String(128))
+
+
+class ModelAlias(Base):
+    """An alias (a stage such as ``production``, or ``champion``) pointing at one version."""
+
+    __tablename__ = "model_aliases"
+
+    model_id: Mapped[int] = mapped_column(sa.ForeignKey("registered_models.id"), primary_key=True)
+    alias: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    version_id: Mapped[int] = mapped_column(sa.ForeignKey("model_versions.id"), index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Promotion(Base):
+    """One decision about an alias: promoted, refused by a gate, forced, or removed."""
+
+    __tablename__ = "promotions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(sa.ForeignKey("registered_models.id"), index=True)
+    alias: Mapped[str] = mapped_column(sa.String(64))
+    from_version: Mapped[int | None]
+    to_version: Mapped[int | None]
+    outcome: Mapped[str] = mapped_column(sa.String(16))
+    forced: Mapped[bool] = mapped_column(default=False)
+    reason: Mapped[str] = mapped_column(sa.Text, default="")
+    actor: Mapped[str] = mapped_column(sa.String(128))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    gate: Mapped[list[Any]]
