@@ -1,0 +1,80 @@
+"""The ``shipyard`` command: ``init``, ``quickstart``, ``models …`` and ``db …``.
+
+Every command acts on the project found from the current folder upwards (the folder
+holding shipyard.toml), or the one named with ``--project``. A :class:`ShipyardError`
+prints one line and exits with status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shipyard.cli.context import Group, ProjectOption, open_project
+from shipyard.cli.models import models_app
+from shipyard.cli.render import console
+from shipyard.demo.quickstart import run_quickstart
+from shipyard.project import Project
+from shipyard.store import head_revision
+
+app = typer.Typer(
+    cls=Group,
+    name="shipyard",
+    help="Carry a model from a notebook to production, and keep it healthy there.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(cls=Group, help="The metadata database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(models_app, name="models")
+
+
+@app.callback()
+def _root(ctx: typer.Context, project: ProjectOption = None) -> None:
+    ctx.obj = {"project": project}
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder for the new project.")] = Path("."),
+    name: Annotated[str | None, typer.Option(help="Project name (default: folder name).")] = None,
+) -> None:
+    """Create a shipyard project (shipyard.toml, .shipyard/) in DIRECTORY."""
+    with Project.init(directory, name=name) as project:
+        console.print(f"Created shipyard project [bold]{project.settings.project.name}[/bold]")
+        console.print(f"  settings: {project.root / 'shipyard.toml'}")
+        console.print(f"  database: {project.settings.database_url}")
+        console.print(f"  artifacts: {project.settings.artifacts_url}")
+
+
+@app.command()
+def quickstart(
+    directory: Annotated[Path, typer.Argument(help="Folder for the demo project.")] = Path(
+        "demo-project"
+    ),
+) -> None:
+    """Run the demo: train a churn model, register it and promote it through the gates."""
+    run_quickstart(directory, console)
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Migrate the metadata database to the newest schema (also done on every open)."""
+    project = open_project(ctx)
+    revision = project.database.upgrade()
+    console.print(f"database {project.database.url.render_as_string()} is at revision {revision}")
+
+
+@db_app.command("current")
+def db_current(ctx: typer.Context) -> None:
+    """Show the schema revision of the metadata database and the newest one known."""
+    project = open_project(ctx)
+    console.print(f"current: {project.database.current_revision()}  newest: {head_revision()}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="shipyard")

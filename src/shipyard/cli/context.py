@@ -1,0 +1,47 @@
+"""What every command shares: finding the project and turning errors into one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from typer.core import TyperGroup
+
+from shipyard.cli.render import err_console
+from shipyard.core.exceptions import ShipyardError
+from shipyard.project import Project
+
+
+class Group(TyperGroup):
+    """Turns shipyard's own errors into clean one-line messages."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ShipyardError as exc:
+            err_console.print(f"[red]error:[/red] {escape(exc.message)}", soft_wrap=True)
+            raise typer.Exit(1) from exc
+
+
+ProjectOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--project", "-p", help="Project folder (default: found from the current folder up)."
+    ),
+]
+
+
+def open_project(ctx: typer.Context, project: Path | None = None) -> Project:
+    """Open the project named by ``--project`` (here or on a parent command) or found upwards."""
+    current: typer.Context | None = ctx
+    chosen: Path | None = project
+    while chosen is None and current is not None:
+        if isinstance(current.obj, dict) and current.obj.get("project"):
+            chosen = current.obj["project"]
+            break
+        current = current.parent
+    opened = Project(chosen or Path.cwd())
+    ctx.call_on_close(opened.close)
+    return opened

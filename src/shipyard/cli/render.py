@@ -1,0 +1,135 @@
+"""Output for the CLI: rich tables for people, ``--json`` for tools."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from shipyard.registry import ModelInfo, PromotionInfo, RuleResult, VersionInfo
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+_STATUS_STYLE = {"passed": "green", "failed": "red", "skipped": "yellow"}
+
+
+def print_json(data: Any) -> None:
+    """Write ``data`` as indented JSON to stdout (no colours, no wrapping)."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def models_table(models: Iterable[ModelInfo]) -> Table:
+    """One row per registered model."""
+    table = Table(title="Registered models")
+    for column in ("name", "latest", "versions", "aliases", "updated"):
+        table.add_column(column)
+    for model in models:
+        aliases = ", ".join(f"{a}→{v}" for a, v in model.aliases.items())
+        updated = model.updated_at.strftime("%Y-%m-%d %H:%M") if model.updated_at else ""
+        table.add_row(
+            model.name, _fmt(model.latest_version), str(model.version_count), aliases, updated
+        )
+    return table
+
+
+def versions_table(name: str, versions: Iterable[VersionInfo]) -> Table:
+    """One row per version of a model."""
+    table = Table(title=f"Versions of {name}")
+    for column in ("version", "flavor", "status", "aliases", "metrics", "created", "by"):
+        table.add_column(column)
+    for v in versions:
+        metrics = ", ".join(f"{k}={_fmt(x)}" for k, x in v.metrics.items())
+        table.add_row(
+            str(v.version),
+            v.flavor,
+            v.status,
+            ", ".join(v.aliases),
+            metrics,
+            v.created_at.strftime("%Y-%m-%d %H:%M"),
+            v.created_by,
+        )
+    return table
+
+
+def show_version(v: VersionInfo) -> None:
+    """Everything about one version, for people."""
+    console.print(f"[bold]{v.ref}[/bold]  flavor={v.flavor}  status={v.status}")
+    if v.aliases:
+        console.print(f"aliases: {', '.join(v.aliases)}")
+    if v.description:
+        console.print(f"description: {v.description}")
+    console.print(f"registered {v.created_at:%Y-%m-%d %H:%M:%S} UTC by {v.created_by}")
+    console.print(f"artifact sha256: {v.artifact_digest}")
+    if v.trusted_types:
+        console.print(f"trusted at registration: {', '.join(v.trusted_types)}")
+    for title, values in (("metrics", v.metrics), ("params", v.params), ("tags", v.tags)):
+        if values:
+            console.print(f"{title}: " + ", ".join(f"{k}={_fmt(x)}" for k, x in values.items()))
+    git = v.lineage.get("git") or {}
+    if git.get("commit"):
+        dirty = " (dirty)" if git.get("dirty") else ""
+        console.print(f"git: {git['commit'][:12]}{dirty} on {git.get('branch')}")
+    for dataset, fingerprint in (v.lineage.get("datasets") or {}).items():
+        console.print(f"dataset {dataset}: {fingerprint[:16]}…")
+    if v.lineage.get("run_id"):
+        console.print(f"run: {v.lineage['run_id']}")
+    if v.signature is not None:
+        table = Table(title="Signature (inputs)")
+        for column in ("column", "dtype", "nullable", "seen"):
+            table.add_column(column)
+        for c in v.signature.inputs:
+            if c.categories is not None:
+                seen = ", ".join(map(str, c.categories[:6])) + (
+                    " …" if len(c.categories) > 6 else ""
+                )
+            elif c.minimum is not None:
+                seen = f"{_fmt(c.minimum)} … {_fmt(c.maximum)}"
+            else:
+                seen = ""
+            table.add_row(c.name, c.dtype, "yes" if c.nullable else "no", seen)
+        console.print(table)
+        if v.signature.outputs is not None:
+            out = v.signature.outputs
+            classes = f", classes {list(out.classes)}" if out.classes is not None else ""
+            console.print(f"output: {out.dtype} shape {list(out.shape)}{classes}")
+    else:
+        console.print("[yellow]no signature: input is not validated[/yellow]")
+
+
+def gate_lines(results: Iterable[RuleResult]) -> None:
+    """Each gate rule with its outcome."""
+    for r in results:
+        style = _STATUS_STYLE.get(r.status, "")
+        console.print(f"  [{style}]{r.status:7}[/{style}] {r.rule}: {r.detail}")
+
+
+def history_table(name: str, events: Iterable[PromotionInfo]) -> Table:
+    """The decision history of a model."""
+    table = Table(title=f"Decision history of {name}")
+    for column in ("when", "alias", "from", "to", "outcome", "by", "reason", "gate"):
+        table.add_column(column)
+    for e in events:
+        failed = sum(1 for r in e.gate if not r.passed)
+        gate = f"{len(e.gate) - failed}/{len(e.gate)} passed" if e.gate else ""
+        table.add_row(
+            e.at.strftime("%Y-%m-%d %H:%M:%S"),
+            e.alias,
+            _fmt(e.from_version) if e.from_version is not None else "-",
+            _fmt(e.to_version) if e.to_version is not None else "-",
+            e.outcome,
+            e.actor,
+            e.reason,
+            gate,
+        )
+    return table
