@@ -17,7 +17,7 @@ from shipyard.project import Project
 class Group(TyperGroup):
     """Turns shipyard's own errors into clean one-line messages."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except ShipyardError as exc:
@@ -35,7 +35,7 @@ ProjectOption = Annotated[
 
 def open_project(ctx: typer.Context, project: Path | None = None) -> Project:
     """Open the project named by ``--project`` (here or on a parent command) or found upwards."""
-    current: typer.Context | None = ctx
+    current: Any = ctx
     chosen: Path | None = project
     while chosen is None and current is not None:
         if isinstance(current.obj, dict) and current.obj.get("project"):
