@@ -89,6 +89,21 @@ def require_trusted(config: Mapping[str, Any], needed: Sequence[str], what: str)
     return trusted
 
 
+def allowed_class(name: object, allowed: Mapping[str, str], library: str) -> str:
+    """The canonical class name ``allowed[name]``; refuse any name not on the allow-list.
+
+    Flavors rebuild model classes named in configs and MLmodel files from such a table,
+    never by importing a string, so a tampered config cannot reach arbitrary code.
+    """
+    if isinstance(name, str) and name in allowed:
+        return allowed[name]
+    choices = ", ".join(sorted(set(allowed.values())))
+    raise FlavorError(
+        f"expected a {library} model class among {choices} but got {name!r}; "
+        "shipyard rebuilds only these classes"
+    )
+
+
 def stored_file(directory: Path, name: object, what: str) -> Path:
     """The file ``name`` (from a flavor config or MLmodel) inside ``directory``, checked.
 
