@@ -153,3 +153,29 @@ def test_the_console_script_finds_the_project_from_a_subfolder(folder: Path) -> 
     assert done.returncode == 1
     assert "no shipyard.toml" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_import_mlflow_folder_predicts_like_mlflow(folder: Path, trained: Trained) -> None:
+    import mlflow.pyfunc
+    import mlflow.sklearn
+
+    model, frame, _ = trained
+    target = folder / "mlflow-model"
+    mlflow.sklearn.save_model(
+        model, str(target), serialization_format="cloudpickle", input_example=frame.head(5)
+    )
+    code, _, err = shipyard(folder, "models", "import-mlflow", str(target), "-n", "churn")
+    assert code == 1
+    assert "pickle" in err
+    code, out, err = shipyard(
+        folder, "models", "import-mlflow", str(target), "-n", "churn", "--trust", "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["flavor"] == "mlflow"
+    from shipyard import Project
+
+    with Project(folder) as project:
+        ours = project.registry.load("churn").predict(frame)
+    theirs = mlflow.pyfunc.load_model(str(target)).predict(frame)
+    assert np.array_equal(ours, np.asarray(theirs))
