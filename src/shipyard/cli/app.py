@@ -14,9 +14,9 @@ import typer
 
 from shipyard.cli.context import Group, ProjectOption, open_project
 from shipyard.cli.models import models_app
-from shipyard.cli.render import console
 from shipyard.demo.quickstart import run_quickstart
 from shipyard.project import Project
+from shipyard.render import console
 from shipyard.store import head_revision
 
 app = typer.Typer(

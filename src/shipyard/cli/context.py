@@ -9,9 +9,9 @@ import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from shipyard.cli.render import err_console
 from shipyard.core.exceptions import ShipyardError
 from shipyard.project import Project
+from shipyard.render import err_console
 
 
 class Group(TyperGroup):

@@ -9,7 +9,9 @@ import pandas as pd
 import typer
 
 from shipyard.cli.context import Group, ProjectOption, open_project
-from shipyard.cli.render import (
+from shipyard.core.exceptions import GateFailedError, InvalidArgumentError
+from shipyard.registry import VersionInfo
+from shipyard.render import (
     console,
     gate_lines,
     history_table,
@@ -18,8 +20,6 @@ from shipyard.cli.render import (
     show_version,
     versions_table,
 )
-from shipyard.core.exceptions import GateFailedError, InvalidArgumentError
-from shipyard.registry import VersionInfo
 
 models_app = typer.Typer(
     cls=Group, help="Registered models and their versions.", no_args_is_help=True

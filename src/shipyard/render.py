@@ -1,4 +1,4 @@
-"""Output for the CLI: rich tables for people, ``--json`` for tools."""
+"""Rendering for people (rich tables, gate results) and tools (``--json``): CLI and demo."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from shipyard.registry import ModelInfo, PromotionInfo, RuleResult, VersionInfo
@@ -16,11 +17,16 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 _STATUS_STYLE = {"passed": "green", "failed": "red", "skipped": "yellow"}
+_OUTCOME_STYLE = {"refused": "red", "promoted": "green", "forced": "yellow"}
 
 
 def print_json(data: Any) -> None:
     """Write ``data`` as indented JSON to stdout (no colours, no wrapping)."""
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _styled(text: str, style: str | None) -> str:
+    return f"[{style}]{text}[/{style}]" if style else text
 
 
 def _fmt(value: Any) -> str:
@@ -107,11 +113,13 @@ def show_version(v: VersionInfo) -> None:
         console.print("[yellow]no signature: input is not validated[/yellow]")
 
 
-def gate_lines(results: Iterable[RuleResult]) -> None:
-    """Each gate rule with its outcome."""
+def gate_lines(results: Iterable[RuleResult], out: Console | None = None, indent: int = 2) -> None:
+    """Each gate rule with its outcome, on ``out`` (default: stdout)."""
+    out = out or console
     for r in results:
         style = _STATUS_STYLE.get(r.status, "")
-        console.print(f"  [{style}]{r.status:7}[/{style}] {r.rule}: {r.detail}")
+        text = f"[{style}]{r.status:7}[/{style}] {escape(r.rule)}: {escape(r.detail)}"
+        out.print(" " * indent + text)
 
 
 def history_table(name: str, events: Iterable[PromotionInfo]) -> Table:
@@ -127,7 +135,7 @@ def history_table(name: str, events: Iterable[PromotionInfo]) -> Table:
             e.alias,
             _fmt(e.from_version) if e.from_version is not None else "-",
             _fmt(e.to_version) if e.to_version is not None else "-",
-            e.outcome,
+            _styled(e.outcome, _OUTCOME_STYLE.get(e.outcome)),
             e.actor,
             e.reason,
             gate,
