@@ -131,7 +131,7 @@ def history_table(name: str, events: Iterable[PromotionInfo]) -> Table:
         failed = sum(1 for r in e.gate if not r.passed)
         gate = f"{len(e.gate) - failed}/{len(e.gate)} passed" if e.gate else ""
         table.add_row(
-            e.at.strftime("%Y-%m-%d %H:%M:%S"),
+            e.at.strftime("%m-%d %H:%M:%S"),
             e.alias,
             _fmt(e.from_version) if e.from_version is not None else "-",
             _fmt(e.to_version) if e.to_version is not None else "-",

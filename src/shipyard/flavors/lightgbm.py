@@ -5,6 +5,10 @@ scikit-learn wrapper (``LGBMClassifier``, ``LGBMRegressor``, ``LGBMRanker``) is 
 pickled: its Booster is saved as text and the config records the class (from an
 allow-list) and, for classifiers, the class labels; :func:`booster_predictor` rebuilds
 the wrapper's ``predict``/``predict_proba`` from the Booster exactly as LightGBM does.
+
+lightgbm is imported inside the functions that need it, not at the top: the mlflow
+flavor reuses this module's loaders, and an MLflow folder of another format must not
+require lightgbm to be installed.
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@ skl2onnx's ZipMap list of dicts) gives ``predict_proba``, with class labels read
 the graph's classifier nodes.
 
 :func:`describe_onnx` and :func:`session_predictor` serve the mlflow flavor too.
+
+onnx and onnxruntime is imported inside the functions that need it, not at the top: the mlflow
+flavor reuses this module's loaders, and an MLflow folder of another format must not
+require onnx and onnxruntime to be installed.
 """
 
 from __future__ import annotations

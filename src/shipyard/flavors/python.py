@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
+import joblib
 import numpy as np
 import pandas as pd
 
@@ -105,8 +107,6 @@ def load_pickle_file(path: Path, serialization: str, config: Mapping[str, Any]) 
     require_trusted(config, [PICKLE], f"loading {path.name} (a {serialization} stream)")
     try:
         if serialization == "joblib":
-            import joblib
-
             return joblib.load(path)
         with path.open("rb") as stream:
             return pickle.load(stream)  # trusted explicitly above
@@ -133,8 +133,6 @@ class PythonFlavor(Flavor):
 
     def save(self, model: object, directory: Path) -> SavedModel:
         """Write ``model`` with cloudpickle to ``model.pkl``."""
-        import cloudpickle
-
         path = directory / "model.pkl"
         try:
             with path.open("wb") as stream:

@@ -15,6 +15,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import sklearn
+import skops.io as sio
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
+from skops.io.exceptions import UnsupportedTypeException, UntrustedTypesFoundException
+
 from shipyard.core.exceptions import FlavorError, UnsupportedModelError, UntrustedArtifactError
 from shipyard.flavors.base import Flavor, Predictor, SavedModel, require_trusted, stored_file
 from shipyard.flavors.python import object_predictor
@@ -25,8 +32,6 @@ FILE = "model.skops"
 
 def skops_untrusted(path: Path) -> list[str]:
     """The types loading the skops file ``path`` needs trusted (read without loading)."""
-    import skops.io as sio
-
     try:
         return sorted(str(t) for t in sio.get_untrusted_types(file=path))
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
@@ -38,9 +43,6 @@ def skops_untrusted(path: Path) -> list[str]:
 
 def load_skops(path: Path, config: Mapping[str, Any]) -> Any:
     """Load the skops file ``path`` trusting exactly ``config["trusted_types"]``."""
-    import skops.io as sio
-    from skops.io.exceptions import UnsupportedTypeException, UntrustedTypesFoundException
-
     needed = skops_untrusted(path)
     trusted = require_trusted(config, needed, f"loading {path.name} (skops)")
     try:
@@ -69,16 +71,11 @@ class SklearnFlavor(Flavor):
 
     def can_save(self, model: object) -> bool:
         """True for a scikit-learn estimator with ``predict``."""
-        from sklearn.base import BaseEstimator
 
         return isinstance(model, BaseEstimator) and callable(getattr(model, "predict", None))
 
     def save(self, model: object, directory: Path) -> SavedModel:
         """Write ``model`` with ``skops.io.dump`` to ``model.skops``."""
-        import sklearn
-        import skops.io as sio
-        from sklearn.exceptions import NotFittedError
-        from sklearn.utils.validation import check_is_fitted
 
         try:
             check_is_fitted(model)

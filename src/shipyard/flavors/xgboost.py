@@ -3,6 +3,10 @@
 ``save`` writes UBJSON (``model.ubj``); ``import_path`` takes ``.json`` or ``.ubj`` files.
 Both formats are data, so nothing needs trusting. The class to rebuild (``XGBClassifier``
 and friends) comes from an allow-list and is loaded with its own ``load_model``.
+
+xgboost is imported inside the functions that need it, not at the top: the mlflow
+flavor reuses this module's loaders, and an MLflow folder of another format must not
+require xgboost to be installed.
 """
 
 from __future__ import annotations
