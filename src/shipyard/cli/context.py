@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +23,16 @@ class Group(TyperGroup):
             return super().invoke(ctx)
         except ShipyardError as exc:
             err_console.print(f"[red]error:[/red] {escape(exc.message)}", soft_wrap=True)
+            raise typer.Exit(1) from exc
+        except (OSError, MemoryError) as exc:
+            # Not shipyard's own failure (a full disk, a permission): say what, not a traceback.
+            if os.environ.get("SHIPYARD_DEBUG"):
+                raise
+            err_console.print(
+                f"[red]error:[/red] {escape(f'{type(exc).__name__}: {exc}')} "
+                "(set SHIPYARD_DEBUG=1 for the traceback)",
+                soft_wrap=True,
+            )
             raise typer.Exit(1) from exc
 
 

@@ -98,9 +98,9 @@ class Promotions:
             )
             info = self._promotion_info(parsed.name, record)
         if outcome == "refused":
-            lines = "\n  ".join(f"{r.rule}: {r.detail}" for r in failed)
+            lines = "; ".join(f"{r.rule} ({r.detail})" for r in failed)
             raise GateFailedError(
-                f"the {to} gate refused {parsed.name}:{row.version}:\n  {lines}\n"
+                f"the {to} gate refused {parsed.name}:{row.version}: {lines}. "
                 "Fix the version, or override with --force --reason '...' (recorded)",
                 [r.to_dict() for r in failed],
             )

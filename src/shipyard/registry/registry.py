@@ -298,10 +298,10 @@ def _decide_trust(
     given = set(trusted_types or ())
     missing = [t for t in needed if t not in given]
     if missing:
-        listed = "\n  ".join(missing)
         raise UntrustedArtifactError(
-            f"{origin} ({saved.flavor}) needs these types trusted before it can be loaded:\n"
-            f"  {listed}\nReview them, then register again with --trust (Python: trust=True) "
+            f"{origin} ({saved.flavor}) needs these types trusted before it can be loaded: "
+            f"{', '.join(missing)}. Review them, then register again with --trust "
+            "(Python: trust=True) "
             "to trust all of them, or --trust-type NAME for each"
         )
     return needed
