@@ -7,6 +7,7 @@ from types import TracebackType
 
 from shipyard.core.exceptions import ConflictError
 from shipyard.core.settings import CONFIG_FILE, STATE_DIR, Settings, find_project_root
+from shipyard.datasets import Datasets, SourceSettings, parse_sources
 from shipyard.registry import Registry
 from shipyard.store import ArtifactStore, Database
 
@@ -48,6 +49,8 @@ class Project:
         self.database = Database.open(settings.database_url)
         self.artifacts = ArtifactStore(settings.artifacts_url)
         self.registry = Registry(self.database, self.artifacts, settings)
+        self.datasets = Datasets(self.database, self.artifacts, settings.actor)
+        self.sources: dict[str, SourceSettings] = parse_sources(settings.sources)
 
     @classmethod
     def init(cls, path: str | Path, *, name: str | None = None) -> Project:

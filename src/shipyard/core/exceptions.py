@@ -7,6 +7,7 @@ failures in one place (the CLI prints one line, the server one JSON body)::
     ├── ConfigError (400)              shipyard.toml or an environment variable is wrong
     ├── InvalidArgumentError (400)     an argument to a call or command is wrong
     ├── ProjectNotFoundError (404)     no shipyard.toml here or above
+    ├── DataSourceError (502)          a data source (file, database, URL) could not be read
     ├── InvalidReferenceError (400)    "churn@@x" is not a model reference
     ├── NotFoundError (404)            a model, version or alias does not exist
     ├── ConflictError (409)            the action clashes with the current state
@@ -53,6 +54,12 @@ class ProjectNotFoundError(ShipyardError):
     """No shipyard project (a folder with shipyard.toml) was found."""
 
     status_code = 404
+
+
+class DataSourceError(ShipyardError):
+    """A data source (a file, a database query, a URL) could not be read."""
+
+    status_code = 502
 
 
 class InvalidReferenceError(ShipyardError):

@@ -64,3 +64,38 @@ def check_alias(alias: str) -> str:
     if alias.isdigit():
         raise InvalidReferenceError(f"{alias!r} is not a valid alias: it may not be a number")
     return alias
+
+
+#: The dataset zones, in the order data flows through them.
+ZONES = ("raw", "processed", "predictions")
+_DATASET_RE = re.compile(rf"^(?P<zone>[a-z]+)/(?P<name>{_NAME})(?::(?P<version>[0-9]+))?$")
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """``ZONE/NAME`` (newest version) or ``ZONE/NAME:VERSION``, e.g. ``raw/customers:3``."""
+
+    zone: str
+    name: str
+    version: int | None = None
+
+    def __str__(self) -> str:
+        base = f"{self.zone}/{self.name}"
+        return base if self.version is None else f"{base}:{self.version}"
+
+    @property
+    def key(self) -> str:
+        """``ZONE/NAME`` without the version."""
+        return f"{self.zone}/{self.name}"
+
+    @classmethod
+    def parse(cls, text: str) -> DatasetRef:
+        """Parse ``ZONE/NAME`` or ``ZONE/NAME:VERSION``."""
+        match = _DATASET_RE.match(text.strip())
+        if not match or match.group("zone") not in ZONES:
+            raise InvalidReferenceError(
+                f"{text!r} is not a dataset reference; write ZONE/NAME or ZONE/NAME:VERSION "
+                f"with ZONE one of {', '.join(ZONES)} (e.g. raw/customers:3)"
+            )
+        version = match.group("version")
+        return cls(match.group("zone"), match.group("name"), int(version) if version else None)

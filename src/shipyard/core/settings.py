@@ -62,6 +62,12 @@ class Settings(_Section):
     project: ProjectSection = Field(default_factory=ProjectSection)
     store: StoreSettings = Field(default_factory=StoreSettings)
     gates: dict[str, GateSettings] = Field(default_factory=dict)
+    # Engine sections are kept raw here (core imports nothing above it); each engine
+    # validates its own section, and Project does so on open so a typo fails early.
+    sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    pipelines: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    schedules: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    value: dict[str, Any] | None = None
     user: str = ""
 
     @property

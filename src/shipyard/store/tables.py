@@ -121,3 +121,75 @@ class Promotion(Base):
     actor: Mapped[str] = mapped_column(sa.String(128))
     at: Mapped[datetime] = mapped_column(default=utcnow)
     gate: Mapped[list[Any]]
+
+
+class DatasetVersion(Base):
+    """One immutable version of a dataset in a zone (``raw``, ``processed``, ``predictions``)."""
+
+    __tablename__ = "dataset_versions"
+    __table_args__ = (
+        sa.UniqueConstraint("zone", "name", "version", name="uq_dataset_versions_number"),
+        sa.Index("ix_dataset_versions_zone_name", "zone", "name"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    zone: Mapped[str] = mapped_column(sa.String(16))
+    name: Mapped[str] = mapped_column(sa.String(128))
+    version: Mapped[int]
+    fingerprint: Mapped[str] = mapped_column(sa.String(64), index=True)
+    artifact_digest: Mapped[str] = mapped_column(sa.String(64))
+    columns: Mapped[list[Any]]
+    row_count: Mapped[int]
+    source: Mapped[str] = mapped_column(sa.Text, default="")
+    run_id: Mapped[str | None] = mapped_column(sa.String(40))
+    step: Mapped[str | None] = mapped_column(sa.String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(sa.String(128))
+
+
+class Run(Base):
+    """One run of a pipeline."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    pipeline: Mapped[str] = mapped_column(sa.String(128), index=True)
+    status: Mapped[str] = mapped_column(sa.String(16))
+    trigger: Mapped[str] = mapped_column(sa.String(32), default="manual")
+    params: Mapped[dict[str, Any]]
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str] = mapped_column(sa.Text, default="")
+    created_by: Mapped[str] = mapped_column(sa.String(128))
+
+
+class StepRun(Base):
+    """One step of a run: its status, cache key, inputs, outputs and error."""
+
+    __tablename__ = "step_runs"
+    __table_args__ = (sa.UniqueConstraint("run_id", "step", name="uq_step_runs_run_step"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(sa.ForeignKey("runs.id"), index=True)
+    step: Mapped[str] = mapped_column(sa.String(128))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    cache_key: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    inputs: Mapped[dict[str, Any]]
+    outputs: Mapped[dict[str, Any]]
+    error: Mapped[str] = mapped_column(sa.Text, default="")
+    log_dir: Mapped[str] = mapped_column(sa.Text, default="")
+
+
+class ScheduleState(Base):
+    """The scheduler's memory of one pipeline: last and next fire time, and who holds its lock."""
+
+    __tablename__ = "schedule_state"
+
+    pipeline: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    last_fire_at: Mapped[datetime | None]
+    next_fire_at: Mapped[datetime | None]
+    lock_owner: Mapped[str | None] = mapped_column(sa.String(128))
+    lock_expires_at: Mapped[datetime | None]
