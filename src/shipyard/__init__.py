@@ -30,6 +30,7 @@ from shipyard.core.refs import ModelRef
 from shipyard.core.schema import ColumnSpec, OutputSpec, Signature
 from shipyard.core.settings import Settings
 from shipyard.flavors import LoadedModel
+from shipyard.pipelines import step
 from shipyard.project import Project
 
 __version__ = "0.1.0"
@@ -57,4 +58,5 @@ __all__ = [
     "UnsupportedModelError",
     "UntrustedArtifactError",
     "__version__",
+    "step",
 ]
