@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from shipyard.cli.context import Group, ProjectOption, open_project
+from shipyard.cli.datasets import datasets_app
 from shipyard.cli.models import models_app
 from shipyard.demo.quickstart import run_quickstart
 from shipyard.project import Project
@@ -30,6 +31,7 @@ app = typer.Typer(
 db_app = typer.Typer(cls=Group, help="The metadata database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
+app.add_typer(datasets_app, name="datasets")
 
 
 @app.callback()

@@ -131,8 +131,9 @@ def _sql(source: SourceSettings, _root: Path) -> pd.DataFrame:
                 sa.text(source.query), connection, **source.options
             )
             return frame
-    except sa.exc.SQLAlchemyError as exc:
-        detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    except (sa.exc.SQLAlchemyError, pd.errors.DatabaseError) as exc:
+        cause = exc.__cause__ if isinstance(exc, pd.errors.DatabaseError) else exc
+        detail = str(getattr(cause, "orig", cause)).strip().splitlines()[0]
         raise DataSourceError(f"query on {source.describe()} failed: {detail}") from exc
     finally:
         engine.dispose()
