@@ -1,31 +1,28 @@
 """Expected business value of a model, computed from its predictions on a held-out set.
 
-Definitions (``s`` is the :class:`~shipyard.value.settings.ValueSettings`; one evaluation row
-stands for one decision):
+Definitions (settings from ``[value]``, see :class:`~shipyard.value.settings.ValueSettings`;
+each evaluation row stands for one decision):
 
-- **value of a row**: classification: the value of the row's confusion-matrix cell
-  (``true_positive``, ``false_positive``, ``false_negative`` or ``true_negative``; the positive
-  class is 1, and a probability is decided positive when it is ``>= threshold``);
-  regression: ``gain_per_decision - cost_per_unit_error * |y - ŷ|``.
-- ``value_per_decision``: the mean value over the rows.
-- ``gain_per_period`` = ``value_per_decision * decisions_per_period``.
-- ``net_per_period`` = ``gain_per_period - running_cost_per_period``: the model's EBITDA
-  contribution per period.
+- **value of a row**: classification: the value of its confusion-matrix cell (positive class
+  1; a probability is decided positive when ``>= threshold``); regression:
+  ``gain_per_decision - cost_per_unit_error * |y - ŷ|``.
+- ``value_per_decision`` = mean row value; ``gain_per_period`` = ``value_per_decision *
+  decisions_per_period``; ``net_per_period`` = ``gain_per_period - running_cost_per_period``,
+  the model's EBITDA contribution per period.
 - Over the horizon: ``total_cost`` = ``one_off_cost + running_cost_per_period * horizon_periods``,
-  ``total_gain`` = ``gain_per_period * horizon_periods``.
-- ``roi`` = ``(total_gain - total_cost) / total_cost``. With no cost at all (``total_cost == 0``)
-  it is ``+inf`` if ``total_gain > 0``, ``-inf`` if ``total_gain < 0`` and ``0`` if both are 0.
-- ``payback_periods`` = ``one_off_cost / net_per_period`` when ``net_per_period > 0``, else
-  ``inf``: the model never earns its one-off cost back (0 when there is no one-off cost).
+  ``total_gain`` = ``gain_per_period * horizon_periods``, and
+  ``roi`` = ``(total_gain - total_cost) / total_cost``. With no cost at all (``total_cost == 0``)
+  ``roi`` is ``+inf`` if ``total_gain > 0``, ``-inf`` if ``total_gain < 0``, ``0`` if both are 0.
+- ``payback_periods`` = ``one_off_cost / net_per_period`` if ``net_per_period > 0``, else
+  ``inf``: the one-off cost is never earned back (0 when there is no one-off cost).
 - ``ebitda_low`` / ``ebitda_high``: the ``(1 - confidence) / 2`` and ``1 - (1 - confidence) / 2``
-  percentiles of ``net_per_period`` over ``bootstrap`` resamples of the evaluation rows (drawn
-  with replacement by a numpy Generator seeded with ``seed``, so the same inputs give the same
-  interval). ``ebitda_mid`` is the point estimate, ``net_per_period``. The interval covers the
-  noise of a finite evaluation set only, not uncertainty in volume or costs.
-- ``uplift_per_period`` (only with a ``baseline``): ``gain_per_period`` minus the same quantity
-  computed from the status quo's predictions (``baseline=0`` for "no model, every decision
-  negative", or the previous version's predictions). ``roi`` is not incremental: it compares
-  the model with doing nothing at all.
+  percentiles of ``net_per_period`` over ``bootstrap`` resamples of the evaluation rows (with
+  replacement, numpy Generator seeded with ``seed``: same inputs, same interval);
+  ``ebitda_mid`` is the point estimate ``net_per_period``. The interval covers the noise of a
+  finite evaluation set only, not uncertainty in volume or costs.
+- ``uplift_per_period`` (only with a ``baseline``, the status quo's predictions such as
+  ``baseline=0`` for "no model, always negative" or the previous version's): ``gain_per_period``
+  minus the baseline's. ``roi`` is not incremental: it compares the model with doing nothing.
 
 Stored metrics (:meth:`ValueReport.metrics`) are finite floats: ``roi`` and ``payback_periods``
 are clipped to ``[-UNBOUNDED, UNBOUNDED]`` (``1e9``), so an unbounded ROI passes any
@@ -62,10 +59,10 @@ METRIC_NAMES = (
 _FEW_DISTINCT = 4096  # up to this many distinct row values, resample counts per value
 _CHUNK = 4_000_000  # row indices drawn per batch otherwise (~32 MB)
 _ENCODE_HINT = "encode the positive class as 1 and others as 0: (y == 'churned').astype(int)"
+_SCORES_HINT = "to threshold scores, pass probabilities of the positive class as proba="
 _BASELINE_HINT = "pass the status quo's 0/1 decisions, e.g. baseline=0 for 'always negative'"
 
 Floats = npt.NDArray[np.float64]
-Ints = npt.NDArray[np.intp]
 
 
 @dataclass(frozen=True)
@@ -114,14 +111,14 @@ class ValueReport:
             f"{_money(self.ebitda_low)} \u2026 {_money(self.ebitda_high)})"
         ]
         horizon = f"{self.horizon_periods} {_plural(self.period, self.horizon_periods)}"
+        roi = f"{self.roi:.1f}\u00d7 over {horizon}"
         if math.isinf(self.roi):
-            parts.append(f"ROI unbounded over {horizon} (no cost)")
-        else:
-            parts.append(f"ROI {self.roi:.1f}\u00d7 over {horizon}")
-        if math.isinf(self.payback_periods):
+            roi = f"{'-' if self.roi < 0 else ''}unbounded over {horizon} (no cost)"
+        parts.append(f"ROI {roi}")
+        payback = self.payback_periods
+        if math.isinf(payback):
             parts.append("no payback (net per period is not positive)")
         else:
-            payback = self.payback_periods
             parts.append(f"payback {payback:.1f} {_plural(self.period, payback)}")
         if self.uplift_per_period is not None:
             parts.append(f"uplift {_money(self.uplift_per_period, signed=True)} {per} vs baseline")
@@ -144,9 +141,7 @@ def business_value(
     the status quo's predictions, or one number for all rows (e.g. ``0``); it adds
     ``uplift_per_period``. Raises :class:`InvalidArgumentError` for unusable inputs.
     """
-    truth: Floats | Ints = _vector("y_true", y_true, hint=_ENCODE_HINT)
-    if settings.classification is not None:
-        truth = _binary("y_true", truth, _ENCODE_HINT)
+    truth = _column(settings, "y_true", y_true, None, _ENCODE_HINT)
     values = _row_values(settings, truth, _predictions(settings, truth.size, y_pred, proba))
 
     value_per_decision = float(values.mean())
@@ -167,12 +162,10 @@ def business_value(
 
     uplift = None
     if baseline is not None:  # one number stands for the same decision on every row
-        status_quo = _vector("baseline", np.broadcast_to(baseline, truth.shape), truth.size)
-        if settings.classification is not None:
-            status_quo = _binary("baseline", status_quo, _BASELINE_HINT)
-        uplift = gain - float(_row_values(settings, truth, status_quo).mean()) * (
-            settings.decisions_per_period
-        )
+        status_quo = np.full(truth.shape, baseline) if np.ndim(baseline) == 0 else baseline
+        status_quo = _column(settings, "baseline", status_quo, truth.size, _BASELINE_HINT)
+        baseline_value = float(_row_values(settings, truth, status_quo).mean())
+        uplift = gain - baseline_value * settings.decisions_per_period
     return ValueReport(
         currency=settings.currency,
         period=settings.period,
@@ -193,44 +186,30 @@ def business_value(
     )
 
 
-def _row_values(settings: ValueSettings, truth: Floats | Ints, predicted: Floats | Ints) -> Floats:
+def _row_values(settings: ValueSettings, truth: Floats, predicted: Floats) -> Floats:
     """The value of each row's decision (see the module docstring)."""
     if settings.classification is not None:
         cls = settings.classification
-        cells = np.array(
-            [cls.true_negative, cls.false_positive, cls.false_negative, cls.true_positive]
-        )
-        return cells[2 * truth.astype(np.intp) + predicted.astype(np.intp)]
+        cells = [cls.true_negative, cls.false_positive, cls.false_negative, cls.true_positive]
+        return np.array(cells)[2 * truth.astype(np.intp) + predicted.astype(np.intp)]
     if settings.regression is not None:
         reg = settings.regression
         return reg.gain_per_decision - reg.cost_per_unit_error * np.abs(truth - predicted)
-    raise ConfigError(  # only reachable with settings built by model_construct()
-        "[value] declares neither [value.classification] nor [value.regression]; add one"
-    )
+    raise ConfigError("[value] needs [value.classification] or [value.regression]; add one")
 
 
-def _predictions(settings: ValueSettings, rows: int, y_pred: Any, proba: Any) -> Floats | Ints:
+def _predictions(settings: ValueSettings, rows: int, y_pred: Any, proba: Any) -> Floats:
     """The model's decisions: hard predictions, or thresholded probabilities."""
-    if settings.classification is None:
-        if proba is not None:
-            raise InvalidArgumentError(
-                "proba is for classification value models, but [value] declares regression; "
-                "pass the predicted values as y_pred"
-            )
-        if y_pred is None:
-            raise InvalidArgumentError(
-                "y_pred is missing; pass the model's predictions for the rows of y_true"
-            )
-        return _vector("y_pred", y_pred, rows)
-    if (y_pred is None) == (proba is None):
-        got = "neither" if y_pred is None else "both"
-        raise InvalidArgumentError(
-            "pass either y_pred (hard 0/1 predictions) or proba (probabilities of the "
-            f"positive class), got {got}"
-        )
     if proba is None:
-        hint = "to threshold scores, pass probabilities of the positive class as proba="
-        return _binary("y_pred", _vector("y_pred", y_pred, rows), hint)
+        if y_pred is None:
+            raise InvalidArgumentError("no predictions given; pass y_pred, or proba to threshold")
+        return _column(settings, "y_pred", y_pred, rows, _SCORES_HINT)
+    if settings.classification is None or y_pred is not None:
+        raise InvalidArgumentError(
+            "proba is for classification value models only and replaces y_pred, got "
+            f"{'y_pred and proba' if y_pred is not None else 'proba with [value.regression]'}; "
+            "pass either y_pred or proba"
+        )
     probabilities = _vector("proba", proba, rows)
     if probabilities.min() < 0.0 or probabilities.max() > 1.0:
         raise InvalidArgumentError(
@@ -238,7 +217,14 @@ def _predictions(settings: ValueSettings, rows: int, y_pred: Any, proba: Any) ->
             f"{probabilities.min():g} to {probabilities.max():g}; pass predict_proba output, "
             "not raw scores or logits"
         )
-    return (probabilities >= settings.classification.threshold).astype(np.intp)
+    return (probabilities >= settings.classification.threshold).astype(np.float64)
+
+
+def _column(settings: ValueSettings, name: str, data: Any, rows: int | None, hint: str) -> Floats:
+    """``data`` as a float column, holding only 0 and 1 for a classification value model."""
+    if settings.classification is None:
+        return _vector(name, data, rows)
+    return _binary(name, _vector(name, data, rows, hint), hint)
 
 
 def _vector(name: str, data: Any, rows: int | None = None, hint: str = "") -> Floats:
@@ -250,13 +236,10 @@ def _vector(name: str, data: Any, rows: int | None = None, hint: str = "") -> Fl
             f"{name} must hold numbers, got {type(data).__name__} that cannot be read as "
             f"numbers ({exc}); {hint or 'convert it to a numeric array'}"
         ) from exc
-    if column.ndim == 2 and column.shape[1] == 1:
-        column = column[:, 0]
+    column = column[:, 0] if column.ndim == 2 and column.shape[1] == 1 else column
     if column.ndim != 1:
-        fix = "pass a single column of values"
-        if name == "proba" and column.ndim == 2:
-            fix = "pass the positive-class column, e.g. model.predict_proba(X)[:, 1]"
-        raise InvalidArgumentError(f"{name} must be one column, got shape {column.shape}; {fix}")
+        fix = "predict_proba(X)[:, 1], the positive class" if name == "proba" else "one column"
+        raise InvalidArgumentError(f"{name} must be 1-D, got shape {column.shape}; pass {fix}")
     if rows is None and column.size == 0:
         raise InvalidArgumentError(f"{name} is empty; business value needs evaluation rows")
     if rows is not None and column.size != rows:
@@ -272,8 +255,8 @@ def _vector(name: str, data: Any, rows: int | None = None, hint: str = "") -> Fl
     return column
 
 
-def _binary(name: str, column: Floats, hint: str) -> Ints:
-    """``column`` as 0/1 integers; anything else is an error that says how to encode it."""
+def _binary(name: str, column: Floats, hint: str) -> Floats:
+    """``column`` if it holds only 0 and 1; else an error that says how to encode it."""
     wrong = (column != 0.0) & (column != 1.0)
     if wrong.any():
         found = ", ".join(f"{v:g}" for v in np.unique(column[wrong])[:5])
@@ -281,7 +264,7 @@ def _binary(name: str, column: Floats, hint: str) -> Ints:
             f"{name} must hold 0 or 1 (positive class = 1) or booleans for a classification "
             f"value model, got {found}; {hint}"
         )
-    return column.astype(np.intp)
+    return column
 
 
 def _bootstrap_means(values: Floats, resamples: int, rng: np.random.Generator) -> Floats:
@@ -295,8 +278,7 @@ def _bootstrap_means(values: Floats, resamples: int, rng: np.random.Generator) -
     distinct, counts = np.unique(values, return_counts=True)
     if distinct.size <= _FEW_DISTINCT:
         picks = rng.multinomial(rows, counts / rows, size=resamples)
-        means: Floats = picks @ distinct / rows
-        return means
+        return np.asarray(picks @ distinct / rows, dtype=np.float64)
     means = np.empty(resamples)
     batch = max(1, _CHUNK // rows)
     for start in range(0, resamples, batch):
