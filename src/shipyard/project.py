@@ -10,6 +10,7 @@ from shipyard.core.settings import CONFIG_FILE, STATE_DIR, Settings, find_projec
 from shipyard.datasets import Datasets, SourceSettings, parse_sources
 from shipyard.registry import Registry
 from shipyard.store import ArtifactStore, Database
+from shipyard.value import ValueSettings
 
 DEFAULT_CONFIG = """\
 # shipyard project settings. Environment variables SHIPYARD_DATABASE_URL,
@@ -51,6 +52,9 @@ class Project:
         self.registry = Registry(self.database, self.artifacts, settings)
         self.datasets = Datasets(self.database, self.artifacts, settings.actor)
         self.sources: dict[str, SourceSettings] = parse_sources(settings.sources)
+        self.value: ValueSettings | None = (
+            ValueSettings.from_table(settings.value) if settings.value is not None else None
+        )
 
     @classmethod
     def init(cls, path: str | Path, *, name: str | None = None) -> Project:
