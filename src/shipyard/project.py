@@ -8,6 +8,7 @@ from types import TracebackType
 from shipyard.core.exceptions import ConflictError
 from shipyard.core.settings import CONFIG_FILE, STATE_DIR, Settings, find_project_root
 from shipyard.datasets import Datasets, SourceSettings, parse_sources
+from shipyard.pipelines.runs import Runs
 from shipyard.registry import Registry
 from shipyard.store import ArtifactStore, Database
 from shipyard.value import ValueSettings
@@ -51,6 +52,7 @@ class Project:
         self.artifacts = ArtifactStore(settings.artifacts_url)
         self.registry = Registry(self.database, self.artifacts, settings)
         self.datasets = Datasets(self.database, self.artifacts, settings.actor)
+        self.runs = Runs(self.database)
         self.sources: dict[str, SourceSettings] = parse_sources(settings.sources)
         self.value: ValueSettings | None = (
             ValueSettings.from_table(settings.value) if settings.value is not None else None

@@ -15,6 +15,7 @@ import typer
 from shipyard.cli.context import Group, ProjectOption, open_project
 from shipyard.cli.datasets import datasets_app
 from shipyard.cli.models import models_app
+from shipyard.cli.runs import run_command, runs_app
 from shipyard.demo.quickstart import run_quickstart
 from shipyard.project import Project
 from shipyard.render import console
@@ -32,6 +33,8 @@ db_app = typer.Typer(cls=Group, help="The metadata database.", no_args_is_help=T
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 app.add_typer(datasets_app, name="datasets")
+app.add_typer(runs_app, name="runs")
+app.command("run")(run_command)
 
 
 @app.callback()

@@ -56,3 +56,6 @@ def open_project(ctx: typer.Context, project: Path | None = None) -> Project:
     opened = Project(chosen or Path.cwd())
     ctx.call_on_close(opened.close)
     return opened
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]

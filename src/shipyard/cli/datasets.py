@@ -7,13 +7,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from shipyard.cli.context import Group, ProjectOption, open_project
+from shipyard.cli.context import Group, JsonOption, ProjectOption, open_project
 from shipyard.render import console, print_json
 
 datasets_app = typer.Typer(
     cls=Group, help="Datasets in the raw, processed and predictions zones.", no_args_is_help=True
 )
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 @datasets_app.command("list")

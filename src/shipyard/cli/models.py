@@ -8,7 +8,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from shipyard.cli.context import Group, ProjectOption, open_project
+from shipyard.cli.context import Group, JsonOption, ProjectOption, open_project
 from shipyard.core.exceptions import GateFailedError, InvalidArgumentError
 from shipyard.registry import VersionInfo
 from shipyard.render import (
@@ -25,7 +25,6 @@ models_app = typer.Typer(
     cls=Group, help="Registered models and their versions.", no_args_is_help=True
 )
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 TrustOption = Annotated[
     bool, typer.Option("--trust", help="Trust every type or pickle the model needs (recorded).")
 ]

@@ -22,6 +22,8 @@ from shipyard.pipelines.steps import Step, is_dataset
 
 #: The folder of a project that holds pipeline modules (one pipeline per ``NAME.py``).
 PIPELINES_DIR = "pipelines"
+#: Pipeline modules are imported as ``shipyard_pipeline_<NAME>`` (child processes rely on it).
+MODULE_PREFIX = "shipyard_pipeline_"
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,7 @@ def load_module_pipeline(path: Path, name: str | None = None) -> Pipeline:
     pipeline_name = name or path.stem
     if not path.is_file():
         raise NotFoundError(f"no pipeline module at {path}")
-    module_name = f"shipyard_pipeline_{pipeline_name}"
+    module_name = f"{MODULE_PREFIX}{pipeline_name}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:  # pragma: no cover - a .py file always has one
         raise ConfigError(f"cannot import {path}")

@@ -23,15 +23,13 @@ import inspect
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, overload
 
 from shipyard.core.exceptions import ConfigError
 from shipyard.core.refs import ZONES, DatasetRef, check_name
 
 #: The prefix of data items that are Python objects rather than datasets.
 ARTIFACTS = "artifacts"
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def is_dataset(item: str) -> bool:
@@ -97,8 +95,10 @@ class Step:
             return {}
 
 
+@overload
 def step(
-    func: F | None = None,
+    func: Callable[..., Any],
+    /,
     *,
     inputs: Mapping[str, str] | None = None,
     outputs: str | Sequence[str] = (),
@@ -107,10 +107,37 @@ def step(
     retry_delay: float = 1.0,
     timeout: float | None = None,
     cache: bool = True,
-) -> Any:
+) -> Step: ...
+
+
+@overload
+def step(
+    *,
+    inputs: Mapping[str, str] | None = None,
+    outputs: str | Sequence[str] = (),
+    name: str | None = None,
+    retries: int = 0,
+    retry_delay: float = 1.0,
+    timeout: float | None = None,
+    cache: bool = True,
+) -> Callable[[Callable[..., Any]], Step]: ...
+
+
+def step(
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    inputs: Mapping[str, str] | None = None,
+    outputs: str | Sequence[str] = (),
+    name: str | None = None,
+    retries: int = 0,
+    retry_delay: float = 1.0,
+    timeout: float | None = None,
+    cache: bool = True,
+) -> Step | Callable[[Callable[..., Any]], Step]:
     """Declare a pipeline step (usable as ``@step`` or ``@step(...)``)."""
 
-    def wrap(target: F) -> Step:
+    def wrap(target: Callable[..., Any]) -> Step:
         step_name = name or target.__name__
         where = f"step {step_name!r}"
         check_name(step_name)

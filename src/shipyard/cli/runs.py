@@ -1,0 +1,165 @@
+"""``shipyard run PIPELINE`` and ``shipyard runs …``: run pipelines and look at past runs.
+
+``run_command`` is registered as ``app.command("run")`` and ``runs_app`` as the ``runs``
+group in :mod:`shipyard.cli.app`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from shipyard.cli.context import Group, JsonOption, ProjectOption, open_project
+from shipyard.pipelines.plan import parse_param_options
+from shipyard.pipelines.progress import styled
+from shipyard.pipelines.resolve import resolve_pipeline
+from shipyard.pipelines.runner import Runner
+from shipyard.pipelines.runs import CACHED, FAILED, KILLED, SUCCEEDED, RunInfo, Runs, StepRunInfo
+from shipyard.render import console, err_console, print_json
+
+runs_app = typer.Typer(
+    cls=Group, help="Pipeline runs: what ran, when, and how it ended.", no_args_is_help=True
+)
+
+
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}s"
+
+
+def _log_lines(info: RunInfo) -> None:
+    """Where each failed step's logs are (on stderr)."""
+    for item in info.failed_steps:
+        if item.log_dir:
+            err_console.print(
+                f"  logs of {item.step}: {escape(item.log_dir)} (stdout.log, stderr.log)",
+                soft_wrap=True,
+            )
+
+
+def run_command(
+    ctx: typer.Context,
+    pipeline: Annotated[str, typer.Argument(help="Pipeline name (pipelines/NAME.py).")],
+    step: Annotated[
+        list[str] | None,
+        typer.Option("--step", "-s", help="Run only this step (repeatable)."),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="Override a parameter: STEP.KEY=VALUE (repeatable)."),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Run every step, even unchanged ones.")
+    ] = False,
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", min=1, help="Steps run at once, at most.")
+    ] = 2,
+    as_json: JsonOption = False,
+    project: ProjectOption = None,
+) -> None:
+    """Run PIPELINE: its steps in dependency order, unchanged steps reused from the cache."""
+    opened = open_project(ctx, project)
+    resolved = resolve_pipeline(opened.settings, pipeline)
+    runner = Runner(
+        opened.settings, opened.database, opened.artifacts, opened.datasets,
+        workers=workers, console=None if as_json else console,
+    )  # fmt: skip
+    info = runner.run(
+        resolved, steps=step or None, params=parse_param_options(param or []),
+        use_cache=not no_cache,
+    )  # fmt: skip
+    if as_json:
+        print_json(info.to_dict())
+    if info.status != SUCCEEDED:
+        err_console.print(f"[red]error:[/red] {escape(info.error)}", soft_wrap=True)
+        _log_lines(info)
+        raise typer.Exit(1)
+
+
+def _runs_table(runs: list[RunInfo]) -> Table:
+    table = Table(title="Pipeline runs")
+    for column in ("run", "pipeline", "status", "trigger", "started", "time", "steps"):
+        table.add_column(column, no_wrap=column in ("run", "status"))
+    for info in runs:
+        counts = f"{info.count(SUCCEEDED)} ran, {info.count(CACHED)} cached"
+        if info.failed_steps:
+            counts += f", {len(info.failed_steps)} failed"
+        table.add_row(
+            info.id,
+            info.pipeline,
+            styled(info.status),
+            info.trigger,
+            info.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            _seconds(info.duration),
+            counts,
+        )
+    return table
+
+
+def _steps_table(steps: list[StepRunInfo]) -> Table:
+    table = Table(title="Steps")
+    for column in ("step", "status", "attempts", "time", "outputs"):
+        table.add_column(column, no_wrap=column in ("step", "status"))
+    for item in steps:
+        outputs = ", ".join(
+            str(d.get("ref") or f"{name}@{str(d.get('digest', ''))[:12]}")
+            for name, d in item.outputs.items()
+        )
+        table.add_row(
+            item.step, styled(item.status), str(item.attempts), _seconds(item.duration), outputs
+        )
+    return table
+
+
+@runs_app.command("list")
+def list_(
+    ctx: typer.Context,
+    pipeline: Annotated[str | None, typer.Option(help="Only runs of this pipeline.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many runs, newest first.")] = 50,
+    as_json: JsonOption = False,
+    project: ProjectOption = None,
+) -> None:
+    """The newest pipeline runs, newest first."""
+    runs = Runs(open_project(ctx, project).database).list(pipeline=pipeline, limit=limit)
+    if as_json:
+        print_json([info.to_dict() for info in runs])
+        return
+    if not runs:
+        console.print("no runs yet: 'shipyard run PIPELINE' starts one")
+        return
+    console.print(_runs_table(runs))
+
+
+@runs_app.command("show")
+def show(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="Run id (or 'latest').")],
+    lines: Annotated[int, typer.Option(min=0, help="Lines of a failed step's stderr.")] = 20,
+    as_json: JsonOption = False,
+    project: ProjectOption = None,
+) -> None:
+    """One run: its steps, their outputs, and for a failed step its error and logs."""
+    info = Runs(open_project(ctx, project).database).get(run_id)
+    if as_json:
+        print_json(info.to_dict())
+        return
+    console.print(
+        f"[bold]{info.id}[/bold]  pipeline={info.pipeline}  status={styled(info.status)}  "
+        f"trigger={info.trigger}  by {info.created_by}"
+    )
+    console.print(
+        f"started {info.started_at:%Y-%m-%d %H:%M:%S} UTC"
+        + (f", took {_seconds(info.duration)}" if info.duration is not None else "")
+    )
+    if info.error:
+        console.print(f"[red]error:[/red] {escape(info.error)}", soft_wrap=True)
+    console.print(_steps_table(info.steps))
+    for item in info.steps:
+        if item.status not in (FAILED, KILLED):
+            continue
+        console.print(f"[red]{item.step}[/red]: {escape(item.error)}", soft_wrap=True)
+        console.print(f"  logs: {escape(item.log_dir)} (stdout.log, stderr.log)", soft_wrap=True)
+        for line in item.log_tail("stderr", lines):
+            console.print(f"  | {escape(line)}", soft_wrap=True)
