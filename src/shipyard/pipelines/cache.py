@@ -45,6 +45,10 @@ def identity(described: Mapping[str, Any]) -> str:
     return str(described.get("fingerprint") or described["digest"])
 
 
+#: A step parameter with this name receives the id of the run executing it.
+RUN_ID_PARAM = "run_id"
+
+
 def cache_key(
     step: Step, pipeline: str, inputs: Mapping[str, Mapping[str, Any]], params: Mapping[str, Any]
 ) -> str:
@@ -55,7 +59,8 @@ def cache_key(
         "pipeline": pipeline,
         "step": step.name,
         "inputs": sorted((item, identity(d)) for item, d in inputs.items()),
-        "params": params,
+        # The run id a step may ask for says who ran it, not what it computes.
+        "params": {k: v for k, v in params.items() if k != RUN_ID_PARAM},
     }
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import logging
 import os
 import sys
@@ -28,6 +29,7 @@ import cloudpickle
 
 from shipyard.core.exceptions import InvalidArgumentError
 from shipyard.datasets import Datasets
+from shipyard.pipelines.cache import RUN_ID_PARAM
 from shipyard.pipelines.graph import MODULE_PREFIX, load_module_pipeline
 from shipyard.pipelines.steps import Step, is_dataset
 from shipyard.store import ArtifactStore, Database
@@ -125,6 +127,8 @@ def execute(task: StepTask) -> dict[str, dict[str, Any]]:
     try:
         datasets = Datasets(database, ArtifactStore(task.artifacts_url), task.actor)
         arguments = {**_read_inputs(task, datasets), **task.params}
+        if RUN_ID_PARAM in inspect.signature(func).parameters:
+            arguments[RUN_ID_PARAM] = task.run_id
         result = func(**arguments)
         values = split_outputs(task.step, task.outputs, result)
         return {item: _stage(item, value, datasets) for item, value in values.items()}
