@@ -37,7 +37,7 @@ def shipyard(project: Path, *args: str) -> tuple[int, str, str]:
 def folder(tmp_path: Path, trained: Trained) -> Path:
     """A project made by 'shipyard init', with a production gate and a .skops model and example."""
     root = tmp_path / "proj"
-    result = runner.invoke(app, ["init", str(root), "--name", "demo"])
+    result = runner.invoke(app, ["init", str(root), "--name", "demo", "--bare"])
     assert result.exit_code == 0, result.output
     config = root / "shipyard.toml"
     default_gate = "[gates.production]\nrules = []\nrequire_tags = {}\n"

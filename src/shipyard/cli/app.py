@@ -20,6 +20,7 @@ from shipyard.demo.quickstart import run_quickstart
 from shipyard.project import Project
 from shipyard.render import console
 from shipyard.store import head_revision
+from shipyard.templates import create_project
 
 app = typer.Typer(
     cls=Group,
@@ -44,15 +45,27 @@ def _root(ctx: typer.Context, project: ProjectOption = None) -> None:
 
 @app.command()
 def init(
-    directory: Annotated[Path, typer.Argument(help="Folder for the new project.")] = Path("."),
+    directory: Annotated[Path, typer.Argument(help="Folder for the new project (new or empty).")],
     name: Annotated[str | None, typer.Option(help="Project name (default: folder name).")] = None,
+    bare: Annotated[
+        bool, typer.Option(help="Only shipyard.toml and .shipyard/ (no template files).")
+    ] = False,
 ) -> None:
-    """Create a shipyard project (shipyard.toml, .shipyard/) in DIRECTORY."""
-    with Project.init(directory, name=name) as project:
-        console.print(f"Created shipyard project [bold]{project.settings.project.name}[/bold]")
-        console.print(f"  settings: {project.root / 'shipyard.toml'}")
+    """Create a working project: settings, sample data, pipelines, notebook and tests."""
+    if bare:
+        Project.init(directory, name=name).close()
+        written = [directory / "shipyard.toml"]
+    else:
+        written = create_project(directory, name or directory.resolve().name)
+    with Project(directory) as project:  # creates and migrates the metadata database
+        console.print(
+            f"Created shipyard project [bold]{project.settings.project.name}[/bold] in "
+            f"{project.root} ({len(written)} files)"
+        )
         console.print(f"  database: {project.settings.database_url}")
         console.print(f"  artifacts: {project.settings.artifacts_url}")
+    if not bare:
+        console.print(f"Next: cd {directory} && shipyard run train && shipyard models list")
 
 
 @app.command()

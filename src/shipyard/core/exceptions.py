@@ -13,6 +13,7 @@ failures in one place (the CLI prints one line, the server one JSON body)::
     ├── ConflictError (409)            the action clashes with the current state
     │   └── GateFailedError (409)      a stage gate refused a promotion
     ├── SchemaError (422)              input does not match a model's signature
+    ├── DataQualityError (422)         data failed a pipeline's quality checks
     ├── FlavorError (400)              a model format cannot be saved or loaded
     │   ├── UnsupportedModelError (400)
     │   └── MissingDependencyError (400)
@@ -24,7 +25,7 @@ Messages say what was expected, what arrived and how to fix it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -96,6 +97,16 @@ class SchemaError(ShipyardError):
     def __init__(self, message: str, column: str | None = None) -> None:
         super().__init__(message)
         self.column = column
+
+
+class DataQualityError(ShipyardError):
+    """Data failed the quality checks of a pipeline; ``failures`` lists each failed check."""
+
+    status_code = 422
+
+    def __init__(self, message: str, failures: Sequence[Mapping[str, Any]]) -> None:
+        super().__init__(message)
+        self.failures = [dict(f) for f in failures]
 
 
 class FlavorError(ShipyardError):
