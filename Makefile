@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo-project
+AIRFLOW_VENV := .venv-airflow
 
 .PHONY: demo test lint bench clean
 
@@ -18,10 +19,15 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.installed-runtime
 
+# Airflow's pins clash with ours: its own virtualenv, used only to parse exported DAGs in tests.
+$(AIRFLOW_VENV)/bin/python:
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install --quiet 'apache-airflow==3.3.*' || (rm -rf $(AIRFLOW_VENV); exit 1)
+
 demo: $(VENV)/.installed-runtime
 	$(BIN)/shipyard quickstart $(DEMO_DIR)
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev $(AIRFLOW_VENV)/bin/python
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
@@ -34,4 +40,4 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(AIRFLOW_VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -10,13 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shipyard import ConfigError, Project, Settings
+from shipyard import ConfigError, DataQualityError, Project, Settings
 from shipyard.demo.churn import make_churn
 from shipyard.pipelines import standard_steps as steps
 from shipyard.pipelines import standard_training as training
 from shipyard.pipelines.plan import resolve_params
 from shipyard.pipelines.runner import Runner
-from shipyard import DataQualityError
 from shipyard.pipelines.standard import build_standard, parse_standard
 
 SOURCES = {"customers": {"kind": "csv", "path": "data/customers.csv"}}
@@ -346,7 +345,8 @@ def test_register_then_gate_promotes_and_records_refusals(
     version = project.registry.get(ref)
     assert version.metrics["roc_auc"] == pytest.approx(evaluation["metrics"]["roc_auc"])
     assert version.tags == {"pipeline": "train"}
-    assert version.params["model"] == "logistic"
+    assert version.params["estimator"] == "LogisticRegression"
+    assert "model" not in version.params  # the fitted estimator is recorded, not the config
     assert version.params["train_rows"] == 900
     assert "customer_id" not in version.params["features"]
     assert set(version.lineage["datasets"]) == {"train", "test"}

@@ -119,7 +119,8 @@ def test_the_settings_parse_and_the_standard_road_validates(root: Path, clean_en
     assert ValueSettings.from_table(settings.value).kind == "classification"
     rules = parse_gates(settings.gates)
     assert [r.text for r in rules["production"]] == [
-        "roc_auc >= 0.80", "roc_auc >= production.roc_auc - 0.01", "roi >= 1.5"
+        "roc_auc >= 0.80", "roc_auc >= production.roc_auc - 0.01", "roi >= 1.5",
+        "net_per_period >= production.net_per_period * 0.95",
     ]  # fmt: skip
     assert settings.gates["production"].require_tags == {"business_value": "approved"}
     assert settings.schedules == {}  # the cron example is commented out

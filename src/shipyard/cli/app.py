@@ -15,6 +15,7 @@ import typer
 from shipyard.cli.context import Group, ProjectOption, open_project
 from shipyard.cli.datasets import datasets_app
 from shipyard.cli.models import models_app
+from shipyard.cli.orchestrate import export_app, scheduler
 from shipyard.cli.runs import run_command, runs_app
 from shipyard.demo.quickstart import run_quickstart
 from shipyard.project import Project
@@ -36,6 +37,8 @@ app.add_typer(models_app, name="models")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(runs_app, name="runs")
 app.command("run")(run_command)
+app.command()(scheduler)
+app.add_typer(export_app, name="export")
 
 
 @app.callback()

@@ -1,4 +1,4 @@
-"""A synthetic telecom customer-churn table, and the two models the quickstart trains on it.
+"""A synthetic telecom customer-churn table (the template's data/customers.csv comes from it).
 
 :func:`make_churn` draws customers with numpy (no downloads): tenure, contract, charges,
 usage, support calls, payment method and so on, with missing values where real exports
@@ -9,18 +9,9 @@ regression and both land in the ROC AUC range of real churn projects (about 0.80
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 from sklearn.model_selection import train_test_split
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 #: Numeric input columns.
 NUMERIC = [
@@ -117,52 +108,3 @@ def split(
     """Train and test frames, stratified on :data:`TARGET` (same ``seed``, same split)."""
     train, test = train_test_split(df, test_size=test_size, random_state=seed, stratify=df[TARGET])
     return train.reset_index(drop=True), test.reset_index(drop=True)
-
-
-def _categorical_steps() -> Pipeline:
-    return Pipeline(
-        [
-            ("impute", SimpleImputer(strategy="constant", fill_value="unknown")),
-            ("onehot", OneHotEncoder(handle_unknown="ignore")),
-        ]
-    )
-
-
-def build_baseline(seed: int = 0) -> Pipeline:
-    """Logistic regression on median-imputed, scaled numbers and one-hot categories."""
-    numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
-    prepare = ColumnTransformer(
-        [("numeric", numeric, NUMERIC), ("categorical", _categorical_steps(), CATEGORICAL)]
-    )
-    model = LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
-    return Pipeline([("prepare", prepare), ("model", model)])
-
-
-def build_boosted(seed: int = 0) -> Pipeline:
-    """Histogram gradient boosting; it handles missing numbers itself, categories are one-hot."""
-    prepare = ColumnTransformer(
-        [("numeric", "passthrough", NUMERIC), ("categorical", _categorical_steps(), CATEGORICAL)],
-        sparse_threshold=0.0,
-    )
-    model = HistGradientBoostingClassifier(
-        learning_rate=0.05,
-        max_iter=150,
-        max_leaf_nodes=6,
-        min_samples_leaf=100,
-        l2_regularization=1.0,
-        random_state=seed,
-    )
-    return Pipeline([("prepare", prepare), ("model", model)])
-
-
-def evaluate(model: Any, test: pd.DataFrame) -> dict[str, float]:
-    """``roc_auc``, ``accuracy``, ``f1`` and ``log_loss`` of a fitted classifier on ``test``."""
-    truth = test[TARGET].to_numpy()
-    proba = model.predict_proba(test[FEATURES])[:, 1]
-    predicted = (proba >= 0.5).astype(np.int64)
-    return {
-        "roc_auc": round(float(roc_auc_score(truth, proba)), 4),
-        "accuracy": round(float(accuracy_score(truth, predicted)), 4),
-        "f1": round(float(f1_score(truth, predicted)), 4),
-        "log_loss": round(float(log_loss(truth, proba)), 4),
-    }

@@ -174,6 +174,11 @@ def captured(log_dir: Path) -> Iterator[None]:
 
 def child_main(task: StepTask, channel: Connection) -> None:
     """Entry point of the child process: run the attempt and report through ``channel``."""
+    # A step that opens the project itself (the standard road's register and gate) must
+    # reach the stores this run uses, whatever the environment the parent was started in.
+    os.environ["SHIPYARD_DATABASE_URL"] = task.database_url
+    os.environ["SHIPYARD_ARTIFACTS"] = task.artifacts_url
+    os.environ["SHIPYARD_USER"] = task.actor
     message: dict[str, Any]
     try:
         with captured(Path(task.log_dir)):

@@ -134,7 +134,13 @@ def register(
     holds the configuration recorded as the version's parameters.
     """
     features = train_set.drop(columns=[target])
-    params = {**dict(training or {}), "features": list(features.columns), "target": target,
+    # Record the estimator actually fitted (a run may override the configured model).
+    estimator = model.steps[-1][1] if hasattr(model, "steps") else model
+    plain = (str, int, float, bool, type(None))
+    fitted = {k: v for k, v in estimator.get_params().items() if isinstance(v, plain)}
+    configured = {k: v for k, v in (training or {}).items() if k not in ("model", "model_params")}
+    params = {**configured, "estimator": type(estimator).__name__, "estimator_params": fitted,
+              "features": list(features.columns), "target": target,
               "train_rows": len(train_set), "test_rows": len(test_set)}  # fmt: skip
     with open_registry(project_root) as registry:
         info = registry.register(

@@ -1,0 +1,398 @@
+"""Cron schedules for pipelines, and the scheduler that fires them.
+
+A pipeline gets a schedule from a ``[schedules.NAME]`` table of shipyard.toml::
+
+    [schedules.churn]
+    cron = "0 6 * * *"        # croniter syntax
+    timezone = "Europe/Paris"  # zoneinfo name the cron is read in (default UTC)
+    missed = "latest"          # latest | all | skip: what to do about fire times missed
+    enabled = true             # while no scheduler was running
+
+The :class:`Scheduler` keeps each pipeline's last and next fire time in the
+``schedule_state`` table, so a restart knows what it missed. Before it launches a run it
+takes the pipeline's lock, a lease (owner and expiry) taken with one conditional
+``UPDATE``: two schedulers, in two processes, on SQLite or PostgreSQL, never run one
+pipeline at once, and the lease of a scheduler that died expires and is taken over.
+Runs are launched in threads, so one long pipeline does not hold up the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import sqlalchemy as sa
+from croniter import CroniterError, croniter
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from shipyard.core.exceptions import ConfigError
+from shipyard.core.settings import Settings
+from shipyard.datasets import Datasets
+from shipyard.pipelines.resolve import resolve_pipeline
+from shipyard.pipelines.runner import Runner
+from shipyard.pipelines.runs import FAILED
+from shipyard.store import ArtifactStore, Database
+from shipyard.store.tables import ScheduleState, utcnow
+
+log = logging.getLogger(__name__)
+
+MissedPolicy = Literal["latest", "all", "skip"]
+#: A launch callable: runs the named pipeline to the end and returns its final status.
+Launch = Callable[[str], str]
+Clock = Callable[[], datetime]
+
+#: The ``trigger`` recorded on runs the scheduler launches.
+TRIGGER = "schedule"
+DEFAULT_LEASE = timedelta(minutes=5)
+#: A fire time older than this when the scheduler sees it counts as missed.
+DEFAULT_GRACE = timedelta(minutes=1)
+
+
+class ScheduleConfig(BaseModel):
+    """One ``[schedules.NAME]`` table, validated."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cron: str
+    timezone: str = "UTC"
+    missed: MissedPolicy = "latest"
+    enabled: bool = True
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        try:
+            croniter(value)
+        except (CroniterError, ValueError, KeyError) as exc:
+            raise ValueError(
+                f"{value!r} is not a cron expression ({exc}); use five fields "
+                "'MINUTE HOUR DAY MONTH WEEKDAY', e.g. '0 6 * * *'"
+            ) from exc
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            return ZoneInfo(value).key
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"{value!r} is not a time zone; use e.g. 'UTC', 'Europe/Paris'"
+            ) from exc
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When one pipeline fires."""
+
+    pipeline: str
+    cron: str
+    timezone: str = "UTC"
+    missed: MissedPolicy = "latest"
+    enabled: bool = True
+
+    def next_after(self, moment: datetime) -> datetime:
+        """The first fire time strictly after ``moment`` (aware), in UTC."""
+        local = moment.astimezone(ZoneInfo(self.timezone))
+        found: datetime = croniter(self.cron, local).get_next(datetime)
+        return found.astimezone(ZoneInfo("UTC"))
+
+    def fire_times(self, start: datetime, end: datetime) -> list[datetime]:
+        """Every fire time in ``[start, end]``, oldest first, in UTC."""
+        times: list[datetime] = []
+        moment = self.next_after(start - timedelta(microseconds=1))
+        while moment <= end:
+            times.append(moment)
+            moment = self.next_after(moment)
+        return times
+
+    def due(
+        self, next_fire: datetime, now: datetime, grace: timedelta = DEFAULT_GRACE
+    ) -> list[datetime]:
+        """The fire times to launch now, given the stored next fire time and the missed policy.
+
+        Fire times from ``next_fire`` to ``now`` are due; those older than ``grace`` were
+        missed. ``latest`` launches the newest due one, ``all`` each in order, ``skip`` only
+        one that is not missed.
+        """
+        times = self.fire_times(next_fire, now)
+        if self.missed == "all":
+            return times
+        if self.missed == "skip":
+            times = [t for t in times if now - t <= grace]
+        return times[-1:]
+
+
+def load_schedules(settings: Settings) -> dict[str, Schedule]:
+    """Validate every ``[schedules.NAME]`` table; raise ConfigError naming a wrong one."""
+    schedules: dict[str, Schedule] = {}
+    for name, table in settings.schedules.items():
+        try:
+            config = ScheduleConfig.model_validate(table)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'table'}: {_reason(err)}"
+                for err in exc.errors()
+            )
+            raise ConfigError(
+                f"[schedules.{name}] in {settings.root / 'shipyard.toml'} is invalid: {problems}"
+            ) from exc
+        schedules[name] = Schedule(name, **config.model_dump())
+    return schedules
+
+
+def _reason(err: Mapping[str, Any]) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown field; the fields are cron, timezone, missed and enabled"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+@dataclass
+class Fire:
+    """One launch of a pipeline for one fire time, and how it ended."""
+
+    pipeline: str
+    fire_time: datetime
+    status: str = "running"
+    error: str = ""
+
+
+class Scheduler:
+    """Fires the project's enabled schedules; call :meth:`tick` repeatedly, or :meth:`run`.
+
+    ``launch(pipeline)`` runs a pipeline and returns its final status; ``clock`` returns
+    the current (aware) time, so tests move time instead of sleeping; ``owner`` names
+    this scheduler in locks (default ``<host>:<pid>:<uuid>``). Leases last ``lease`` and
+    are renewed while runs last.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        launch: Launch,
+        *,
+        clock: Clock = utcnow,
+        owner: str | None = None,
+        lease: timedelta = DEFAULT_LEASE,
+        grace: timedelta = DEFAULT_GRACE,
+        schedules: Mapping[str, Schedule] | None = None,
+        on_fire: Callable[[Fire], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.launch = launch
+        self.clock = clock
+        self.owner = owner or f"{socket.gethostname()[:80]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self.lease = lease
+        self.grace = grace
+        self.schedules = dict(load_schedules(settings) if schedules is None else schedules)
+        self.on_fire = on_fire
+        self.fires: list[Fire] = []
+        self._jobs: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()  # launch nothing more
+        self._closed = threading.Event()  # stop renewing leases
+        self._renewer: threading.Thread | None = None
+
+    # -- one pass ---------------------------------------------------------------------
+
+    def tick(self) -> list[str]:
+        """Launch every pipeline that is due and free; return the pipelines launched."""
+        busy = self.running
+        launched: list[str] = []
+        for name, schedule in self.schedules.items():
+            if not schedule.enabled or name in busy:
+                continue
+            times = self._claim(schedule)
+            if times:
+                self._start(schedule, times)
+                launched.append(name)
+        return launched
+
+    def _claim(self, schedule: Schedule) -> list[datetime]:
+        """Take the pipeline's lock if it is due and free; return the fire times to launch."""
+        now = self.clock()
+        # First sight of a pipeline: its first fire is the next cron time from now.
+        first = {"pipeline": schedule.pipeline, "next_fire_at": schedule.next_after(now)}
+        insert = pg_insert if self.database.backend == "postgresql" else sqlite_insert
+        with self.database.session() as session:
+            session.execute(insert(ScheduleState).values(**first).on_conflict_do_nothing())
+            state = session.get(ScheduleState, schedule.pipeline)
+            if state is None or state.next_fire_at is None or state.next_fire_at > now:
+                return []
+            times = schedule.due(state.next_fire_at, now, self.grace)
+            values: dict[str, Any] = {"lock_owner": self.owner, "lock_expires_at": now + self.lease}
+            if not times:  # everything missed and skipped: move on without running
+                values = {"next_fire_at": schedule.next_after(now)}
+            # The guard on next_fire_at stops a scheduler that read the state before another
+            # finished the same fire (and released the lock) from firing it a second time.
+            claimed = _update(
+                session,
+                [
+                    ScheduleState.pipeline == schedule.pipeline,
+                    ScheduleState.next_fire_at == state.next_fire_at,
+                    sa.or_(
+                        ScheduleState.lock_owner.is_(None),
+                        ScheduleState.lock_owner == self.owner,
+                        ScheduleState.lock_expires_at < now,
+                    ),
+                ],
+                values,
+            )
+            if claimed != 1 or not times:
+                return []
+            if state.lock_owner not in (None, self.owner):
+                log.warning(
+                    "took over %s from %s (lease expired)", state.pipeline, state.lock_owner
+                )
+        return times
+
+    def _start(self, schedule: Schedule, times: list[datetime]) -> None:
+        thread = threading.Thread(
+            target=self._job,
+            args=(schedule, times),
+            name=f"shipyard-schedule-{schedule.pipeline}",
+            daemon=True,
+        )
+        with self._lock:
+            self._jobs[schedule.pipeline] = thread
+        if self._renewer is None:
+            self._renewer = threading.Thread(target=self._renew_loop, name="leases", daemon=True)
+            self._renewer.start()
+        thread.start()
+
+    def _job(self, schedule: Schedule, times: list[datetime]) -> None:
+        try:
+            for fire_time in times:
+                if self._stopping.is_set() or not self._advance(schedule, fire_time):
+                    return
+                fire = Fire(schedule.pipeline, fire_time)
+                with self._lock:
+                    self.fires.append(fire)
+                try:
+                    fire.status = self.launch(schedule.pipeline)
+                except Exception as exc:  # a failed launch must not kill the scheduler
+                    fire.status, fire.error = FAILED, f"{type(exc).__name__}: {exc}"
+                    log.exception("launching %s failed", schedule.pipeline)
+                if self.on_fire is not None:
+                    self.on_fire(fire)
+        finally:
+            self._release([schedule.pipeline])
+
+    def _advance(self, schedule: Schedule, fire_time: datetime) -> bool:
+        """Record ``fire_time`` as fired before launching it; False if the lock was lost."""
+        updated = self._update_owned(
+            [schedule.pipeline],
+            last_fire_at=fire_time,
+            next_fire_at=schedule.next_after(fire_time),
+        )
+        if updated != 1:
+            log.error("lost the lock of %s; not launching %s", schedule.pipeline, fire_time)
+        return updated == 1
+
+    # -- leases -----------------------------------------------------------------------
+
+    def renew(self) -> None:
+        """Extend the lease of every pipeline this scheduler is running."""
+        with self._lock:
+            running = list(self._jobs)
+        if running:
+            self._update_owned(running, lock_expires_at=self.clock() + self.lease)
+
+    def _update_owned(self, pipelines: list[str] | None, **values: Any) -> int:
+        """Update the rows of ``pipelines`` (default: all) whose lock this scheduler holds."""
+        where = [ScheduleState.lock_owner == self.owner]
+        if pipelines is not None:
+            where.append(ScheduleState.pipeline.in_(pipelines))
+        with self.database.session() as session:
+            return _update(session, where, values)
+
+    def _renew_loop(self) -> None:
+        interval = max(self.lease.total_seconds() / 3, 0.05)
+        while not self._closed.wait(interval):
+            try:
+                self.renew()
+            except Exception:  # a database hiccup: try again at the next interval
+                log.exception("renewing schedule leases failed")
+
+    def _release(self, pipelines: list[str] | None = None) -> None:
+        """Release the locks of ``pipelines`` (default: every lock this scheduler holds)."""
+        self._update_owned(pipelines, lock_owner=None, lock_expires_at=None)
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    @property
+    def running(self) -> list[str]:
+        """Pipelines this scheduler is running now."""
+        with self._lock:
+            for name in [n for n, thread in self._jobs.items() if not thread.is_alive()]:
+                del self._jobs[name]
+            return sorted(self._jobs)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for launched runs to finish; True if none is left running."""
+        with self._lock:
+            jobs = list(self._jobs.values())
+        for thread in jobs:
+            thread.join(timeout)
+        return not self.running
+
+    def run(self, *, duration: float | None = None, interval: float = 5.0) -> None:
+        """Tick every ``interval`` seconds until :meth:`stop` (or ``duration`` seconds pass)."""
+        end = None if duration is None else time.monotonic() + duration
+        while not self._stopping.is_set():
+            self.tick()
+            left = interval if end is None else end - time.monotonic()
+            if left <= 0:
+                break
+            self._stopping.wait(min(interval, left))
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return and launch nothing more; running launches finish."""
+        self._stopping.set()
+
+    def close(self) -> None:
+        """Stop renewing and release every lock this scheduler holds (runs still going lose it)."""
+        self._stopping.set()
+        self._closed.set()
+        self._release()
+
+
+def _update(
+    session: Session, where: Sequence[sa.ColumnElement[bool]], values: Mapping[str, Any]
+) -> int:
+    """``UPDATE schedule_state SET values WHERE where``; return how many rows changed."""
+    statement = sa.update(ScheduleState).where(*where).values(**values)
+    result = session.execute(statement.execution_options(synchronize_session=False))
+    return int(cast("sa.CursorResult[Any]", result).rowcount)
+
+
+def make_launcher(
+    settings: Settings,
+    database: Database,
+    artifacts: ArtifactStore,
+    datasets: Datasets,
+    *,
+    workers: int = 2,
+) -> Launch:
+    """A launch callable that runs a pipeline with shipyard's runner (``trigger="schedule"``)."""
+
+    def launch(pipeline: str) -> str:
+        # One runner per launch: launches of different pipelines run in parallel threads.
+        runner = Runner(settings, database, artifacts, datasets, workers=workers)
+        return runner.run(resolve_pipeline(settings, pipeline), trigger=TRIGGER).status
+
+    return launch
