@@ -60,7 +60,8 @@ def _overlay(result: Params, pipeline: Pipeline, overrides: Mapping[str, Any], s
         unknown = [k for k in values if k not in known]
         if unknown:
             raise ConfigError(
-                f"{source}.{step_name} sets unknown parameter(s) {', '.join(map(repr, unknown))}; "
+                f"{source} {step_name}.{unknown[0]}: step {step_name!r} has no parameter "
+                f"{', '.join(map(repr, unknown))}; "
                 f"step {step_name!r} takes {', '.join(known) or 'no parameters'}"
             )
         for key, value in values.items():
@@ -78,7 +79,7 @@ def resolve_params(
         for name, step in pipeline.steps.items()
     }
     _overlay(result, pipeline, configured or {}, f"[pipelines.{pipeline.name}.params]")
-    _overlay(result, pipeline, given or {}, "the params given")
+    _overlay(result, pipeline, given or {}, "--param")
     return result
 
 
