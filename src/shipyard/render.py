@@ -82,6 +82,13 @@ def show_version(v: VersionInfo) -> None:
     for title, values in (("metrics", v.metrics), ("params", v.params), ("tags", v.tags)):
         if values:
             console.print(f"{title}: " + ", ".join(f"{k}={_fmt(x)}" for k, x in values.items()))
+    if "net_per_period" in v.metrics:
+        m = v.metrics
+        console.print(
+            f"business value: EBITDA {m['net_per_period']:,.0f} per period "
+            f"(interval {m.get('ebitda_low', 0):,.0f} … {m.get('ebitda_high', 0):,.0f}), "
+            f"ROI {m.get('roi', 0):.2f}, payback {m.get('payback_periods', 0):.2f} periods"
+        )
     git = v.lineage.get("git") or {}
     if git.get("commit"):
         dirty = " (dirty)" if git.get("dirty") else ""
