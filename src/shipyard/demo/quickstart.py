@@ -11,6 +11,8 @@ history. Running it again on the same folder continues the same project.
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -97,12 +99,13 @@ def run_quickstart(directory: str | Path, console: Console | None = None) -> dic
         out.print(history_table(MODEL, history))
     elapsed = time.perf_counter() - started
     out.print(f"Done in {elapsed:.1f} s. Where to look:")
+    exe = _executable()
     for what, where in (
         ("the project", str(root)),
-        ("its runs", f"shipyard runs list --project {root}"),
-        ("its datasets", f"shipyard datasets list --project {root}"),
-        ("the production version", f"shipyard models show {MODEL}@production --project {root}"),
-        ("every decision", f"shipyard models history {MODEL} --project {root}"),
+        ("its runs", f"{exe} runs list --project {root}"),
+        ("its datasets", f"{exe} datasets list --project {root}"),
+        ("the production version", f"{exe} models show {MODEL}@production --project {root}"),
+        ("every decision", f"{exe} models history {MODEL} --project {root}"),
     ):
         out.print(f"  {what:24} {escape(where)}", soft_wrap=True)  # commands stay copyable
     return {
@@ -120,6 +123,15 @@ def run_quickstart(directory: str | Path, console: Console | None = None) -> dic
         "outcomes": [e.outcome for e in history],
         "elapsed_seconds": round(elapsed, 3),
     }
+
+
+def _executable() -> str:
+    """``shipyard`` when it is on PATH, else the path of the one next to this Python."""
+    beside = Path(sys.executable).with_name("shipyard")
+    on_path = shutil.which("shipyard")
+    if on_path and Path(on_path).resolve() == beside.resolve():
+        return "shipyard"
+    return str(beside) if beside.exists() else "shipyard"
 
 
 def _prepare(root: Path, out: Console) -> bool:
