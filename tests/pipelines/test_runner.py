@@ -170,7 +170,7 @@ def test_unknown_steps_and_params_are_refused(tmp_path: Path) -> None:
     with make_project(tmp_path / "proj", url, "diamond", toml=bad_toml) as project:
         runner = runner_for(project)
         pipeline = pipeline_of(project, "diamond")
-        with pytest.raises(ConfigError, match=r"unknown parameter\(s\) 'colour'.*takes label"):
+        with pytest.raises(ConfigError, match=r"report.colour: step 'report' has no .*takes label"):
             runner.run(pipeline)
         project.settings.pipelines["diamond"]["params"].pop("report")
         with pytest.raises(ConfigError, match=r"unknown step\(s\) 'nope'"):

@@ -17,6 +17,7 @@ from shipyard.cli.datasets import datasets_app
 from shipyard.cli.models import models_app
 from shipyard.cli.orchestrate import export_app, scheduler
 from shipyard.cli.runs import run_command, runs_app
+from shipyard.cli.serve import serve_command
 from shipyard.demo.quickstart import run_quickstart
 from shipyard.project import Project
 from shipyard.render import console
@@ -38,6 +39,7 @@ app.add_typer(datasets_app, name="datasets")
 app.add_typer(runs_app, name="runs")
 app.command("run")(run_command)
 app.command()(scheduler)
+app.command("serve")(serve_command)
 app.add_typer(export_app, name="export")
 
 

@@ -68,6 +68,7 @@ class Settings(_Section):
     pipelines: dict[str, dict[str, Any]] = Field(default_factory=dict)
     schedules: dict[str, dict[str, Any]] = Field(default_factory=dict)
     value: dict[str, Any] | None = None
+    serving: dict[str, Any] = Field(default_factory=dict)
     user: str = ""
 
     @property

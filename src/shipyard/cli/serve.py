@@ -1,0 +1,132 @@
+"""``shipyard serve``: serve registered models over HTTP with uvicorn (uvloop + httptools).
+
+With no reference on the command line the models come from shipyard.toml::
+
+    [serving]
+    models = ["churn@production"]
+
+uvicorn's own access log is off: the server writes one JSON line per request to the
+``shipyard.access`` logger (printed on stderr unless ``--no-access-log``). On SIGINT or
+SIGTERM uvicorn stops accepting connections, lets in-flight requests finish (up to
+``--graceful-timeout`` seconds), then the app answers what is queued and stops.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+from fastapi import FastAPI
+
+from shipyard.cli.context import open_project
+from shipyard.core.exceptions import ConfigError
+from shipyard.core.settings import CONFIG_FILE
+from shipyard.project import Project
+from shipyard.render import console
+from shipyard.serving import ServeSettings, create_app
+
+#: Environment variable carrying the server's configuration to worker processes.
+SERVE_ENV = "SHIPYARD_SERVE_CONFIG"
+
+
+def configured_refs(root: Path) -> list[str]:
+    """``[serving] models`` from shipyard.toml in ``root`` (empty when not set)."""
+    path = root / CONFIG_FILE
+    if not path.exists():
+        return []
+    table = tomllib.loads(path.read_text(encoding="utf-8")).get("serving", {})
+    models = table.get("models", []) if isinstance(table, dict) else []
+    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+        raise ConfigError(
+            f'{path}: [serving] models must be a list of references such as ["churn@production"] '
+            f"but got {models!r}"
+        )
+    return list(models)
+
+
+def configure_logging(access_log: bool) -> None:
+    """Print the ``shipyard.access`` JSON lines (and serving messages) on stderr."""
+    for name, level in (("shipyard.access", logging.INFO), ("shipyard.serving", logging.INFO)):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            logger.addHandler(handler)
+        logger.setLevel(level if access_log or name != "shipyard.access" else logging.WARNING)
+        logger.propagate = False
+
+
+def app_from_environment() -> FastAPI:
+    """The app a uvicorn worker process builds (``--workers`` > 1), from :data:`SERVE_ENV`."""
+    config: dict[str, Any] = json.loads(os.environ[SERVE_ENV])
+    configure_logging(bool(config["access_log"]))
+    project = Project(config["project"])
+    settings = ServeSettings(max_batch=config["max_batch"], max_wait_ms=config["max_wait_ms"])
+    return create_app(project.registry, config["refs"], settings)
+
+
+def serve_command(
+    ctx: typer.Context,
+    refs: Annotated[
+        list[str] | None,
+        typer.Argument(help="Models to serve (churn@production, fraud:3); default: shipyard.toml."),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
+    max_batch: Annotated[int, typer.Option(min=1, help="Most rows per predict call.")] = 64,
+    max_wait_ms: Annotated[
+        float, typer.Option(min=0, help="Longest wait for a batch to fill under load (ms).")
+    ] = 2.0,
+    graceful_timeout: Annotated[
+        int, typer.Option(min=0, help="Seconds in-flight requests get to finish on shutdown.")
+    ] = 30,
+    access_log: Annotated[bool, typer.Option(help="One JSON line per request on stderr.")] = True,
+    project_dir: Annotated[
+        Path | None,
+        typer.Option("--project", "-p", help="Project folder (default: found from here up)."),
+    ] = None,
+) -> None:
+    """Serve models over HTTP: shipyard's API, MLflow's scoring protocol, /metrics."""
+    project = open_project(ctx, project_dir)
+    chosen = list(refs or []) or configured_refs(project.root)
+    if not chosen:
+        raise ConfigError(
+            "no models to serve: pass references (shipyard serve churn@production) or list "
+            f'them in {project.root / CONFIG_FILE} under [serving] models = ["churn@production"]'
+        )
+    for ref in chosen:
+        project.registry.get(ref)  # fail now, with a clear message, on a wrong reference
+    configure_logging(access_log)
+    console.print(f"serving {', '.join(chosen)} on http://{host}:{port} ({workers} worker(s))")
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "access_log": False,
+        "log_level": "info",
+        "timeout_graceful_shutdown": graceful_timeout,
+    }
+    if workers == 1:
+        settings = ServeSettings(max_batch=max_batch, max_wait_ms=max_wait_ms)
+        app = create_app(project.registry, chosen, settings)
+        uvicorn.Server(uvicorn.Config(app, **common)).run()
+        return
+    os.environ[SERVE_ENV] = json.dumps(
+        {
+            "project": str(project.root),
+            "refs": chosen,
+            "max_batch": max_batch,
+            "max_wait_ms": max_wait_ms,
+            "access_log": access_log,
+        }
+    )
+    uvicorn.run("shipyard.cli.serve:app_from_environment", factory=True, workers=workers, **common)

@@ -1,0 +1,114 @@
+"""The serving app factory: ``create_app(registry, refs)`` builds one FastAPI app.
+
+The app's lifespan loads and warms up every model before the app reports ready, and on
+shutdown answers every queued request before stopping the batchers (uvicorn first stops
+accepting connections and waits for in-flight requests). Everything the app holds —
+models, metrics — lives on ``app.state``; nothing is global, so tests build as many apps
+as they like. Routes:
+
+- ``/health/live`` (always 200) and ``/health/ready`` (503 until every model is warm);
+- ``/metrics`` (Prometheus);
+- the native protocol under ``/v1`` (:mod:`shipyard.serving.native`);
+- MLflow's scoring protocol: ``/invocations``, ``/ping``, ``/health``, ``/version``
+  (:mod:`shipyard.serving.mlflow_protocol`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import metadata
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+
+from shipyard.core.exceptions import ShipyardError
+from shipyard.registry import Registry
+from shipyard.serving.batching import BatchSettings
+from shipyard.serving.http import ServingMiddleware, json_response, shipyard_error_handler
+from shipyard.serving.metrics import ServingMetrics, metrics_endpoint
+from shipyard.serving.mlflow_protocol import router as mlflow_router
+from shipyard.serving.models import ModelManager
+from shipyard.serving.native import router as native_router
+from shipyard.serving.v2 import v2_router
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """How the server batches: ``max_batch`` rows, ``max_wait_ms`` ms, ``threads`` for predict."""
+
+    max_batch: int = 64
+    max_wait_ms: float = 2.0
+    threads: int = 2
+
+    @property
+    def batching(self) -> BatchSettings:
+        """The micro-batcher settings these give."""
+        return BatchSettings(max_batch=self.max_batch, max_wait=self.max_wait_ms / 1000)
+
+
+def create_app(
+    registry: Registry, refs: Sequence[str], settings: ServeSettings | None = None
+) -> FastAPI:
+    """An app serving the model references ``refs`` from ``registry``."""
+    settings = settings or ServeSettings()
+    metrics = ServingMetrics()
+    models = ModelManager(
+        registry, refs, settings.batching, metrics, threads=max(1, settings.threads)
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await models.start()
+        try:
+            yield
+        finally:
+            await models.stop()
+
+    app = FastAPI(
+        title="shipyard model server",
+        summary=(
+            "shipyard's native API, MLflow's scoring protocol, the Open Inference Protocol v2 "
+            "and Prometheus metrics."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.models = models
+    app.state.metrics = metrics
+    app.state.settings = settings
+    app.add_exception_handler(ShipyardError, shipyard_error_handler)
+    app.add_middleware(ServingMiddleware, metrics=metrics)
+    app.add_api_route("/health/live", live, methods=["GET"], tags=["health"])
+    app.add_api_route("/health/ready", ready, methods=["GET"], tags=["health"])
+    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], tags=["operations"])
+    app.include_router(native_router)
+    app.include_router(mlflow_router)
+    app.include_router(v2_router(models, "shipyard", _version()))
+    return app
+
+
+def _version() -> str:
+    try:
+        return metadata.version("shipyard")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+async def live() -> Response:
+    """The process is up (it may still be loading models)."""
+    return json_response({"status": "live"})
+
+
+async def ready(request: Request) -> Response:
+    """200 once every model is loaded and warmed up, else 503."""
+    models: ModelManager = request.app.state.models
+    if not models.ready():
+        return json_response(
+            {"status": "loading", "models": models.refs, "served": models.describe_served()},
+            503,
+        )
+    return json_response(
+        {"status": "ready", "models": [f"{m.name}:{m.version}" for m in models.served()]}
+    )

@@ -1,0 +1,298 @@
+"""Request rows to validated columns, and columns to what a model takes — without pandas.
+
+Protocols hand the core *columns*: a mapping of column name to values (a list from JSON or
+a 1-D array from a binary tensor). :class:`ColumnCaster` checks them against a signature
+and casts each to one 1-D numpy array of the signature's dtype, in signature order, with
+the same rules as :meth:`shipyard.core.schema.Signature.validate` (integers into a float
+column, integral floats into an integer one, nulls only where the model saw them), but
+per column on numpy arrays. Every failure is a :class:`SchemaError` naming the column.
+
+Request shapes shared by the JSON protocols are parsed here too: records
+(``[{"col": v}, ...]``), split (``{"columns": [...], "data": [[...]]}``) and positional
+rows (``[[v, ...], ...]`` in signature order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shipyard.core.exceptions import InvalidArgumentError, SchemaError
+from shipyard.core.schema import ColumnSpec, Signature
+
+_INTEGER_PREFIXES = ("int", "uint")
+_TEXT_DTYPES = ("string", "category")
+
+
+def _is_null(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+# -- request shapes -------------------------------------------------------------------------
+
+
+def records_to_columns(records: Any) -> dict[str, list[Any]]:
+    """``[{"col": v, ...}, ...]`` to columns; a key missing from a row counts as null."""
+    if not isinstance(records, list) or not records:
+        raise InvalidArgumentError(
+            'expected a non-empty list of row objects such as [{"col": 1.5}] '
+            f"but got {_describe(records)}"
+        )
+    names: dict[str, None] = {}
+    for index, row in enumerate(records):
+        if not isinstance(row, dict):
+            raise InvalidArgumentError(
+                f"row {index} must be an object mapping column names to values "
+                f"but got {_describe(row)}"
+            )
+        if index == 0 or row.keys() != names.keys():
+            names.update(dict.fromkeys(row))
+    return {name: [row.get(name) for row in records] for name in names}
+
+
+def split_to_columns(split: Any) -> dict[str, list[Any]]:
+    """``{"columns": [...], "data": [[...], ...]}`` (pandas orient split) to columns."""
+    if not isinstance(split, dict) or "data" not in split or "columns" not in split:
+        raise InvalidArgumentError(
+            'expected {"columns": [names...], "data": [[values...], ...]} '
+            f"but got {_describe(split)}"
+        )
+    names = split["columns"]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InvalidArgumentError(f'"columns" must be a list of names but got {names!r:.200}')
+    return rows_to_columns(split["data"], names)
+
+
+def rows_to_columns(rows: Any, names: Sequence[str]) -> dict[str, list[Any]]:
+    """Positional rows (``[[v, ...], ...]``) to columns called ``names``, in that order."""
+    if not isinstance(rows, list) or not rows:
+        raise InvalidArgumentError(
+            f"expected a non-empty list of rows (lists of values) but got {_describe(rows)}"
+        )
+    width = len(names)
+    for index, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != width:
+            raise InvalidArgumentError(
+                f"row {index} must be a list of {width} values ({', '.join(names)}) "
+                f"but got {_describe(row)}"
+            )
+    return {name: [row[i] for row in rows] for i, name in enumerate(names)}
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, list):
+        return f"a list of {len(value)} item(s)"
+    if isinstance(value, dict):
+        return f"an object with keys {sorted(value)[:10]}"
+    return f"{type(value).__name__} {value!r:.80}"
+
+
+# -- validation -----------------------------------------------------------------------------
+
+
+class ColumnCaster:
+    """Checks and casts request columns against a signature (or passes them through)."""
+
+    def __init__(self, signature: Signature | None) -> None:
+        self.signature = signature if signature is not None and signature.inputs else None
+        self._specs = {c.name: c for c in self.signature.inputs} if self.signature else {}
+        self._order = list(self._specs)
+
+    def cast(self, columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """One 1-D array per signature column, in signature order, all of the same length."""
+        if not isinstance(columns, Mapping) or not columns:
+            raise SchemaError("expected at least one input column but got none")
+        if self.signature is None:
+            out = {
+                str(name): _one_dimensional(str(name), values) for name, values in columns.items()
+            }
+        else:
+            if len(columns) != len(self._order) or any(n not in columns for n in self._order):
+                self._check_names(columns)
+            out = {name: _cast(spec, columns[name]) for name, spec in self._specs.items()}
+        lengths = {name: len(values) for name, values in out.items()}
+        first = next(iter(lengths.values()))
+        if first == 0:
+            raise SchemaError("expected at least one row but the input has none")
+        for name, length in lengths.items():
+            if length != first:
+                raise SchemaError(
+                    f"column {name!r} has {length} value(s) but {next(iter(lengths))!r} has "
+                    f"{first}; every column needs one value per row",
+                    column=name,
+                )
+        return out
+
+    def _check_names(self, columns: Mapping[str, Any]) -> None:
+        """Raise the signature's own missing / unknown column error (rows do not matter)."""
+        assert self.signature is not None
+        self.signature.validate(pd.DataFrame(columns=[str(name) for name in columns]))
+
+
+def _one_dimensional(name: str, values: Any) -> np.ndarray:
+    array = values if isinstance(values, np.ndarray) else np.asarray(values)
+    if array.ndim == 0:
+        array = array.reshape(1)
+    if array.ndim != 1:
+        raise SchemaError(
+            f"column {name!r} expects one value per row (shape [n]) but got shape "
+            f"{list(array.shape)}",
+            column=name,
+        )
+    return array
+
+
+def _cast(spec: ColumnSpec, values: Any) -> np.ndarray:
+    array = _one_dimensional(spec.name, values)
+    if array.size == 0:  # no rows: cast() says so, whatever the dtype
+        return array
+    if spec.is_numeric:
+        return _cast_numeric(spec, array)
+    if spec.dtype in _TEXT_DTYPES:
+        return _cast_text(spec, array)
+    if spec.dtype == "bool":
+        if array.dtype.kind != "b":
+            if (
+                array.dtype.kind == "O"
+                and spec.nullable
+                and all(_is_null(v) or isinstance(v, bool | np.bool_) for v in array)
+            ):
+                return array
+            raise _wrong_type(spec, array)
+        return array
+    if spec.dtype == "datetime":
+        try:
+            return np.asarray(pd.to_datetime(array).to_numpy())
+        except (TypeError, ValueError) as exc:
+            raise _wrong_type(spec, array) from exc
+    return array
+
+
+def _cast_numeric(spec: ColumnSpec, array: np.ndarray) -> np.ndarray:
+    kind = array.dtype.kind
+    if kind == "O":  # nulls (None) or mixed values: numbers only, None becomes NaN
+        if any(not (_is_null(v) or isinstance(v, int | float | np.number)) for v in array):
+            raise _wrong_type(spec, array)
+        array = array.astype("float64")
+        kind = "f"
+    elif kind not in "iufb":
+        raise _wrong_type(spec, array)
+    if kind == "f":
+        nulls = np.isnan(array)
+        if nulls.any():
+            if not spec.nullable:
+                raise SchemaError(
+                    f"column {spec.name!r} has {int(nulls.sum())} missing value(s) but the "
+                    "model never saw one; fill them, or register the model with an input "
+                    "example that has missing values",
+                    column=spec.name,
+                )
+            if spec.dtype.startswith(_INTEGER_PREFIXES):
+                _check_integral(spec, array[~nulls])
+                return array  # an integer column with nulls stays float64, as in validate()
+        if spec.dtype.startswith(_INTEGER_PREFIXES):
+            _check_integral(spec, array)
+    target = np.dtype(spec.dtype)
+    return array if array.dtype == target else array.astype(target)
+
+
+def _check_integral(spec: ColumnSpec, array: np.ndarray) -> None:
+    if not np.all(np.mod(array, 1) == 0):
+        bad = array[np.mod(array, 1) != 0][0]
+        raise SchemaError(
+            f"column {spec.name!r} expects {spec.dtype} but got fractional values "
+            f"(e.g. {bad!r}); send whole numbers for this column",
+            column=spec.name,
+        )
+
+
+def _cast_text(spec: ColumnSpec, array: np.ndarray) -> np.ndarray:
+    kind = array.dtype.kind
+    if kind == "U":
+        return array.astype(object)
+    if kind == "S":
+        return np.array([v.decode("utf-8") for v in array], dtype=object)
+    if kind != "O":
+        raise _wrong_type(spec, array)
+    out = array
+    for index, value in enumerate(array):
+        if isinstance(value, str):
+            continue
+        if isinstance(value, bytes):  # BYTES tensors of the binary protocols
+            if out is array:
+                out = array.copy()
+            out[index] = value.decode("utf-8")
+        elif _is_null(value):
+            if not spec.nullable:
+                raise SchemaError(
+                    f"column {spec.name!r} has a missing value at row {index} but the model "
+                    "never saw one; send a value",
+                    column=spec.name,
+                )
+            if out is array:
+                out = array.copy()
+            out[index] = None
+        else:
+            raise SchemaError(
+                f"column {spec.name!r} expects {spec.dtype} values but got {value!r} "
+                f"({type(value).__name__}); send text for this column",
+                column=spec.name,
+            )
+    return out
+
+
+def _wrong_type(spec: ColumnSpec, array: np.ndarray) -> SchemaError:
+    example = next((v for v in array if not _is_null(v)), None)
+    if isinstance(example, np.generic):
+        example = example.item()
+    got = {"U": "string", "S": "bytes", "O": "mixed", "b": "bool"}.get(
+        array.dtype.kind, str(array.dtype)
+    )
+    return SchemaError(
+        f"column {spec.name!r} expects {spec.dtype} but got {got} values "
+        f"(e.g. {example!r}); send {spec.dtype} values for this column",
+        column=spec.name,
+    )
+
+
+# -- batches --------------------------------------------------------------------------------
+
+
+def concat_columns(parts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Join the columns of several requests (same names) into one batch."""
+    if len(parts) == 1:
+        return dict(parts[0])
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def to_frame(columns: Mapping[str, np.ndarray], signature: Signature | None) -> pd.DataFrame:
+    """One DataFrame for a batch, built the cheapest way its dtypes allow.
+
+    All columns of one numeric dtype make a single 2-D block (no per-column copies);
+    ``category`` columns become ``pd.Categorical`` with the signature's categories, as
+    :meth:`Signature.validate` makes them.
+    """
+    names = list(columns)
+    arrays = list(columns.values())
+    first = arrays[0].dtype
+    if first.kind in "iuf" and all(a.dtype == first for a in arrays):
+        return pd.DataFrame(np.column_stack(arrays), columns=names, copy=False)
+    data: dict[str, Any] = dict(columns)
+    if signature is not None:
+        for spec in signature.inputs:
+            if spec.dtype == "category":
+                data[spec.name] = pd.Categorical(
+                    columns[spec.name], categories=list(spec.categories or ())
+                )
+    return pd.DataFrame(data, copy=False)
+
+
+def to_matrix(columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The batch as one 2-D array (columns in order), for estimators fitted on arrays."""
+    arrays = list(columns.values())
+    if len({a.dtype for a in arrays}) == 1:
+        return np.column_stack(arrays)
+    return np.column_stack([a.astype("float64") for a in arrays])

@@ -1,0 +1,158 @@
+"""HTTP plumbing every protocol shares: orjson bodies, request ids, access log, metrics.
+
+:class:`ServingMiddleware` is a plain ASGI middleware (no per-request Starlette objects):
+it takes the ``x-request-id`` header or makes one, echoes it on the answer, times the
+request, counts it in the metrics under the model the handler served (handlers call
+:func:`note_model`) and writes one JSON line per request to the ``shipyard.access`` logger.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shipyard.core.exceptions import InvalidArgumentError, SchemaError, ShipyardError
+from shipyard.serving.metrics import ServingMetrics
+
+access_logger = logging.getLogger("shipyard.access")
+
+REQUEST_ID_HEADER = "x-request-id"
+_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+_MAX_REQUEST_ID = 128
+#: Path prefixes of the prediction protocols, for the ``protocol`` metric label.
+PROTOCOLS = (("/v1/", "native"), ("/invocations", "mlflow"), ("/v2/", "v2"))
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def dump_json(content: Any) -> bytes:
+    """``content`` as JSON bytes; numpy arrays and scalars are written natively."""
+    return orjson.dumps(content, default=_default, option=_JSON_OPTIONS)
+
+
+def json_response(
+    content: Any, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """A JSON answer serialised with orjson."""
+    return Response(dump_json(content), status_code, headers, media_type="application/json")
+
+
+def parse_json(body: bytes) -> Any:
+    """The request body as JSON, or :class:`InvalidArgumentError` (400) saying where it broke."""
+    if not body:
+        raise InvalidArgumentError("the request body is empty; send a JSON document")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        # Python's json (and so MLflow's generated examples) writes NaN / Infinity, which
+        # strict JSON parsers refuse: accept them on this slower path.
+        try:
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidArgumentError(f"the request body is not valid JSON: {exc}") from exc
+
+
+def request_id(request: Request) -> str:
+    """The id of the request being answered (from ``x-request-id`` or generated)."""
+    return str(request.scope.get("state", {}).get("request_id", ""))
+
+
+def note_model(request: Request, name: str, version: int) -> None:
+    """Record which model answers this request (for metrics labels and the access log)."""
+    state = request.scope.setdefault("state", {})
+    state["model"] = name
+    state["version"] = str(version)
+
+
+def error_body(exc: ShipyardError, request: Request) -> dict[str, Any]:
+    """Native (and Open Inference v2 compatible) error body: ``{"error": message, ...}``."""
+    body: dict[str, Any] = {"error": exc.message, "type": type(exc).__name__}
+    if isinstance(exc, SchemaError) and exc.column is not None:
+        body["column"] = exc.column
+    body["request_id"] = request_id(request)
+    return body
+
+
+async def shipyard_error_handler(request: Request, exc: Exception) -> Response:
+    """The one place a :class:`ShipyardError` becomes an HTTP answer (its ``status_code``)."""
+    assert isinstance(exc, ShipyardError)
+    return json_response(error_body(exc, request), exc.status_code)
+
+
+def _clean_request_id(raw: bytes | None) -> str:
+    if raw:
+        text = raw.decode("latin-1")
+        if len(text) <= _MAX_REQUEST_ID and text.isprintable():
+            return text
+    return uuid.uuid4().hex
+
+
+class ServingMiddleware:
+    """Request ids, timing, metrics and the access log, around every HTTP request."""
+
+    def __init__(self, app: ASGIApp, metrics: ServingMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        raw_id = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
+        rid = _clean_request_id(raw_id)
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
+        status = 500
+        id_header = (b"x-request-id", rid.encode("latin-1"))
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), id_header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self._record(scope, state, status, time.perf_counter() - started, rid)
+
+    def _record(
+        self, scope: Scope, state: dict[str, Any], status: int, seconds: float, rid: str
+    ) -> None:
+        path: str = scope["path"]
+        model = str(state.get("model", ""))
+        version = str(state.get("version", ""))
+        protocol = next((name for prefix, name in PROTOCOLS if path.startswith(prefix)), None)
+        if protocol is not None and scope["method"] == "POST":
+            self.metrics.observe_request(model, version, protocol, status, seconds)
+        if access_logger.isEnabledFor(logging.INFO):
+            access_logger.info(
+                orjson.dumps(
+                    {
+                        "method": scope["method"],
+                        "path": path,
+                        "status": status,
+                        "duration_ms": round(seconds * 1000, 3),
+                        "model": model or None,
+                        "version": version or None,
+                        "request_id": rid,
+                    }
+                ).decode()
+            )

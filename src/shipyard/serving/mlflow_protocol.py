@@ -1,0 +1,195 @@
+"""MLflow's scoring protocol, as ``mlflow models serve`` (MLflow 3.x) speaks it.
+
+- ``POST /invocations`` with ``application/json`` — an object with exactly one of
+  ``dataframe_split``, ``dataframe_records``, ``instances`` or ``inputs``, plus optional
+  ``params`` (accepted and ignored, as MLflow does for models without a params schema) —
+  or ``text/csv`` (a header row, then rows). The only content-type parameter allowed is
+  ``charset=utf-8``; anything else is 415 with a plain-text reason, as in MLflow.
+  The answer is ``{"predictions": [...]}``; a body MLflow generated for the model
+  (``serving_input_example.json``) works unchanged.
+- Errors are MLflow's body ``{"error_code": "BAD_REQUEST", "message": ...}`` with 400 (bad
+  input, including a signature mismatch), ``RESOURCE_DOES_NOT_EXIST`` with 404 (``?model=``
+  names a model not served) and ``INTERNAL_ERROR`` with 500 (the model failed).
+- ``GET /ping`` and ``GET /health``: 200 once the models are loaded, 404 before;
+  ``GET /version``: the shipyard version.
+
+With several served models, ``/invocations`` serves the first reference given to the
+server; ``/invocations?model=REF`` (``NAME``, ``NAME:VERSION``, ``NAME@ALIAS``) picks another.
+"""
+
+from __future__ import annotations
+
+import io
+from importlib import metadata
+from typing import Any
+
+import pandas as pd
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from shipyard.core.exceptions import InvalidArgumentError, ShipyardError
+from shipyard.serving.columns import records_to_columns, rows_to_columns, split_to_columns
+from shipyard.serving.http import dump_json, json_response, note_model, parse_json
+from shipyard.serving.models import ModelManager, ServingModel
+
+router = APIRouter(tags=["mlflow"])
+
+CONTENT_TYPE_JSON = "application/json"
+CONTENT_TYPE_CSV = "text/csv"
+FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+REQUIRED_INPUT_FORMAT = (
+    "The input must be a JSON dictionary with exactly one of the input fields "
+    f"{{{', '.join(repr(f) for f in FORMATS)}}}"
+)
+
+
+def _manager(request: Request) -> ModelManager:
+    manager: ModelManager = request.app.state.models
+    return manager
+
+
+def mlflow_error(exc: ShipyardError) -> Response:
+    """MLflow's error body for ``exc``: 400 BAD_REQUEST, 404 or 500 INTERNAL_ERROR."""
+    if exc.status_code >= 500:
+        code, status = "INTERNAL_ERROR", 500
+    elif exc.status_code == 404:
+        code, status = "RESOURCE_DOES_NOT_EXIST", 404
+    else:
+        code, status = "BAD_REQUEST", 400
+    return json_response({"error_code": code, "message": exc.message}, status)
+
+
+def content_type_problem(value: str | None) -> tuple[str, str | None]:
+    """The media type of ``value``, and why MLflow's rules refuse it (None when accepted)."""
+    if not value:
+        return "", (
+            f"This predictor only supports the following content types: "
+            f"{CONTENT_TYPE_JSON}, {CONTENT_TYPE_CSV}. Got no Content-Type header."
+        )
+    parts = [p.strip() for p in value.split(";")]
+    mime = parts[0].lower()
+    params = {
+        key.strip().lower(): val.strip().strip('"')
+        for key, _, val in (p.partition("=") for p in parts[1:] if p)
+    }
+    if params.pop("charset", "utf-8").lower() != "utf-8":
+        return mime, "The scoring server only supports UTF-8"
+    if params:
+        return mime, f"Unrecognized content type parameters: {', '.join(sorted(params))}."
+    if mime not in (CONTENT_TYPE_JSON, CONTENT_TYPE_CSV):
+        return mime, (
+            f"This predictor only supports the following content types: "
+            f"{CONTENT_TYPE_JSON}, {CONTENT_TYPE_CSV}. Got {value!r}."
+        )
+    return mime, None
+
+
+def json_columns(payload: Any, model: ServingModel) -> dict[str, Any]:
+    """The columns of an MLflow JSON body (one of :data:`FORMATS`, plus ``params``)."""
+    if not isinstance(payload, dict):
+        kind = "a list" if isinstance(payload, list) else type(payload).__name__
+        raise InvalidArgumentError(f"{REQUIRED_INPUT_FORMAT}. Received {kind}.")
+    keys = [k for k in payload if k in FORMATS]
+    if len(keys) != 1:
+        raise InvalidArgumentError(
+            f"{REQUIRED_INPUT_FORMAT}. Received dictionary with input fields: {list(payload)}."
+        )
+    params = payload.get("params")
+    if params is not None and not isinstance(params, dict):
+        raise InvalidArgumentError(f"'params' must be an object but got {type(params).__name__}")
+    data = payload[keys[0]]
+    if keys[0] == "dataframe_records":
+        return records_to_columns(data)
+    if keys[0] == "dataframe_split":
+        if isinstance(data, dict) and "columns" not in data:
+            return rows_to_columns(data.get("data"), _signature_columns(model))
+        return split_to_columns(data)
+    return _tf_serving_columns(data, model)
+
+
+def _tf_serving_columns(data: Any, model: ServingModel) -> dict[str, Any]:
+    """``instances`` / ``inputs``: rows as objects or lists, or one object of columns."""
+    if isinstance(data, dict):
+        return {k: v if isinstance(v, list) else [v] for k, v in data.items()}
+    if isinstance(data, list) and data:
+        if isinstance(data[0], dict):
+            return records_to_columns(data)
+        names = _signature_columns(model)
+        if isinstance(data[0], list):
+            return rows_to_columns(data, names)
+        if len(names) == 1:
+            return {names[0]: data}
+    raise InvalidArgumentError(
+        "expected 'instances' / 'inputs' as a list of row objects, a list of rows in "
+        f"signature order, or an object of columns, but got {type(data).__name__} {data!r:.100}"
+    )
+
+
+def _signature_columns(model: ServingModel) -> list[str]:
+    if model.signature is None or not model.signature.inputs:
+        raise InvalidArgumentError(
+            f"model {model.name}:{model.version} has no signature, so rows without column "
+            "names cannot be matched to columns; send dataframe_records or dataframe_split "
+            "with columns"
+        )
+    return model.signature.columns
+
+
+def csv_columns(body: bytes, model: ServingModel) -> dict[str, Any]:
+    """The columns of a CSV body (header row first), text columns read as text."""
+    text_columns: dict[str, Any] = {}
+    if model.signature is not None:
+        text_columns = {
+            c.name: str for c in model.signature.inputs if c.dtype in ("string", "category")
+        }
+    try:
+        frame = pd.read_csv(io.BytesIO(body), dtype=text_columns or None)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise InvalidArgumentError(
+            "Failed to parse input as a Pandas DataFrame. Ensure that the input is a valid "
+            f"CSV-formatted Pandas DataFrame produced using the `pandas.DataFrame.to_csv()` "
+            f"method. Error: '{exc}'"
+        ) from exc
+    return {str(name): frame[name].to_numpy() for name in frame.columns}
+
+
+@router.post("/invocations")
+async def invocations(request: Request, model: str | None = None) -> Response:
+    """Score rows sent as MLflow JSON or CSV with the first (or ``?model=``) served model."""
+    try:
+        manager = _manager(request)
+        served = manager.resolve(model) if model else manager.first()
+        note_model(request, served.name, served.version)
+        mime, problem = content_type_problem(request.headers.get("content-type"))
+        if problem is not None:
+            return Response(problem, 415, media_type="text/plain")
+        body = await request.body()
+        if mime == CONTENT_TYPE_CSV:
+            columns = csv_columns(body, served)
+        else:
+            columns = json_columns(parse_json(body), served)
+        result = await served.predict(served.validate(columns))
+    except ShipyardError as exc:
+        return mlflow_error(exc)
+    return Response(dump_json({"predictions": result.predictions}), media_type=CONTENT_TYPE_JSON)
+
+
+async def ping(request: Request) -> Response:
+    """200 once every model is loaded, 404 before (MLflow's health check)."""
+    status = 200 if _manager(request).ready() else 404
+    return Response("\n", status, media_type=CONTENT_TYPE_JSON)
+
+
+router.add_api_route("/ping", ping, methods=["GET"])
+router.add_api_route("/health", ping, methods=["GET"])
+
+
+@router.get("/version")
+async def version() -> Response:
+    """The server's version (MLflow answers its own version string here)."""
+    try:
+        text = metadata.version("shipyard")
+    except metadata.PackageNotFoundError:
+        text = "unknown"
+    return Response(text, media_type=CONTENT_TYPE_JSON)

@@ -1,0 +1,351 @@
+"""The models a server holds: loaded from the registry, warmed up, batched.
+
+:class:`ModelManager` implements :class:`~shipyard.serving.base.ModelLookup`: it resolves
+each reference (``churn@production``, ``fraud:3``), loads the version, warms it up and
+starts its micro-batcher; it is ready only when every model is. :class:`ServingModel`
+implements :class:`~shipyard.serving.base.ServedModel`.
+
+At warm-up each model picks the cheapest way to feed its batches that gives the *same*
+answers as ``LoadedModel.predict`` on the version's input example, trying in order:
+
+- ``array``: one 2-D numpy array straight into a scikit-learn estimator fitted on arrays
+  (no pandas at all);
+- ``frame``: one DataFrame per batch built from the validated columns (models fitted on
+  DataFrames, e.g. a ``ColumnTransformer`` selecting columns by name);
+- ``checked``: the registry's own path, ``Signature.validate`` on a DataFrame per batch.
+
+Classifiers whose labels are ``classes[argmax(proba)]`` on the example compute
+probabilities only, not both. The manager maps names, versions and aliases to models in
+plain dicts replaced in one assignment, so swapping a model (hot swap) or routing a share
+of traffic to another (canary) fits on top of :meth:`ModelManager.replace`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shipyard.core.exceptions import ConfigError, NotFoundError
+from shipyard.core.refs import ModelRef
+from shipyard.core.schema import Signature
+from shipyard.flavors import LoadedModel
+from shipyard.registry import Registry, VersionInfo
+from shipyard.serving.base import Prediction, ServedModel
+from shipyard.serving.batching import BatchSettings, MicroBatcher
+from shipyard.serving.columns import ColumnCaster, records_to_columns, to_frame, to_matrix
+from shipyard.serving.metrics import ServingMetrics
+
+logger = logging.getLogger("shipyard.serving")
+
+#: The ways a batch can be fed to a model, cheapest first.
+MODES = ("array", "frame", "checked")
+_Compute = Callable[[Any], np.ndarray]
+
+
+class ServingModel:
+    """One loaded, warmed-up model version behind a micro-batcher."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        info: VersionInfo,
+        executor: Executor,
+        batching: BatchSettings | None = None,
+        metrics: ServingMetrics | None = None,
+    ) -> None:
+        self.name = info.name
+        self.version = info.version
+        self.flavor = info.flavor
+        self.signature: Signature | None = loaded.signature
+        self.aliases: tuple[str, ...] = info.aliases
+        self.input_example = info.input_example
+        self.loaded = loaded
+        classes = loaded.classes
+        self.classes: list[Any] | None = (
+            np.asarray(classes).tolist() if classes is not None else None
+        )
+        self.has_proba = loaded.has_proba
+        self.mode = "checked"
+        self._derive_labels = False
+        self._caster = ColumnCaster(self.signature)
+        labels = (self.name, str(self.version))
+        self._inflight = metrics.inflight.labels(*labels) if metrics else None
+        batch_hist = metrics.batch_size.labels(*labels) if metrics else None
+        errors = metrics.model_errors.labels(*labels) if metrics else None
+        self._batcher = MicroBatcher(
+            self.run_batch,
+            executor,
+            batching,
+            label=f"model {self.name}:{self.version}",
+            on_batch=(lambda rows, _n: batch_hist.observe(rows)) if batch_hist else None,
+            on_error=errors.inc if errors else None,
+        )
+
+    def __repr__(self) -> str:
+        return f"ServingModel({self.name}:{self.version}, flavor={self.flavor!r}, mode={self.mode})"
+
+    @property
+    def batcher(self) -> MicroBatcher:
+        """The model's micro-batcher (its ``batches`` counts predict calls)."""
+        return self._batcher
+
+    def describe(self) -> dict[str, Any]:
+        """What ``GET /v1/models`` shows for this model."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "flavor": self.flavor,
+            "aliases": list(self.aliases),
+            "inputs": [c.to_dict() for c in self.signature.inputs] if self.signature else None,
+            "classes": self.classes,
+            "probabilities": self.has_proba,
+            "input_mode": self.mode,
+        }
+
+    # -- the ServedModel contract ---------------------------------------------------------
+
+    def validate(self, columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Check and cast request columns; :class:`SchemaError` names the column."""
+        return self._caster.cast(columns)
+
+    async def predict(self, columns: Mapping[str, np.ndarray]) -> Prediction:
+        """Predict validated columns; concurrent calls are merged into one batch."""
+        if self._inflight is None:
+            return await self._batcher.submit(columns)
+        self._inflight.inc()
+        try:
+            return await self._batcher.submit(columns)
+        finally:
+            self._inflight.dec()
+
+    # -- running --------------------------------------------------------------------------
+
+    def run_batch(self, columns: dict[str, np.ndarray]) -> Prediction:
+        """Predict one batch synchronously (the batcher calls this in a worker thread)."""
+        return self._compute(self.mode, columns, derive=self._derive_labels)
+
+    def _compute(self, mode: str, columns: dict[str, np.ndarray], *, derive: bool) -> Prediction:
+        predict, proba, data = self._functions(mode, columns)
+        probabilities = np.asarray(proba(data)) if proba is not None else None
+        if derive and probabilities is not None and self.classes is not None:
+            predictions = np.asarray(self.classes)[np.argmax(probabilities, axis=1)]
+        else:
+            predictions = np.asarray(predict(data))
+        return Prediction(predictions, probabilities, self.classes)
+
+    def _functions(
+        self, mode: str, columns: dict[str, np.ndarray]
+    ) -> tuple[_Compute, _Compute | None, Any]:
+        predictor = self.loaded.predictor
+        if mode == "array":
+            native = predictor.native
+            proba = native.predict_proba if predictor.predict_proba is not None else None
+            return native.predict, proba, to_matrix(columns)
+        if mode == "frame":
+            return predictor.predict, predictor.predict_proba, to_frame(columns, self.signature)
+        loaded = self.loaded
+        return (
+            loaded.predict,
+            loaded.predict_proba if loaded.has_proba else None,
+            pd.DataFrame(columns),
+        )
+
+    def warm_up(self) -> None:
+        """Pick the fastest input mode that matches the registry's answers, then warm caches.
+
+        Without an input example the model keeps the ``checked`` mode and is not exercised.
+        """
+        if not self.input_example:
+            logger.warning("%r has no input example: serving it unwarmed", self)
+            return
+        frame = pd.DataFrame(self.input_example)
+        expected = np.asarray(self.loaded.predict(frame))
+        expected_proba = np.asarray(self.loaded.predict_proba(frame)) if self.has_proba else None
+        columns = self.validate(records_to_columns(self.input_example))
+        for mode in self._candidate_modes():
+            try:
+                got = self._compute(mode, columns, derive=False)
+            except Exception as exc:  # a mode the model cannot take: try the next one
+                logger.debug("%r cannot take %s input: %s", self, mode, exc)
+                continue
+            if _same(got.predictions, expected) and _same(got.probabilities, expected_proba):
+                self.mode = mode
+                break
+        if expected_proba is not None and self.classes is not None:
+            derived = np.asarray(self.classes)[np.argmax(expected_proba, axis=1)]
+            self._derive_labels = _same(derived, expected)
+        first_row = {name: values[:1] for name, values in columns.items()}
+        for _ in range(3):
+            self.run_batch(first_row)
+            self.run_batch(columns)
+        logger.info("%r warmed up on %d example row(s)", self, len(frame))
+
+    def _candidate_modes(self) -> list[str]:
+        modes = ["frame", "checked"]
+        native = self.loaded.predictor.native
+        signature = self.signature
+        if (
+            signature is not None
+            and _is_sklearn(native)
+            and not hasattr(native, "feature_names_in_")
+            and all(c.is_numeric or c.dtype == "bool" for c in signature.inputs)
+        ):
+            modes.insert(0, "array")
+        return modes
+
+    def start(self) -> None:
+        """Start taking requests (inside the running event loop)."""
+        self._batcher.start()
+
+    async def stop(self) -> None:
+        """Answer every queued request, then stop."""
+        await self._batcher.stop()
+
+
+def _is_sklearn(native: object) -> bool:
+    try:
+        from sklearn.base import BaseEstimator
+    except ImportError:  # pragma: no cover - scikit-learn is a dependency
+        return False
+    return isinstance(native, BaseEstimator)
+
+
+def _same(got: np.ndarray | None, expected: np.ndarray | None) -> bool:
+    if got is None or expected is None:
+        return got is None and expected is None
+    got, expected = np.asarray(got), np.asarray(expected)
+    if got.shape != expected.shape:
+        return False
+    if got.dtype.kind in "fc" and expected.dtype.kind in "fc":
+        return bool(np.allclose(got, expected, rtol=1e-9, atol=1e-12, equal_nan=True))
+    return bool(np.array_equal(got, expected))
+
+
+class ModelManager:
+    """Loads, warms up and holds every served model (a :class:`ModelLookup`)."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        refs: Sequence[str],
+        batching: BatchSettings | None = None,
+        metrics: ServingMetrics | None = None,
+        *,
+        threads: int = 2,
+    ) -> None:
+        if not refs:
+            raise ConfigError(
+                "no models to serve: pass references (shipyard serve churn@production) or "
+                'list them in shipyard.toml under [serving] models = ["churn@production"]'
+            )
+        self.refs = [str(ModelRef.parse(ref)) for ref in refs]
+        self.registry = registry
+        self.batching = batching or BatchSettings()
+        self.metrics = metrics
+        self.executor = ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="shipyard-predict"
+        )
+        self._default: dict[str, ServingModel] = {}
+        self._versions: dict[tuple[str, int], ServingModel] = {}
+        self._aliases: dict[tuple[str, str], ServingModel] = {}
+        self._ready = False
+
+    async def start(self) -> None:
+        """Load and warm up every model (off the event loop), then become ready."""
+        for ref in self.refs:
+            model = await asyncio.to_thread(self._load, ref)
+            self.replace(model, default=model.name not in self._default)
+        self._ready = True
+
+    def _load(self, ref: str) -> ServingModel:
+        info = self.registry.get(ref)
+        known = self._versions.get((info.name, info.version))
+        if known is not None:
+            return known
+        loaded = self.registry.load(info.ref)  # the exact version, even if the alias moves
+        model = ServingModel(loaded, info, self.executor, self.batching, self.metrics)
+        model.warm_up()
+        return model
+
+    def replace(self, model: ServingModel, *, default: bool = True) -> None:
+        """Serve ``model`` (started here), as its name's default when ``default``.
+
+        Each map is replaced in one assignment, so a request sees the old or the new model,
+        never a mix: the hook for hot swap when an alias moves.
+        """
+        model.start()
+        self._versions = {**self._versions, (model.name, model.version): model}
+        self._aliases = {
+            **self._aliases,
+            **{(model.name, alias): model for alias in model.aliases},
+        }
+        if default:
+            self._default = {**self._default, model.name: model}
+
+    async def stop(self) -> None:
+        """Finish queued requests, stop every batcher and the prediction threads."""
+        self._ready = False
+        for model in list(self._versions.values()):
+            await model.stop()
+        self.executor.shutdown(wait=True)
+
+    # -- the ModelLookup contract ---------------------------------------------------------
+
+    def get(self, name: str, version: int | None = None) -> ServedModel:
+        """The model called ``name`` (a given version, or its default)."""
+        return self.lookup(name, version)
+
+    def lookup(
+        self, name: str, version: int | None = None, alias: str | None = None
+    ) -> ServingModel:
+        """Like :meth:`get`, also by alias; :class:`NotFoundError` names what is served."""
+        if alias is not None:
+            model = self._aliases.get((name, alias))
+        elif version is not None:
+            model = self._versions.get((name, version))
+        else:
+            model = self._default.get(name)
+        if model is None:
+            wanted = str(ModelRef(name, version, alias))
+            raise NotFoundError(
+                f"model {wanted!r} is not served here; this server serves {self.describe_served()}"
+            )
+        return model
+
+    def resolve(self, ref: str) -> ServingModel:
+        """The model for a reference text: ``NAME``, ``NAME:VERSION`` or ``NAME@ALIAS``."""
+        parsed = ModelRef.parse(ref)
+        return self.lookup(parsed.name, parsed.version, parsed.alias)
+
+    def served(self) -> list[ServedModel]:
+        """Every served model version."""
+        return list(self._versions.values())
+
+    def serving_models(self) -> list[ServingModel]:
+        """Every served model version, with shipyard's extras."""
+        return list(self._versions.values())
+
+    def ready(self) -> bool:
+        """True once every model is loaded and warmed up."""
+        return self._ready
+
+    def first(self) -> ServingModel:
+        """The default model of the first reference (what MLflow's /invocations serves)."""
+        if not self._default:
+            raise NotFoundError("no model is loaded yet; wait for /health/ready")
+        return next(iter(self._default.values()))
+
+    def describe_served(self) -> str:
+        """``churn:3 (production), fraud:1`` or ``nothing yet``."""
+        if not self._versions:
+            return "nothing yet (the models are still loading)"
+        return ", ".join(
+            f"{m.name}:{m.version}" + (f" ({', '.join(m.aliases)})" if m.aliases else "")
+            for m in self._versions.values()
+        )

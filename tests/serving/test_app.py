@@ -1,0 +1,128 @@
+"""The app factory: readiness around the lifespan, request ids, access log, startup errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.pipeline import Pipeline
+from tests.serving.conftest import records, serving
+
+from shipyard import NotFoundError, Project
+from shipyard.core.exceptions import ConfigError
+from shipyard.serving import ServeSettings, create_app
+
+pytestmark = pytest.mark.anyio
+
+Trained = tuple[Pipeline, pd.DataFrame, np.ndarray]
+
+
+class SlowRegistry:
+    """The project's registry, whose ``load`` waits until the test releases it."""
+
+    def __init__(self, registry: Any) -> None:
+        self.registry = registry
+        self.release = threading.Event()
+
+    def get(self, ref: str) -> Any:
+        return self.registry.get(ref)
+
+    def load(self, ref: str) -> Any:
+        self.release.wait(10)
+        return self.registry.load(ref)
+
+
+async def test_ready_only_after_every_model_is_warm(served_project: Project) -> None:
+    slow = SlowRegistry(served_project.registry)
+    app = create_app(slow, ["churn@production", "churn:2"])  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://shipyard") as client:
+        lifespan = app.router.lifespan_context(app)
+        starting = asyncio.ensure_future(lifespan.__aenter__())
+        await asyncio.sleep(0.05)
+        live = await client.get("/health/live")  # the loop keeps answering while models load
+        loading = await client.get("/health/ready")
+        slow.release.set()
+        await starting
+        ready = await client.get("/health/ready")
+        await lifespan.__aexit__(None, None, None)
+    assert live.status_code == 200
+    assert loading.status_code == 503
+    assert loading.json()["status"] == "loading"
+    assert ready.status_code == 200
+    assert ready.json()["models"] == ["churn:1", "churn:2"]
+
+
+async def test_without_lifespan_nothing_is_ready(served_project: Project) -> None:
+    app = create_app(served_project.registry, ["churn"])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://shipyard") as client:
+        ready = await client.get("/health/ready")
+        predict = await client.post("/v1/models/churn/predict", json=[{"tenure": 1}])
+    assert ready.status_code == 503
+    assert predict.status_code == 404
+    assert "still loading" in predict.json()["error"]
+
+
+async def test_request_id_is_echoed_or_made(served_project: Project, trained: Trained) -> None:
+    _, frame, _ = trained
+    async with serving(create_app(served_project.registry, ["churn"])) as client:
+        given = await client.post(
+            "/v1/models/churn/predict",
+            content=records(frame.head(1)),
+            headers={"x-request-id": "abc-123"},
+        )
+        made = await client.get("/health/live")
+        failed = await client.post("/v1/models/churn/predict", content=b"{")
+    assert given.headers["x-request-id"] == "abc-123"
+    assert given.json()["request_id"] == "abc-123"
+    assert len(made.headers["x-request-id"]) == 32
+    assert failed.json()["request_id"] == failed.headers["x-request-id"]
+
+
+async def test_access_log_has_one_json_line_per_request(
+    served_project: Project, trained: Trained, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, frame, _ = trained
+    async with serving(create_app(served_project.registry, ["churn@production"])) as client:
+        with caplog.at_level(logging.INFO, logger="shipyard.access"):
+            await client.post(
+                "/v1/models/churn/predict",
+                content=records(frame.head(1)),
+                headers={"x-request-id": "log-me"},
+            )
+            await client.post("/v1/models/nope/predict", content=b"[]")
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "shipyard.access"]
+    assert len(lines) == 2
+    first, second = lines
+    assert first["method"] == "POST"
+    assert first["path"] == "/v1/models/churn/predict"
+    assert first["status"] == 200
+    assert first["model"] == "churn"
+    assert first["version"] == "1"
+    assert first["request_id"] == "log-me"
+    assert first["duration_ms"] > 0
+    assert second["status"] == 404
+    assert second["model"] is None
+
+
+async def test_a_wrong_reference_fails_startup(served_project: Project) -> None:
+    app = create_app(served_project.registry, ["churn:42"])
+    with pytest.raises(NotFoundError):
+        async with serving(app):
+            pass
+
+
+def test_settings_and_references_are_checked(served_project: Project) -> None:
+    with pytest.raises(ConfigError, match="no models to serve"):
+        create_app(served_project.registry, [])
+    assert ServeSettings(max_batch=8, max_wait_ms=5).batching.max_wait == pytest.approx(0.005)
+    with pytest.raises(ValueError, match="max_batch"):
+        _ = ServeSettings(max_batch=0).batching
