@@ -47,6 +47,10 @@ def test_the_road_ends_in_production_with_business_value(
         assert production.lineage["run_id"] == summary["runs"][0]
         assert project.runs.get(summary["runs"][0]).status == "succeeded"
     assert "EBITDA per month" in output
+    answer = summary["http_answer"]  # a real request to the served production model
+    assert (answer["model"], answer["version"]) == ("churn", summary["production"])
+    assert len(answer["predictions"]) == len(answer["probabilities"]) == 2
+    assert "curl -s -X POST http://127.0.0.1:8000/v1/models/churn/predict" in output
     assert "ignoring SHIPYARD_DATABASE_URL, SHIPYARD_ARTIFACTS" in output
 
 

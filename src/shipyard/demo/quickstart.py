@@ -10,15 +10,20 @@ history. Running it again on the same folder continues the same project.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
 import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import cloudpickle
 import pandas as pd
+import uvicorn
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -32,6 +37,7 @@ from shipyard.pipelines.runs import RunInfo
 from shipyard.project import Project
 from shipyard.registry import PromotionInfo, RuleResult, VersionInfo
 from shipyard.render import gate_lines, history_table
+from shipyard.serving import create_app
 from shipyard.templates import create_project
 
 #: The registered model's name (``register_as`` in the template).
@@ -97,6 +103,9 @@ def run_quickstart(directory: str | Path, console: Console | None = None) -> dic
         out.rule("6. Every decision")
         history = registry.history(MODEL)
         out.print(history_table(MODEL, history))
+
+        out.rule(f"7. Over HTTP: shipyard serve {MODEL}@production")
+        answer = _serve_http(out, registry, project.datasets.read("raw/customers"), root)
     elapsed = time.perf_counter() - started
     out.print(f"Done in {elapsed:.1f} s. Where to look:")
     exe = _executable()
@@ -121,6 +130,7 @@ def run_quickstart(directory: str | Path, console: Console | None = None) -> dic
         "challenger_outcome": challenger_outcome,
         "reused": reused,
         "outcomes": [e.outcome for e in history],
+        "http_answer": answer,
         "elapsed_seconds": round(elapsed, 3),
     }
 
@@ -170,6 +180,47 @@ def _run(runner: Runner, pipeline: Any, params: dict[str, Any] | None = None) ->
     if info.status != "succeeded":
         raise ShipyardError(f"the demo's {pipeline.name} run failed: {info.error}")
     return info
+
+
+def _serve_http(out: Console, registry: Any, customers: pd.DataFrame, root: Path) -> dict[str, Any]:
+    """Serve production on a loopback port for one real request, then show how to keep it up."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    app = create_app(registry, [f"{MODEL}@production"])
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, name="quickstart-server", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise ShipyardError("the demo's model server did not start")
+            time.sleep(0.05)
+        rows = customers.drop(columns=["customer_id", "churned"]).head(2)
+        body = rows.to_json(orient="records")
+        url = f"http://127.0.0.1:{port}/v1/models/{MODEL}/predict"
+        request = urllib.request.Request(
+            url, data=body.encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    out.print(f"POST {url} (2 customers) answered:", soft_wrap=True, markup=False)
+    out.print(json.dumps(answer), soft_wrap=True, markup=False)
+    out.print("Try it yourself (MLflow clients: POST /invocations; KServe/Triton clients: /v2):")
+    out.print(f"  {_executable()} serve {MODEL}@production --project {root}", soft_wrap=True,
+              markup=False)  # fmt: skip
+    curl = (
+        f"curl -s -X POST http://127.0.0.1:8000/v1/models/{MODEL}/predict "
+        f"-H 'Content-Type: application/json' -d '{body}'"
+    )
+    out.print(f"  {curl}", soft_wrap=True, markup=False)
+    return answer
 
 
 def _registered(project: Project, run: RunInfo) -> str:
