@@ -172,4 +172,4 @@ def test_a_new_project_trains_promotes_and_passes_its_own_tests(
         assert project.datasets.get("processed/churn_by_segment").row_count == 3
     done = pytest_in(root, env=clean_env)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "8 passed" in done.stdout
+    assert "9 passed" in done.stdout  # unit, acceptance, integration (incl. over HTTP)

@@ -1,15 +1,26 @@
-"""Integration tests: the model at the prototype stage loads and predicts on real rows.
+"""Integration tests: the model at the prototype stage loads, predicts, and answers over HTTP.
 
-The HTTP serving test (the same rows through 'shipyard serve') comes with model serving.
+The HTTP test starts the same server as 'shipyard serve' on a free loopback port, sends
+real rows as a client application would, and checks the answers equal the model's own.
 """
 
 from __future__ import annotations
 
+import json
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import numpy as np
 import pandas as pd
 import pytest
+import uvicorn
 
 from shipyard import LoadedModel, NotFoundError, Project
 from shipyard.datasets import read_source
+from shipyard.serving import create_app
 
 #: The model and stage under test.
 REF = "churn@prototype"
@@ -38,3 +49,42 @@ def test_predicts_probabilities_on_source_rows(project: Project, model: LoadedMo
     proba = model.predict_proba(rows.drop(columns=NOT_FEATURES))[:, 1]
     assert len(proba) == len(rows)
     assert ((proba >= 0.0) & (proba <= 1.0)).all()
+
+
+@pytest.fixture(scope="module")
+def server(project: Project, model: LoadedModel) -> Iterator[str]:  # noqa: ARG001
+    """The base URL of a model server for REF on 127.0.0.1 (stopped after the tests).
+
+    Depends on ``model`` so a missing REF fails with its clear message first.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = create_app(project.registry, [REF])
+    running = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not running.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail("the model server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    running.should_exit = True
+    thread.join(timeout=30)
+
+
+def test_serves_the_same_predictions_over_http(
+    project: Project, model: LoadedModel, server: str
+) -> None:
+    rows = read_source(project.sources["customers"], project.root).head(20)
+    features = rows.drop(columns=NOT_FEATURES)
+    request = urllib.request.Request(
+        f"{server}/v1/models/{REF}/predict",
+        data=features.to_json(orient="records").encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer = json.loads(response.read())
+    assert answer["predictions"] == model.predict(features).tolist()
+    assert np.allclose(answer["probabilities"], model.predict_proba(features))
