@@ -12,6 +12,7 @@ from alembic.runtime.migration import MigrationContext
 
 from shipyard import ConfigError
 from shipyard.store import Database, head_revision
+from shipyard.store.database import HEAD
 from shipyard.store.tables import Base, RegisteredModel, utcnow
 
 
@@ -81,3 +82,8 @@ def test_bad_urls_are_clear_errors(tmp_path: Path) -> None:
         Database("not a url")
     with pytest.raises(ConfigError, match="cannot open the metadata database"):
         Database.open("postgresql+psycopg://nobody@127.0.0.1:1/none")
+
+
+def test_the_head_constant_matches_the_migration_scripts() -> None:
+    # Database.open compares with HEAD to avoid importing Alembic when nothing changes.
+    assert head_revision() == HEAD

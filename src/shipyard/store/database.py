@@ -14,10 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,10 +21,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from shipyard.core.exceptions import ConfigError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: The table where Alembic records the schema revision.
+VERSION_TABLE = "alembic_version"
+#: The newest revision this code knows (a test checks it against the migration scripts).
+HEAD = "0002_datasets_runs"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def _alembic_config(connection: sa.Connection | None = None) -> Config:
+# Alembic is imported only when the schema must change: every CLI call and every pipeline
+# step process opens a database, and most find it current (one SELECT, no Alembic import).
+def _alembic_config(connection: sa.Connection | None = None) -> Any:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     if connection is not None:
@@ -38,6 +42,8 @@ def _alembic_config(connection: sa.Connection | None = None) -> Config:
 
 def head_revision() -> str:
     """The newest schema revision this version of shipyard knows."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     if head is None:  # pragma: no cover - the package always ships migrations
         raise RuntimeError("shipyard was installed without its migrations")
@@ -97,7 +103,7 @@ class Database:
         """Connect and bring the schema to the newest revision."""
         database = cls(url)
         try:
-            if database.current_revision() != head_revision():
+            if database.current_revision() != HEAD:
                 database.upgrade()
         except OperationalError as exc:
             database.dispose()
@@ -115,10 +121,16 @@ class Database:
     def current_revision(self) -> str | None:
         """The schema revision the database is at (None when empty)."""
         with self.engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
+            if not sa.inspect(connection).has_table(VERSION_TABLE):
+                return None
+            revisions = connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}"))
+            found = [str(r) for (r,) in revisions]
+        return found[0] if len(found) == 1 else None
 
     def upgrade(self, revision: str = "head") -> str | None:
         """Migrate the schema (idempotent) and return the revision reached."""
+        from alembic import command
+
         with self.engine.begin() as connection:
             command.upgrade(_alembic_config(connection), revision)
         return self.current_revision()
