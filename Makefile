@@ -28,11 +28,15 @@ demo: $(VENV)/.installed-runtime
 	$(BIN)/shipyard quickstart $(DEMO_DIR)
 
 test: $(VENV)/.installed-dev $(AIRFLOW_VENV)/bin/python
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	OMP_NUM_THREADS=1 $(BIN)/pytest -n 2
+
+# The model-server benchmark (needs wrk: apt-get install wrk); results go in docs/benchmarks.md.
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/serve_bench.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests

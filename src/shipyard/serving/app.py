@@ -15,6 +15,7 @@ as they like. Routes:
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from starlette.responses import Response
 from shipyard.core.exceptions import ShipyardError
 from shipyard.registry import Registry
 from shipyard.serving.batching import BatchSettings
+from shipyard.serving.fastpath import ServingApp
 from shipyard.serving.http import ServingMiddleware, json_response, shipyard_error_handler
 from shipyard.serving.metrics import ServingMetrics, metrics_endpoint
 from shipyard.serving.mlflow_protocol import router as mlflow_router
@@ -37,11 +39,22 @@ from shipyard.serving.v2 import v2_router
 
 @dataclass(frozen=True)
 class ServeSettings:
-    """How the server batches: ``max_batch`` rows, ``max_wait_ms`` ms, ``threads`` for predict."""
+    """How the server batches and predicts.
+
+    ``max_batch`` rows per predict call, waiting at most ``max_wait_ms`` ms for a batch to
+    fill under load; ``threads`` prediction threads; ``model_threads`` caps each model's
+    native thread pools (OpenMP / BLAS) per prediction thread (0: the libraries' default);
+    ``freeze_gc`` moves everything alive once the models are warm (loaded libraries, models)
+    out of the garbage collector's reach (:func:`gc.freeze`), so full collections under
+    load scan only what requests allocate instead of stalling the loop for ~100 ms (what
+    ``shipyard serve`` does; off by default for apps built in tests).
+    """
 
     max_batch: int = 64
     max_wait_ms: float = 2.0
     threads: int = 2
+    model_threads: int = 1
+    freeze_gc: bool = False
 
     @property
     def batching(self) -> BatchSettings:
@@ -56,18 +69,26 @@ def create_app(
     settings = settings or ServeSettings()
     metrics = ServingMetrics()
     models = ModelManager(
-        registry, refs, settings.batching, metrics, threads=max(1, settings.threads)
+        registry,
+        refs,
+        settings.batching,
+        metrics,
+        threads=max(1, settings.threads),
+        model_threads=max(0, settings.model_threads),
     )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await models.start()
+        if settings.freeze_gc:
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
             await models.stop()
 
-    app = FastAPI(
+    app = ServingApp(
         title="shipyard model server",
         summary=(
             "shipyard's native API, MLflow's scoring protocol, the Open Inference Protocol v2 "

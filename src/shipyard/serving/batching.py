@@ -7,8 +7,11 @@ and hands each request its own slice of the answer.
 
 The wait is adaptive. When the queue is idle the first request runs at once (a lone
 client pays no batching delay); only while requests keep arriving together (the previous
-batch held more than one) does the worker wait up to ``max_wait`` for stragglers. Requests
-also pile up naturally while a batch is predicting, so the next batch is larger under load.
+batch held more than one) does the worker wait, up to ``max_wait``, for stragglers — and
+only until the batch holds as many requests as the previous one: with N clients in
+lock-step the batch leaves as soon as all N are in, instead of idling out ``max_wait``.
+Requests also pile up naturally while a batch is predicting, so the next batch is larger
+under load.
 
 A bad request is rejected at validation, before it reaches the queue, so it never fails its
 neighbours; a model exception fails only the requests of that one batch (status 500).
@@ -91,7 +94,7 @@ class MicroBatcher:
         self._on_error = on_error
         self._queue: asyncio.Queue[_Request | None] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
-        self._busy = False  # the previous batch merged several requests
+        self._expected = 1  # requests in the previous batch: how many to wait for
         self.batches = 0  # predict calls made, for tests and diagnostics
         self.requests = 0
 
@@ -131,7 +134,8 @@ class MicroBatcher:
             deadline = asyncio.get_running_loop().time() + self.settings.max_wait
             while rows < self.settings.max_batch:
                 if queue.empty():
-                    item = await self._straggler(deadline) if self._busy else None
+                    waiting = len(batch) < self._expected
+                    item = await self._straggler(deadline) if waiting else None
                     if item is None:
                         break
                 else:
@@ -141,7 +145,7 @@ class MicroBatcher:
                     break
                 batch.append(item)
                 rows += item.rows
-            self._busy = len(batch) > 1
+            self._expected = len(batch)
             await self._predict(batch)
 
     async def _straggler(self, deadline: float) -> _Request | None:

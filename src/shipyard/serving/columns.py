@@ -25,6 +25,18 @@ from shipyard.core.schema import ColumnSpec, Signature
 
 _INTEGER_PREFIXES = ("int", "uint")
 _TEXT_DTYPES = ("string", "category")
+_NUMBER_TYPES = (float, int)
+
+
+class MatrixColumns(dict[str, np.ndarray]):
+    """Columns that are the columns of one 2-D float matrix (kept as :attr:`matrix`).
+
+    Batches of these concatenate row blocks and feed estimators the matrix itself.
+    """
+
+    def __init__(self, matrix: np.ndarray, names: Sequence[str]) -> None:
+        super().__init__(zip(names, matrix.T, strict=True))
+        self.matrix = matrix
 
 
 def _is_null(value: Any) -> bool:
@@ -100,6 +112,40 @@ class ColumnCaster:
         self.signature = signature if signature is not None and signature.inputs else None
         self._specs = {c.name: c for c in self.signature.inputs} if self.signature else {}
         self._order = list(self._specs)
+        inputs = self.signature.inputs if self.signature else []
+        # Records of plain numbers go straight into one float64 matrix when every column is
+        # a float64 column (anything unusual takes the general path, with its exact errors).
+        self._float_matrix = bool(inputs) and all(c.dtype == "float64" for c in inputs)
+
+    def cast_records(self, records: list[Any]) -> MatrixColumns | None:
+        """Records of numbers to one matrix of columns, or ``None`` to take :meth:`cast`.
+
+        Applies when every signature column is float64 and every row has exactly the
+        signature's keys with ``int`` / ``float`` values; the answer equals
+        ``cast(records_to_columns(records))``, without a Python list per column. Missing
+        values (NaN) also take the general path.
+        """
+        if not self._float_matrix or not records:
+            return None
+        order = self._order
+        width = len(order)
+        number = _NUMBER_TYPES
+        rows: list[list[Any]] = []
+        try:
+            for row in records:
+                if type(row) is not dict or len(row) != width:
+                    return None
+                values = [row[name] for name in order]
+                for value in values:
+                    if type(value) not in number:
+                        return None
+                rows.append(values)
+            matrix = np.array(rows, dtype=np.float64)
+        except (KeyError, OverflowError, TypeError, ValueError):
+            return None
+        if np.isnan(matrix).any():
+            return None  # cast() checks which columns may hold them, and names the others
+        return MatrixColumns(matrix, order)
 
     def cast(self, columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """One 1-D array per signature column, in signature order, all of the same length."""
@@ -263,8 +309,14 @@ def _wrong_type(spec: ColumnSpec, array: np.ndarray) -> SchemaError:
 
 def concat_columns(parts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Join the columns of several requests (same names) into one batch."""
+    first = parts[0]
+    if isinstance(first, MatrixColumns) and all(type(p) is MatrixColumns for p in parts):
+        if len(parts) == 1:
+            return first
+        matrices = [p.matrix for p in parts if isinstance(p, MatrixColumns)]
+        return MatrixColumns(np.concatenate(matrices), list(first))
     if len(parts) == 1:
-        return dict(parts[0])
+        return dict(first)
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
@@ -276,6 +328,8 @@ def to_frame(columns: Mapping[str, np.ndarray], signature: Signature | None) -> 
     :meth:`Signature.validate` makes them.
     """
     names = list(columns)
+    if isinstance(columns, MatrixColumns):
+        return pd.DataFrame(columns.matrix, columns=names, copy=False)
     arrays = list(columns.values())
     first = arrays[0].dtype
     if first.kind in "iuf" and all(a.dtype == first for a in arrays):
@@ -292,6 +346,8 @@ def to_frame(columns: Mapping[str, np.ndarray], signature: Signature | None) -> 
 
 def to_matrix(columns: Mapping[str, np.ndarray]) -> np.ndarray:
     """The batch as one 2-D array (columns in order), for estimators fitted on arrays."""
+    if isinstance(columns, MatrixColumns):
+        return columns.matrix
     arrays = list(columns.values())
     if len({a.dtype for a in arrays}) == 1:
         return np.column_stack(arrays)

@@ -8,6 +8,7 @@ request, counts it in the metrics under the model the handler served (handlers c
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -79,12 +80,15 @@ def note_model(request: Request, name: str, version: int) -> None:
     state["version"] = str(version)
 
 
-def error_body(exc: ShipyardError, request: Request) -> dict[str, Any]:
-    """Native (and Open Inference v2 compatible) error body: ``{"error": message, ...}``."""
+def error_body(exc: ShipyardError, request: Request | str) -> dict[str, Any]:
+    """Native (and Open Inference v2 compatible) error body: ``{"error": message, ...}``.
+
+    ``request`` is the request being answered, or its id.
+    """
     body: dict[str, Any] = {"error": exc.message, "type": type(exc).__name__}
     if isinstance(exc, SchemaError) and exc.column is not None:
         body["column"] = exc.column
-    body["request_id"] = request_id(request)
+    body["request_id"] = request if isinstance(request, str) else request_id(request)
     return body
 
 
@@ -94,12 +98,64 @@ async def shipyard_error_handler(request: Request, exc: Exception) -> Response:
     return json_response(error_body(exc, request), exc.status_code)
 
 
-def _clean_request_id(raw: bytes | None) -> str:
+_ID_PREFIX = uuid.uuid4().hex[:16]
+_ID_COUNTER = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """A fresh 32-hex-digit request id: a random per-process prefix and a counter.
+
+    Unique like ``uuid4().hex`` for the life of the process, without a system call per request.
+    """
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
+def clean_request_id(raw: bytes | None) -> str:
+    """The client's ``x-request-id`` when printable and short enough, else a new id."""
     if raw:
         text = raw.decode("latin-1")
         if len(text) <= _MAX_REQUEST_ID and text.isprintable():
             return text
-    return uuid.uuid4().hex
+    return new_request_id()
+
+
+def header_request_id(scope: Scope) -> str:
+    """The request id for this HTTP request (from its ``x-request-id`` header or new)."""
+    for key, value in scope["headers"]:
+        if key == b"x-request-id":
+            return clean_request_id(value)
+    return new_request_id()
+
+
+def record_request(
+    metrics: ServingMetrics,
+    scope: Scope,
+    model: str,
+    version: str,
+    status: int,
+    seconds: float,
+    rid: str,
+) -> None:
+    """Count a finished request in the metrics and write its access-log line (if enabled)."""
+    path: str = scope["path"]
+    if scope["method"] == "POST":
+        protocol = next((name for prefix, name in PROTOCOLS if path.startswith(prefix)), None)
+        if protocol is not None:
+            metrics.observe_request(model, version, protocol, status, seconds)
+    if access_logger.isEnabledFor(logging.INFO):
+        access_logger.info(
+            orjson.dumps(
+                {
+                    "method": scope["method"],
+                    "path": path,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 3),
+                    "model": model or None,
+                    "version": version or None,
+                    "request_id": rid,
+                }
+            ).decode()
+        )
 
 
 class ServingMiddleware:
@@ -114,8 +170,7 @@ class ServingMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        raw_id = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
-        rid = _clean_request_id(raw_id)
+        rid = header_request_id(scope)
         state = scope.setdefault("state", {})
         state["request_id"] = rid
         status = 500
@@ -131,28 +186,7 @@ class ServingMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            self._record(scope, state, status, time.perf_counter() - started, rid)
-
-    def _record(
-        self, scope: Scope, state: dict[str, Any], status: int, seconds: float, rid: str
-    ) -> None:
-        path: str = scope["path"]
-        model = str(state.get("model", ""))
-        version = str(state.get("version", ""))
-        protocol = next((name for prefix, name in PROTOCOLS if path.startswith(prefix)), None)
-        if protocol is not None and scope["method"] == "POST":
-            self.metrics.observe_request(model, version, protocol, status, seconds)
-        if access_logger.isEnabledFor(logging.INFO):
-            access_logger.info(
-                orjson.dumps(
-                    {
-                        "method": scope["method"],
-                        "path": path,
-                        "status": status,
-                        "duration_ms": round(seconds * 1000, 3),
-                        "model": model or None,
-                        "version": version or None,
-                        "request_id": rid,
-                    }
-                ).decode()
-            )
+            seconds = time.perf_counter() - started
+            model = str(state.get("model", ""))
+            version = str(state.get("version", ""))
+            record_request(self.metrics, scope, model, version, status, seconds, rid)

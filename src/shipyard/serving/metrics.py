@@ -34,6 +34,7 @@ class ServingMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
         self.requests = Counter(
             "shipyard_requests_total",
             "Prediction requests answered, by model, version, protocol and HTTP status.",
@@ -71,8 +72,16 @@ class ServingMetrics:
         self, model: str, version: str, protocol: str, status: int, seconds: float
     ) -> None:
         """Count one answered prediction request and its duration."""
-        self.requests.labels(model, version, protocol, str(status)).inc()
-        self.duration.labels(model, version, protocol).observe(seconds)
+        key = (model, version, protocol, status)
+        children = self._children.get(key)
+        if children is None:  # label lookups once per label set, not once per request
+            children = (
+                self.requests.labels(model, version, protocol, str(status)),
+                self.duration.labels(model, version, protocol),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

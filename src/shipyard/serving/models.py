@@ -8,8 +8,12 @@ implements :class:`~shipyard.serving.base.ServedModel`.
 At warm-up each model picks the cheapest way to feed its batches that gives the *same*
 answers as ``LoadedModel.predict`` on the version's input example, trying in order:
 
-- ``array``: one 2-D numpy array straight into a scikit-learn estimator fitted on arrays
-  (no pandas at all);
+- ``kernel``: the ``array`` input through a leaner predict loop with bit-identical arithmetic
+  (:mod:`shipyard.serving.kernels`, HistGradientBoosting models);
+- ``array``: one 2-D numpy array straight into a scikit-learn estimator (no pandas at all):
+  one fitted on arrays, or one fitted on a DataFrame whose ``feature_names_in_`` are the
+  signature's columns in order (then a copy without ``feature_names_in_``, so sklearn skips
+  its per-call name check; the warm-up comparison below proves the answers are the same);
 - ``frame``: one DataFrame per batch built from the validated columns (models fitted on
   DataFrames, e.g. a ``ColumnTransformer`` selecting columns by name);
 - ``checked``: the registry's own path, ``Signature.validate`` on a DataFrame per batch.
@@ -39,12 +43,17 @@ from shipyard.registry import Registry, VersionInfo
 from shipyard.serving.base import Prediction, ServedModel
 from shipyard.serving.batching import BatchSettings, MicroBatcher
 from shipyard.serving.columns import ColumnCaster, records_to_columns, to_frame, to_matrix
+from shipyard.serving.kernels import (
+    HistGradientBoostingKernel,
+    limit_model_threads,
+    without_feature_names,
+)
 from shipyard.serving.metrics import ServingMetrics
 
 logger = logging.getLogger("shipyard.serving")
 
 #: The ways a batch can be fed to a model, cheapest first.
-MODES = ("array", "frame", "checked")
+MODES = ("kernel", "array", "frame", "checked")
 _Compute = Callable[[Any], np.ndarray]
 
 
@@ -73,6 +82,8 @@ class ServingModel:
         self.has_proba = loaded.has_proba
         self.mode = "checked"
         self._derive_labels = False
+        self._array_model: Any = None  # what the ``array`` mode calls (see warm_up)
+        self._kernel: Any = None  # what the ``kernel`` mode calls
         self._caster = ColumnCaster(self.signature)
         labels = (self.name, str(self.version))
         self._inflight = metrics.inflight.labels(*labels) if metrics else None
@@ -114,6 +125,10 @@ class ServingModel:
         """Check and cast request columns; :class:`SchemaError` names the column."""
         return self._caster.cast(columns)
 
+    def validate_records(self, records: list[Any]) -> dict[str, np.ndarray] | None:
+        """Records of numbers as one matrix of columns, or ``None``: use :meth:`validate`."""
+        return self._caster.cast_records(records)
+
     async def predict(self, columns: Mapping[str, np.ndarray]) -> Prediction:
         """Predict validated columns; concurrent calls are merged into one batch."""
         if self._inflight is None:
@@ -143,8 +158,12 @@ class ServingModel:
         self, mode: str, columns: dict[str, np.ndarray]
     ) -> tuple[_Compute, _Compute | None, Any]:
         predictor = self.loaded.predictor
+        if mode == "kernel":
+            kernel = self._kernel
+            proba = kernel.predict_proba if predictor.predict_proba is not None else None
+            return kernel.predict, proba, to_matrix(columns)
         if mode == "array":
-            native = predictor.native
+            native = self._array_model
             proba = native.predict_proba if predictor.predict_proba is not None else None
             return native.predict, proba, to_matrix(columns)
         if mode == "frame":
@@ -193,10 +212,18 @@ class ServingModel:
         if (
             signature is not None
             and _is_sklearn(native)
-            and not hasattr(native, "feature_names_in_")
             and all(c.is_numeric or c.dtype == "bool" for c in signature.inputs)
         ):
-            modes.insert(0, "array")
+            names = getattr(native, "feature_names_in_", None)
+            if names is None:
+                self._array_model = native
+            elif [str(n) for n in names] == [c.name for c in signature.inputs]:
+                self._array_model = without_feature_names(native)
+            if self._array_model is not None:
+                modes.insert(0, "array")
+                self._kernel = HistGradientBoostingKernel.build(native)
+                if self._kernel is not None:
+                    modes.insert(0, "kernel")
         return modes
 
     def start(self) -> None:
@@ -238,6 +265,7 @@ class ModelManager:
         metrics: ServingMetrics | None = None,
         *,
         threads: int = 2,
+        model_threads: int = 1,
     ) -> None:
         if not refs:
             raise ConfigError(
@@ -249,7 +277,10 @@ class ModelManager:
         self.batching = batching or BatchSettings()
         self.metrics = metrics
         self.executor = ThreadPoolExecutor(
-            max_workers=threads, thread_name_prefix="shipyard-predict"
+            max_workers=threads,
+            thread_name_prefix="shipyard-predict",
+            initializer=limit_model_threads,
+            initargs=(model_threads,),
         )
         self._default: dict[str, ServingModel] = {}
         self._versions: dict[tuple[str, int], ServingModel] = {}

@@ -23,7 +23,13 @@ from starlette.responses import Response
 
 from shipyard.core.exceptions import InvalidArgumentError
 from shipyard.serving.columns import records_to_columns, split_to_columns
-from shipyard.serving.http import json_response, note_model, parse_json, request_id
+from shipyard.serving.http import (
+    dump_json,
+    json_response,
+    note_model,
+    parse_json,
+    request_id,
+)
 from shipyard.serving.models import ModelManager, ServingModel
 
 router = APIRouter(prefix="/v1", tags=["native"])
@@ -47,21 +53,36 @@ def body_columns(payload: Any) -> dict[str, list[Any]]:
     raise InvalidArgumentError(f"expected {BODY_SHAPES} but got {kind or type(payload).__name__}")
 
 
-async def answer(request: Request, model: ServingModel) -> Response:
-    """Validate the body for ``model``, predict, and answer in the native format."""
-    note_model(request, model.name, model.version)
-    columns = model.validate(body_columns(parse_json(await request.body())))
+async def predict_bytes(model: ServingModel, body: bytes, rid: str) -> bytes:
+    """Validate a native request body for ``model``, predict, and answer as JSON bytes.
+
+    The one implementation behind the routes below and the ASGI fast path
+    (:mod:`shipyard.serving.fastpath`): both give byte-identical answers.
+    """
+    payload = parse_json(body)
+    columns = None
+    if type(payload) is list:  # records: the cheap all-numeric path, when it applies
+        columns = model.validate_records(payload)
+    if columns is None:
+        columns = model.validate(body_columns(payload))
     result = await model.predict(columns)
     content: dict[str, Any] = {
         "model": model.name,
         "version": model.version,
-        "request_id": request_id(request),
+        "request_id": rid,
         "predictions": result.predictions,
     }
     if result.probabilities is not None:
         content["probabilities"] = result.probabilities
         content["classes"] = result.classes
-    return json_response(content)
+    return dump_json(content)
+
+
+async def answer(request: Request, model: ServingModel) -> Response:
+    """Validate the body for ``model``, predict, and answer in the native format."""
+    note_model(request, model.name, model.version)
+    content = await predict_bytes(model, await request.body(), request_id(request))
+    return Response(content, media_type="application/json")
 
 
 def _models(request: Request) -> ModelManager:
