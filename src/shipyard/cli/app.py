@@ -18,6 +18,7 @@ from shipyard.cli.models import models_app
 from shipyard.cli.orchestrate import export_app, scheduler
 from shipyard.cli.runs import run_command, runs_app
 from shipyard.cli.serve import serve_command
+from shipyard.cli.tokens import tokens_app
 from shipyard.demo.quickstart import run_quickstart
 from shipyard.project import Project
 from shipyard.render import console
@@ -40,6 +41,7 @@ app.add_typer(runs_app, name="runs")
 app.command("run")(run_command)
 app.command()(scheduler)
 app.command("serve")(serve_command)
+app.add_typer(tokens_app, name="tokens")
 app.add_typer(export_app, name="export")
 
 

@@ -10,6 +10,14 @@ uvicorn's own access log is off: the server writes one JSON line per request to 
 SIGTERM uvicorn stops accepting connections, lets in-flight requests finish (up to
 ``--graceful-timeout`` seconds), then the app answers what is queued and stops.
 
+Every answered prediction is written to the metadata database's ``prediction_log`` table
+(``--no-prediction-log`` or ``[serving] prediction_log = false`` turns it off). API tokens
+(``shipyard tokens create``) are required with ``--auth`` or ``[serving] auth = true``.
+
+Hot swap, canary and shadow (:mod:`shipyard.serving.routing`): ``--poll-seconds`` (default
+5; 0: off) between checks of the served aliases, ``--canary churn=churn:3:10``,
+``--shadow churn=churn@challenger``, or ``[serving.canary.churn]`` / ``[serving.shadow.churn]``.
+
 ``--model-threads`` (default 1) caps OpenMP / BLAS threads per predict call, for the whole
 process and in each prediction thread. Measured on 2 cores with a HistGradientBoosting
 model, its default OpenMP team (one thread per core) fighting the event loop made single-row
@@ -37,6 +45,12 @@ from shipyard.project import Project
 from shipyard.render import console
 from shipyard.serving import ServeSettings, create_app
 from shipyard.serving.kernels import limit_model_threads
+from shipyard.serving.routing import (
+    RoutingSettings,
+    parse_canary_option,
+    parse_routing,
+    parse_shadow_option,
+)
 
 #: Environment variable carrying the server's configuration to worker processes.
 SERVE_ENV = "SHIPYARD_SERVE_CONFIG"
@@ -55,6 +69,30 @@ def configured_refs(root: Path) -> list[str]:
             f"but got {models!r}"
         )
     return list(models)
+
+
+def serving_flag(project: Project, key: str, given: bool | None, default: bool) -> bool:
+    """A yes/no setting: the command-line flag when given, else ``[serving] key``, else default."""
+    if given is not None:
+        return given
+    value = project.settings.serving.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(
+            f"{project.root / CONFIG_FILE}: [serving] {key} must be true or false but got {value!r}"
+        )
+    return value
+
+
+def routing_settings(
+    project: Project, canary: list[str], shadow: list[str], poll_seconds: float | None
+) -> RoutingSettings:
+    """The ``[serving]`` canary and shadow tables and ``poll_seconds``, options on top."""
+    configured = parse_routing(project.settings.serving, str(project.root / CONFIG_FILE))
+    return configured.merged(
+        canary=dict(parse_canary_option(text) for text in canary),
+        shadow=dict(parse_shadow_option(text) for text in shadow),
+        poll_seconds=poll_seconds,
+    )
 
 
 def configure_logging(access_log: bool) -> None:
@@ -80,6 +118,9 @@ def app_from_environment() -> FastAPI:
         max_wait_ms=config["max_wait_ms"],
         model_threads=int(config["model_threads"]),
         freeze_gc=True,
+        routing=RoutingSettings.model_validate(config.get("routing", {})),
+        prediction_log=bool(config.get("prediction_log", True)),
+        auth=bool(config.get("auth", False)),
     )
     return create_app(project.registry, config["refs"], settings)
 
@@ -108,6 +149,45 @@ def serve_command(
             help="Native threads (OpenMP / BLAS) per predict call; 0: the libraries' default.",
         ),
     ] = 1,
+    prediction_log: Annotated[
+        bool | None,
+        typer.Option(
+            "--prediction-log/--no-prediction-log",
+            help="Log every prediction to the database (default: [serving] prediction_log, on).",
+            show_default=False,
+        ),
+    ] = None,
+    auth: Annotated[
+        bool | None,
+        typer.Option(
+            "--auth/--no-auth",
+            help="Require API tokens (shipyard tokens create) (default: [serving] auth, off).",
+            show_default=False,
+        ),
+    ] = None,
+    canary: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Send a share of a model's requests to a challenger: NAME=TARGET:PERCENT, "
+            "e.g. churn=churn:3:10 (repeatable; default: [serving.canary.NAME]).",
+        ),
+    ] = None,
+    shadow: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Mirror a model's requests to a shadow, answering from the champion: "
+            "NAME=TARGET, e.g. churn=churn:3 (repeatable; default: [serving.shadow.NAME]).",
+        ),
+    ] = None,
+    poll_seconds: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Seconds between checks of the served aliases for hot swap; 0: off "
+            "(default: [serving] poll_seconds, 5).",
+            show_default=False,
+        ),
+    ] = None,
     project_dir: Annotated[
         Path | None,
         typer.Option("--project", "-p", help="Project folder (default: found from here up)."),
@@ -123,7 +203,12 @@ def serve_command(
         )
     for ref in chosen:
         project.registry.get(ref)  # fail now, with a clear message, on a wrong reference
+    log_predictions = serving_flag(project, "prediction_log", prediction_log, True)
+    use_auth = serving_flag(project, "auth", auth, False)
+    routing = routing_settings(project, canary or [], shadow or [], poll_seconds)
     configure_logging(access_log)
+    if use_auth:
+        console.print("auth: on (Authorization: Bearer <token>; shipyard tokens create)")
     console.print(f"serving {', '.join(chosen)} on http://{host}:{port} ({workers} worker(s))")
     common: dict[str, Any] = {
         "host": host,
@@ -141,6 +226,9 @@ def serve_command(
             max_wait_ms=max_wait_ms,
             model_threads=model_threads,
             freeze_gc=True,
+            routing=routing,
+            prediction_log=log_predictions,
+            auth=use_auth,
         )
         app = create_app(project.registry, chosen, settings)
         uvicorn.Server(uvicorn.Config(app, **common)).run()
@@ -153,6 +241,9 @@ def serve_command(
             "max_wait_ms": max_wait_ms,
             "model_threads": model_threads,
             "access_log": access_log,
+            "prediction_log": log_predictions,
+            "auth": use_auth,
+            "routing": routing.model_dump(),
         }
     )
     uvicorn.run("shipyard.cli.serve:app_from_environment", factory=True, workers=workers, **common)

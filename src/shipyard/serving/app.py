@@ -15,18 +15,21 @@ as they like. Routes:
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from shipyard.core.exceptions import ShipyardError
 from shipyard.registry import Registry
+from shipyard.serving.auth import Authenticator
 from shipyard.serving.batching import BatchSettings
 from shipyard.serving.fastpath import ServingApp
 from shipyard.serving.http import ServingMiddleware, json_response, shipyard_error_handler
@@ -34,6 +37,8 @@ from shipyard.serving.metrics import ServingMetrics, metrics_endpoint
 from shipyard.serving.mlflow_protocol import router as mlflow_router
 from shipyard.serving.models import ModelManager
 from shipyard.serving.native import router as native_router
+from shipyard.serving.predlog import PredictionLog
+from shipyard.serving.routing import CLIENT_REQUEST_ID, RoutingSettings
 from shipyard.serving.v2 import v2_router
 
 
@@ -48,6 +53,10 @@ class ServeSettings:
     out of the garbage collector's reach (:func:`gc.freeze`), so full collections under
     load scan only what requests allocate instead of stalling the loop for ~100 ms (what
     ``shipyard serve`` does; off by default for apps built in tests).
+    ``prediction_log`` writes every answered prediction to the metadata database
+    (:mod:`shipyard.serving.predlog`) through a queue of ``prediction_log_queue`` entries;
+    ``auth`` requires API tokens (:mod:`shipyard.serving.auth`), reloaded every
+    ``token_refresh_s`` seconds.
     """
 
     max_batch: int = 64
@@ -55,6 +64,12 @@ class ServeSettings:
     threads: int = 2
     model_threads: int = 1
     freeze_gc: bool = False
+    #: canary / shadow routes and alias polling (hot swap), see :mod:`shipyard.serving.routing`
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
+    prediction_log: bool = True
+    prediction_log_queue: int = 10_000
+    auth: bool = False
+    token_refresh_s: float = 30.0
 
     @property
     def batching(self) -> BatchSettings:
@@ -75,11 +90,25 @@ def create_app(
         metrics,
         threads=max(1, settings.threads),
         model_threads=max(0, settings.model_threads),
+        routing=settings.routing,
     )
+
+    database = getattr(registry, "database", None)  # test doubles may have none
+    prediction_log = (
+        PredictionLog(database, metrics.registry, max_queue=settings.prediction_log_queue)
+        if settings.prediction_log and database is not None
+        else None
+    )
+    auth = Authenticator(registry.database, settings.token_refresh_s) if settings.auth else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if auth is not None:
+            await auth.start()
+        if prediction_log is not None:
+            prediction_log.start()
         await models.start()
+        models.shadow_log = getattr(_app.state, "prediction_log", None)
         if settings.freeze_gc:
             gc.collect()
             gc.freeze()
@@ -87,8 +116,13 @@ def create_app(
             yield
         finally:
             await models.stop()
+            if prediction_log is not None:
+                await asyncio.to_thread(prediction_log.close)
+            if auth is not None:
+                await auth.stop()
 
-    app = ServingApp(
+    routed = bool(settings.routing.canary or settings.routing.shadow)
+    app = (_RoutedApp if routed else ServingApp)(
         title="shipyard model server",
         summary=(
             "shipyard's native API, MLflow's scoring protocol, the Open Inference Protocol v2 "
@@ -99,8 +133,10 @@ def create_app(
     app.state.models = models
     app.state.metrics = metrics
     app.state.settings = settings
+    app.state.prediction_log = prediction_log
+    app.state.auth = auth
     app.add_exception_handler(ShipyardError, shipyard_error_handler)
-    app.add_middleware(ServingMiddleware, metrics=metrics)
+    app.add_middleware(ServingMiddleware, metrics=metrics, auth=auth)
     app.add_api_route("/health/live", live, methods=["GET"], tags=["health"])
     app.add_api_route("/health/ready", ready, methods=["GET"], tags=["health"])
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], tags=["operations"])
@@ -108,6 +144,24 @@ def create_app(
     app.include_router(mlflow_router)
     app.include_router(v2_router(models, "shipyard", _version()))
     return app
+
+
+class _RoutedApp(ServingApp):
+    """Notes the client's ``x-request-id`` first: canary splits and shadow logs use it."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve the request with its client request id in :data:`CLIENT_REQUEST_ID`."""
+        client_id = None
+        if scope["type"] == "http":
+            for key, value in scope["headers"]:
+                if key == b"x-request-id":
+                    client_id = value.decode("latin-1")
+                    break
+        token = CLIENT_REQUEST_ID.set(client_id)
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            CLIENT_REQUEST_ID.reset(token)
 
 
 def _version() -> str:

@@ -43,6 +43,12 @@ class ModelFailedError(ShipyardError):
     status_code = 500
 
 
+class BatcherClosedError(ShipyardError):
+    """The batcher is stopping (server shutdown, or its model was swapped out): try again."""
+
+    status_code = 503
+
+
 @dataclass(frozen=True)
 class BatchSettings:
     """How a model's requests are merged: at most ``max_batch`` rows, waiting ``max_wait`` s."""
@@ -94,6 +100,7 @@ class MicroBatcher:
         self._on_error = on_error
         self._queue: asyncio.Queue[_Request | None] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
+        self._closing = False  # set by stop(): nothing may queue behind the stop marker
         self._expected = 1  # requests in the previous batch: how many to wait for
         self.batches = 0  # predict calls made, for tests and diagnostics
         self.requests = 0
@@ -107,16 +114,26 @@ class MicroBatcher:
 
     async def stop(self) -> None:
         """Finish what is queued, then end the worker."""
-        if self._worker is None:
+        if self._worker is None or self._closing:
             return
+        self._closing = True
         await self._queue.put(None)
         await self._worker
         self._worker = None
+        self._closing = False
+
+    @property
+    def accepting(self) -> bool:
+        """True while :meth:`submit` takes requests (started, not stopping)."""
+        return self._worker is not None and not self._closing
 
     async def submit(self, columns: Mapping[str, np.ndarray]) -> Prediction:
         """Predict validated columns as part of the next batch."""
-        if self._worker is None:
-            raise ShipyardError(f"{self.label} is not accepting requests (the server is stopping)")
+        if self._worker is None or self._closing:
+            raise BatcherClosedError(
+                f"{self.label} is not accepting requests (the server is stopping or the model "
+                "was swapped out); retry"
+            )
         rows = len(next(iter(columns.values())))
         future: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Request(columns, rows, future))

@@ -9,7 +9,8 @@ alias path forms, MLflow's and the v2 protocol) goes through FastAPI unchanged.
 The answer is the same, byte for byte, as the FastAPI route's: the same body
 (:func:`~shipyard.serving.native.predict_bytes`), status, ``content-length`` /
 ``content-type`` / ``x-request-id`` headers, error bodies for a :class:`ShipyardError`, and
-the same metrics and access-log line (:func:`~shipyard.serving.http.record_request`). Any
+the same metrics and access-log line (:func:`~shipyard.serving.http.record_request`), the
+same auth check (401 / 403 when auth is on) and the same prediction-log entry. Any
 other exception propagates to the server, which answers 500, as Starlette's error
 middleware does.
 """
@@ -23,10 +24,18 @@ from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from shipyard.core.exceptions import ShipyardError
-from shipyard.serving.http import dump_json, error_body, header_request_id, record_request
+from shipyard.serving.auth import Authenticator
+from shipyard.serving.http import (
+    denial_start,
+    dump_json,
+    error_body,
+    header_request_id,
+    record_request,
+)
 from shipyard.serving.metrics import ServingMetrics
 from shipyard.serving.models import ModelManager
 from shipyard.serving.native import predict_bytes
+from shipyard.serving.predlog import PredictionLog
 
 _PREFIX = "/v1/models/"
 _SUFFIX = "/predict"
@@ -53,18 +62,28 @@ class ServingApp(FastAPI):
         rid = header_request_id(scope)
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = rid
-        models: ModelManager = self.state.models
-        metrics: ServingMetrics = self.state.metrics
+        app_state = self.state
+        models: ModelManager = app_state.models
+        metrics: ServingMetrics = app_state.metrics
+        auth: Authenticator | None = getattr(app_state, "auth", None)
+        log: PredictionLog | None = getattr(app_state, "prediction_log", None)
         status = 500
         model_name = version = ""
         try:
+            if auth is not None:
+                denial = auth.check(scope)
+                if denial is not None:
+                    status = denial.status
+                    await send(denial_start(denial, rid))
+                    await send({"type": "http.response.body", "body": denial.body})
+                    return
             try:
                 model = models.resolve(ref)
                 model_name, version = model.name, str(model.version)
                 body = await _read_body(receive)
                 if body is None:
                     return  # the client went away
-                content = await predict_bytes(model, body, rid)
+                content = await predict_bytes(model, body, rid, log, started)
                 status = 200
             except ShipyardError as exc:
                 status = exc.status_code

@@ -1,9 +1,12 @@
-"""HTTP plumbing every protocol shares: orjson bodies, request ids, access log, metrics.
+"""HTTP plumbing every protocol shares: orjson bodies, request ids, access log, metrics, auth.
 
 :class:`ServingMiddleware` is a plain ASGI middleware (no per-request Starlette objects):
 it takes the ``x-request-id`` header or makes one, echoes it on the answer, times the
-request, counts it in the metrics under the model the handler served (handlers call
-:func:`note_model`) and writes one JSON line per request to the ``shipyard.access`` logger.
+request (its start is ``state["started"]``, for the prediction log), refuses it with 401 /
+403 when auth is on and its token does not allow the route
+(:class:`~shipyard.serving.auth.Authenticator`), counts it in the metrics under the model
+the handler served (handlers call :func:`note_model`) and writes one JSON line per request
+to the ``shipyard.access`` logger.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shipyard.core.exceptions import InvalidArgumentError, SchemaError, ShipyardError
+from shipyard.serving.auth import Authenticator, Denial
 from shipyard.serving.metrics import ServingMetrics
 
 access_logger = logging.getLogger("shipyard.access")
@@ -158,12 +162,29 @@ def record_request(
         )
 
 
-class ServingMiddleware:
-    """Request ids, timing, metrics and the access log, around every HTTP request."""
+def denial_start(denial: Denial, rid: str) -> Message:
+    """The ``http.response.start`` message of a refused request."""
+    return {
+        "type": "http.response.start",
+        "status": denial.status,
+        "headers": [
+            (b"content-length", str(len(denial.body)).encode("latin-1")),
+            (b"content-type", b"application/json"),
+            (b"x-request-id", rid.encode("latin-1")),
+            *denial.headers,
+        ],
+    }
 
-    def __init__(self, app: ASGIApp, metrics: ServingMetrics) -> None:
+
+class ServingMiddleware:
+    """Request ids, timing, auth, metrics and the access log, around every HTTP request."""
+
+    def __init__(
+        self, app: ASGIApp, metrics: ServingMetrics, auth: Authenticator | None = None
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.auth = auth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -173,6 +194,7 @@ class ServingMiddleware:
         rid = header_request_id(scope)
         state = scope.setdefault("state", {})
         state["request_id"] = rid
+        state["started"] = started
         status = 500
         id_header = (b"x-request-id", rid.encode("latin-1"))
 
@@ -184,7 +206,13 @@ class ServingMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            denial = self.auth.check(scope) if self.auth is not None else None
+            if denial is None:
+                await self.app(scope, receive, send_with_id)
+            else:
+                status = denial.status
+                await send(denial_start(denial, rid))
+                await send({"type": "http.response.body", "body": denial.body})
         finally:
             seconds = time.perf_counter() - started
             model = str(state.get("model", ""))

@@ -32,6 +32,7 @@ from shipyard.core.exceptions import InvalidArgumentError, ShipyardError
 from shipyard.serving.columns import records_to_columns, rows_to_columns, split_to_columns
 from shipyard.serving.http import dump_json, json_response, note_model, parse_json
 from shipyard.serving.models import ModelManager, ServingModel
+from shipyard.serving.predlog import note_prediction
 
 router = APIRouter(tags=["mlflow"])
 
@@ -169,9 +170,11 @@ async def invocations(request: Request, model: str | None = None) -> Response:
             columns = csv_columns(body, served)
         else:
             columns = json_columns(parse_json(body), served)
-        result = await served.predict(served.validate(columns))
+        validated = served.validate(columns)
+        result = await served.predict(validated)
     except ShipyardError as exc:
         return mlflow_error(exc)
+    note_prediction(request, served, validated, result)
     return Response(dump_json({"predictions": result.predictions}), media_type=CONTENT_TYPE_JSON)
 
 

@@ -19,243 +19,66 @@ answers as ``LoadedModel.predict`` on the version's input example, trying in ord
 - ``checked``: the registry's own path, ``Signature.validate`` on a DataFrame per batch.
 
 Classifiers whose labels are ``classes[argmax(proba)]`` on the example compute
-probabilities only, not both. The manager maps names, versions and aliases to models in
-plain dicts replaced in one assignment, so swapping a model (hot swap) or routing a share
-of traffic to another (canary) fits on top of :meth:`ModelManager.replace`.
+probabilities only, not both. The manager maps references, names, versions and aliases to
+models in one immutable table replaced in one assignment (:meth:`ModelManager.replace`):
+hot swap installs a new table when a served alias moves, and the canary split reads the
+table per request without touching the database (:mod:`shipyard.serving.routing`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from shipyard.core.exceptions import ConfigError, NotFoundError
 from shipyard.core.refs import ModelRef
-from shipyard.core.schema import Signature
-from shipyard.flavors import LoadedModel
-from shipyard.registry import Registry, VersionInfo
-from shipyard.serving.base import Prediction, ServedModel
-from shipyard.serving.batching import BatchSettings, MicroBatcher
-from shipyard.serving.columns import ColumnCaster, records_to_columns, to_frame, to_matrix
+from shipyard.registry import Registry
+from shipyard.serving.base import ServedModel
+from shipyard.serving.batching import BatchSettings
 from shipyard.serving.kernels import (
-    HistGradientBoostingKernel,
     limit_model_threads,
-    without_feature_names,
 )
 from shipyard.serving.metrics import ServingMetrics
+from shipyard.serving.routing import (
+    CLIENT_REQUEST_ID,
+    Canary,
+    RoutingMetrics,
+    RoutingSettings,
+    ShadowLog,
+    ShadowMirror,
+    alias_version,
+)
+from shipyard.serving.served import ServingModel
 
 logger = logging.getLogger("shipyard.serving")
 
-#: The ways a batch can be fed to a model, cheapest first.
-MODES = ("kernel", "array", "frame", "checked")
-_Compute = Callable[[Any], np.ndarray]
+__all__ = ["ModelManager", "ServingModel"]
 
 
-class ServingModel:
-    """One loaded, warmed-up model version behind a micro-batcher."""
+@dataclass(frozen=True)
+class _Table:
+    """Everything a request looks up, replaced as one object: a swap is one assignment."""
 
-    def __init__(
-        self,
-        loaded: LoadedModel,
-        info: VersionInfo,
-        executor: Executor,
-        batching: BatchSettings | None = None,
-        metrics: ServingMetrics | None = None,
-    ) -> None:
-        self.name = info.name
-        self.version = info.version
-        self.flavor = info.flavor
-        self.signature: Signature | None = loaded.signature
-        self.aliases: tuple[str, ...] = info.aliases
-        self.input_example = info.input_example
-        self.loaded = loaded
-        classes = loaded.classes
-        self.classes: list[Any] | None = (
-            np.asarray(classes).tolist() if classes is not None else None
-        )
-        self.has_proba = loaded.has_proba
-        self.mode = "checked"
-        self._derive_labels = False
-        self._array_model: Any = None  # what the ``array`` mode calls (see warm_up)
-        self._kernel: Any = None  # what the ``kernel`` mode calls
-        self._caster = ColumnCaster(self.signature)
-        labels = (self.name, str(self.version))
-        self._inflight = metrics.inflight.labels(*labels) if metrics else None
-        batch_hist = metrics.batch_size.labels(*labels) if metrics else None
-        errors = metrics.model_errors.labels(*labels) if metrics else None
-        self._batcher = MicroBatcher(
-            self.run_batch,
-            executor,
-            batching,
-            label=f"model {self.name}:{self.version}",
-            on_batch=(lambda rows, _n: batch_hist.observe(rows)) if batch_hist else None,
-            on_error=errors.inc if errors else None,
-        )
-
-    def __repr__(self) -> str:
-        return f"ServingModel({self.name}:{self.version}, flavor={self.flavor!r}, mode={self.mode})"
-
-    @property
-    def batcher(self) -> MicroBatcher:
-        """The model's micro-batcher (its ``batches`` counts predict calls)."""
-        return self._batcher
-
-    def describe(self) -> dict[str, Any]:
-        """What ``GET /v1/models`` shows for this model."""
-        return {
-            "name": self.name,
-            "version": self.version,
-            "flavor": self.flavor,
-            "aliases": list(self.aliases),
-            "inputs": [c.to_dict() for c in self.signature.inputs] if self.signature else None,
-            "classes": self.classes,
-            "probabilities": self.has_proba,
-            "input_mode": self.mode,
-        }
-
-    # -- the ServedModel contract ---------------------------------------------------------
-
-    def validate(self, columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Check and cast request columns; :class:`SchemaError` names the column."""
-        return self._caster.cast(columns)
-
-    def validate_records(self, records: list[Any]) -> dict[str, np.ndarray] | None:
-        """Records of numbers as one matrix of columns, or ``None``: use :meth:`validate`."""
-        return self._caster.cast_records(records)
-
-    async def predict(self, columns: Mapping[str, np.ndarray]) -> Prediction:
-        """Predict validated columns; concurrent calls are merged into one batch."""
-        if self._inflight is None:
-            return await self._batcher.submit(columns)
-        self._inflight.inc()
-        try:
-            return await self._batcher.submit(columns)
-        finally:
-            self._inflight.dec()
-
-    # -- running --------------------------------------------------------------------------
-
-    def run_batch(self, columns: dict[str, np.ndarray]) -> Prediction:
-        """Predict one batch synchronously (the batcher calls this in a worker thread)."""
-        return self._compute(self.mode, columns, derive=self._derive_labels)
-
-    def _compute(self, mode: str, columns: dict[str, np.ndarray], *, derive: bool) -> Prediction:
-        predict, proba, data = self._functions(mode, columns)
-        probabilities = np.asarray(proba(data)) if proba is not None else None
-        if derive and probabilities is not None and self.classes is not None:
-            predictions = np.asarray(self.classes)[np.argmax(probabilities, axis=1)]
-        else:
-            predictions = np.asarray(predict(data))
-        return Prediction(predictions, probabilities, self.classes)
-
-    def _functions(
-        self, mode: str, columns: dict[str, np.ndarray]
-    ) -> tuple[_Compute, _Compute | None, Any]:
-        predictor = self.loaded.predictor
-        if mode == "kernel":
-            kernel = self._kernel
-            proba = kernel.predict_proba if predictor.predict_proba is not None else None
-            return kernel.predict, proba, to_matrix(columns)
-        if mode == "array":
-            native = self._array_model
-            proba = native.predict_proba if predictor.predict_proba is not None else None
-            return native.predict, proba, to_matrix(columns)
-        if mode == "frame":
-            return predictor.predict, predictor.predict_proba, to_frame(columns, self.signature)
-        loaded = self.loaded
-        return (
-            loaded.predict,
-            loaded.predict_proba if loaded.has_proba else None,
-            pd.DataFrame(columns),
-        )
-
-    def warm_up(self) -> None:
-        """Pick the fastest input mode that matches the registry's answers, then warm caches.
-
-        Without an input example the model keeps the ``checked`` mode and is not exercised.
-        """
-        if not self.input_example:
-            logger.warning("%r has no input example: serving it unwarmed", self)
-            return
-        frame = pd.DataFrame(self.input_example)
-        expected = np.asarray(self.loaded.predict(frame))
-        expected_proba = np.asarray(self.loaded.predict_proba(frame)) if self.has_proba else None
-        columns = self.validate(records_to_columns(self.input_example))
-        for mode in self._candidate_modes():
-            try:
-                got = self._compute(mode, columns, derive=False)
-            except Exception as exc:  # a mode the model cannot take: try the next one
-                logger.debug("%r cannot take %s input: %s", self, mode, exc)
-                continue
-            if _same(got.predictions, expected) and _same(got.probabilities, expected_proba):
-                self.mode = mode
-                break
-        if expected_proba is not None and self.classes is not None:
-            derived = np.asarray(self.classes)[np.argmax(expected_proba, axis=1)]
-            self._derive_labels = _same(derived, expected)
-        first_row = {name: values[:1] for name, values in columns.items()}
-        for _ in range(3):
-            self.run_batch(first_row)
-            self.run_batch(columns)
-        logger.info("%r warmed up on %d example row(s)", self, len(frame))
-
-    def _candidate_modes(self) -> list[str]:
-        modes = ["frame", "checked"]
-        native = self.loaded.predictor.native
-        signature = self.signature
-        if (
-            signature is not None
-            and _is_sklearn(native)
-            and all(c.is_numeric or c.dtype == "bool" for c in signature.inputs)
-        ):
-            names = getattr(native, "feature_names_in_", None)
-            if names is None:
-                self._array_model = native
-            elif [str(n) for n in names] == [c.name for c in signature.inputs]:
-                self._array_model = without_feature_names(native)
-            if self._array_model is not None:
-                modes.insert(0, "array")
-                self._kernel = HistGradientBoostingKernel.build(native)
-                if self._kernel is not None:
-                    modes.insert(0, "kernel")
-        return modes
-
-    def start(self) -> None:
-        """Start taking requests (inside the running event loop)."""
-        self._batcher.start()
-
-    async def stop(self) -> None:
-        """Answer every queued request, then stop."""
-        await self._batcher.stop()
+    slots: dict[str, ServingModel]  # each served reference (refs, then targets) → its model
+    default: dict[str, ServingModel]  # name → the model of its first served reference
+    versions: dict[tuple[str, int], ServingModel]
+    aliases: dict[tuple[str, str], ServingModel]
+    canary: dict[str, tuple[Canary, ServingModel]]  # name → (split, challenger)
 
 
-def _is_sklearn(native: object) -> bool:
-    try:
-        from sklearn.base import BaseEstimator
-    except ImportError:  # pragma: no cover - scikit-learn is a dependency
-        return False
-    return isinstance(native, BaseEstimator)
-
-
-def _same(got: np.ndarray | None, expected: np.ndarray | None) -> bool:
-    if got is None or expected is None:
-        return got is None and expected is None
-    got, expected = np.asarray(got), np.asarray(expected)
-    if got.shape != expected.shape:
-        return False
-    if got.dtype.kind in "fc" and expected.dtype.kind in "fc":
-        return bool(np.allclose(got, expected, rtol=1e-9, atol=1e-12, equal_nan=True))
-    return bool(np.array_equal(got, expected))
+_EMPTY = _Table({}, {}, {}, {}, {})
 
 
 class ModelManager:
-    """Loads, warms up and holds every served model (a :class:`ModelLookup`)."""
+    """Loads, warms up and holds every served model (a :class:`ModelLookup`).
+
+    ``routing`` adds canary and shadow targets (loaded like the served references, but
+    never a name's default) and hot swap of alias references (see :mod:`~shipyard.serving.routing`).
+    """
 
     def __init__(
         self,
@@ -266,65 +89,213 @@ class ModelManager:
         *,
         threads: int = 2,
         model_threads: int = 1,
+        routing: RoutingSettings | None = None,
     ) -> None:
         if not refs:
             raise ConfigError(
                 "no models to serve: pass references (shipyard serve churn@production) or "
                 'list them in shipyard.toml under [serving] models = ["churn@production"]'
             )
-        self.refs = [str(ModelRef.parse(ref)) for ref in refs]
+        self.refs = list(dict.fromkeys(str(ModelRef.parse(ref)) for ref in refs))
         self.registry = registry
         self.batching = batching or BatchSettings()
         self.metrics = metrics
+        self.routing = routing or RoutingSettings()
+        self.routing_metrics = RoutingMetrics(metrics.registry if metrics else None)
+        names = {ModelRef.parse(ref).name for ref in self.refs}
+        for kind, table in (("canary", self.routing.canary), ("shadow", self.routing.shadow)):
+            unknown = sorted(set(table) - names)
+            if unknown:
+                raise ConfigError(
+                    f"[serving.{kind}.{unknown[0]}] routes a model this server does not serve; "
+                    f"it serves {', '.join(sorted(names))}: fix the table name or serve "
+                    f"{unknown[0]!r} too"
+                )
+        self.targets = [t for t in self.routing.targets() if t not in self.refs]
         self.executor = ThreadPoolExecutor(
             max_workers=threads,
             thread_name_prefix="shipyard-predict",
             initializer=limit_model_threads,
             initargs=(model_threads,),
         )
-        self._default: dict[str, ServingModel] = {}
-        self._versions: dict[tuple[str, int], ServingModel] = {}
-        self._aliases: dict[tuple[str, str], ServingModel] = {}
+        # Shadow-only models predict on their own thread: they never queue champions' batches.
+        shadow_only = {str(ModelRef.parse(s.target)) for s in self.routing.shadow.values()}
+        shadow_only -= {str(ModelRef.parse(c.target)) for c in self.routing.canary.values()}
+        self._shadow_only = shadow_only - set(self.refs)
+        self.shadow_executor = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="shipyard-shadow",
+            initializer=limit_model_threads,
+            initargs=(model_threads,),
+        )
+        self._mirrors = {
+            name: ShadowMirror(
+                name,
+                str(ModelRef.parse(shadow.target)),
+                self._slot_getter(str(ModelRef.parse(shadow.target))),
+                self.routing_metrics,
+            )
+            for name, shadow in self.routing.shadow.items()
+        }
+        self._table = _EMPTY
         self._ready = False
+        self._watcher: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._failed: dict[str, int] = {}  # alias reference → the version that failed to load
 
     async def start(self) -> None:
-        """Load and warm up every model (off the event loop), then become ready."""
-        for ref in self.refs:
+        """Load and warm up every model (off the event loop), then become ready.
+
+        With alias references and ``poll_seconds`` > 0, also start polling their aliases.
+        """
+        for ref in [*self.refs, *self.targets]:
             model = await asyncio.to_thread(self._load, ref)
-            self.replace(model, default=model.name not in self._default)
+            self.replace(ref, model)
         self._ready = True
+        if self.routing.poll_seconds > 0 and self._alias_refs():
+            self._watcher = asyncio.get_running_loop().create_task(
+                self._watch(), name="shipyard-alias-watcher"
+            )
 
     def _load(self, ref: str) -> ServingModel:
         info = self.registry.get(ref)
-        known = self._versions.get((info.name, info.version))
+        known = self._table.versions.get((info.name, info.version))
         if known is not None:
             return known
         loaded = self.registry.load(info.ref)  # the exact version, even if the alias moves
-        model = ServingModel(loaded, info, self.executor, self.batching, self.metrics)
+        executor = self.shadow_executor if ref in self._shadow_only else self.executor
+        model = ServingModel(loaded, info, executor, self.batching, self.metrics)
         model.warm_up()
         return model
 
-    def replace(self, model: ServingModel, *, default: bool = True) -> None:
-        """Serve ``model`` (started here), as its name's default when ``default``.
+    def replace(self, ref: str, model: ServingModel) -> None:
+        """Serve ``model`` (started here) for the reference ``ref``.
 
-        Each map is replaced in one assignment, so a request sees the old or the new model,
-        never a mix: the hook for hot swap when an alias moves.
+        Every lookup map is rebuilt and installed in one assignment, so a request sees the
+        old or the new model, never a mix: how hot swap switches versions.
         """
         model.start()
-        self._versions = {**self._versions, (model.name, model.version): model}
-        self._aliases = {
-            **self._aliases,
-            **{(model.name, alias): model for alias in model.aliases},
-        }
-        if default:
-            self._default = {**self._default, model.name: model}
+        self._install({**self._table.slots, str(ModelRef.parse(ref)): model})
+
+    def _install(self, slots: dict[str, ServingModel]) -> None:
+        default: dict[str, ServingModel] = {}
+        for ref in self.refs:
+            if ref in slots:
+                default.setdefault(slots[ref].name, slots[ref])
+        unique = list({id(m): m for m in slots.values()}.values())
+        versions = {(m.name, m.version): m for m in unique}
+        aliases: dict[tuple[str, str], ServingModel] = {}
+        for model in unique:
+            for alias in model.registry_aliases:
+                aliases.setdefault((model.name, alias), model)
+        for ref, model in slots.items():
+            parsed = ModelRef.parse(ref)
+            if parsed.alias is not None:  # the served alias wins over what a version held
+                aliases[(parsed.name, parsed.alias)] = model
+        canary: dict[str, tuple[Canary, ServingModel]] = {}
+        for name, settings in self.routing.canary.items():
+            challenger = slots.get(str(ModelRef.parse(settings.target)))
+            if challenger is not None and challenger is not default.get(name):
+                canary[name] = (Canary(settings.target, settings.percent), challenger)
+        for model in unique:
+            model.aliases = tuple(sorted(a for (_, a), m in aliases.items() if m is model))
+            champion = default.get(model.name) is model
+            model.mirror = self._mirrors.get(model.name) if champion else None
+            if model.mirror is not None and self._slot(model.mirror.target) is model:
+                model.mirror = None  # its own shadow: nothing to compare
+        self._table = _Table(slots, default, versions, aliases, canary)
+
+    @property
+    def shadow_log(self) -> ShadowLog | None:
+        """Where shadow answers are logged (``None``: counted in the metrics only)."""
+        return next((m.log for m in self._mirrors.values()), None)
+
+    @shadow_log.setter
+    def shadow_log(self, log: ShadowLog | None) -> None:
+        for mirror in self._mirrors.values():
+            mirror.log = log
+
+    def _slot(self, ref: str) -> ServingModel | None:
+        return self._table.slots.get(ref)
+
+    def _slot_getter(self, ref: str) -> Callable[[], ServingModel]:
+        def current() -> ServingModel:
+            model = self._table.slots.get(ref)
+            if model is None:
+                raise NotFoundError(f"{ref} is not loaded (yet)")
+            return model
+
+        return current
+
+    # -- hot swap -------------------------------------------------------------------------
+
+    def _alias_refs(self) -> list[str]:
+        return [ref for ref in [*self.refs, *self.targets] if ModelRef.parse(ref).alias]
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.routing.poll_seconds)
+            try:
+                await self.check_aliases()
+            except Exception:  # a registry hiccup must not end the polling
+                logger.exception("checking the served aliases failed; retrying next poll")
+
+    async def check_aliases(self) -> None:
+        """Swap in the version each served alias points at now, if it moved."""
+        for ref in self._alias_refs():
+            parsed = ModelRef.parse(ref)
+            assert parsed.alias is not None
+            version = await asyncio.to_thread(
+                alias_version, self.registry, parsed.name, parsed.alias
+            )
+            current = self._table.slots.get(ref)
+            if version is None or current is None or version == current.version:
+                continue
+            if self._failed.get(ref) == version:
+                continue  # counted once; tried again only when the alias moves again
+            await self._swap(ref, f"{parsed.name}:{version}")
+
+    async def _swap(self, ref: str, target: str) -> None:
+        name = ModelRef.parse(ref).name
+        try:
+            model = await asyncio.to_thread(self._load, target)
+        except Exception as exc:
+            self._failed[ref] = ModelRef.parse(target).version or 0
+            self.routing_metrics.swaps.labels(name, "failed").inc()
+            logger.error("hot swap of %s to %s failed, still serving the old version: %s",
+                         ref, target, exc)  # fmt: skip
+            return
+        old = self._table.slots[ref]
+        self._failed.pop(ref, None)
+        self.replace(ref, model)
+        self.routing_metrics.swaps.labels(name, "swapped").inc()
+        logger.info("%s now served by %s:%d (was %d)", ref, name, model.version, old.version)
+        if all(m is not old for m in self._table.slots.values()):
+            # Its own task: cancelling the watcher must not cut the old batcher's drain short.
+            task = asyncio.get_running_loop().create_task(old.retire(model))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
 
     async def stop(self) -> None:
-        """Finish queued requests, stop every batcher and the prediction threads."""
+        """Finish queued requests and shadows, stop every batcher and the prediction threads."""
         self._ready = False
-        for model in list(self._versions.values()):
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+        await asyncio.gather(*list(self._retiring), return_exceptions=True)
+        served = list({id(m): m for m in self._table.slots.values()}.values())
+        targets = {id(self._table.slots[t]) for t in self.targets if t in self._table.slots}
+        for model in served:  # champions first: what they still answer may be mirrored
+            if id(model) not in targets:
+                await model.stop()
+        for mirror in self._mirrors.values():
+            await mirror.drain()
+        for model in served:
             await model.stop()
         self.executor.shutdown(wait=True)
+        self.shadow_executor.shutdown(wait=True)
 
     # -- the ModelLookup contract ---------------------------------------------------------
 
@@ -336,12 +307,13 @@ class ModelManager:
         self, name: str, version: int | None = None, alias: str | None = None
     ) -> ServingModel:
         """Like :meth:`get`, also by alias; :class:`NotFoundError` names what is served."""
+        table = self._table
         if alias is not None:
-            model = self._aliases.get((name, alias))
+            model = table.aliases.get((name, alias))
         elif version is not None:
-            model = self._versions.get((name, version))
+            model = table.versions.get((name, version))
         else:
-            model = self._default.get(name)
+            model = table.default.get(name)
         if model is None:
             wanted = str(ModelRef(name, version, alias))
             raise NotFoundError(
@@ -350,17 +322,37 @@ class ModelManager:
         return model
 
     def resolve(self, ref: str) -> ServingModel:
-        """The model for a reference text: ``NAME``, ``NAME:VERSION`` or ``NAME@ALIAS``."""
+        """The model for a reference text: ``NAME``, ``NAME:VERSION`` or ``NAME@ALIAS``.
+
+        A request for a model's champion (by name or alias, not a pinned version) goes to
+        its canary challenger when the split says so.
+        """
         parsed = ModelRef.parse(ref)
-        return self.lookup(parsed.name, parsed.version, parsed.alias)
+        model = self.lookup(parsed.name, parsed.version, parsed.alias)
+        if parsed.version is None:
+            return self.route(model)
+        return model
+
+    def route(self, model: ServingModel) -> ServingModel:
+        """``model``, or its canary challenger for this request (when ``model`` is a champion)."""
+        canary = self._table.canary
+        if canary:
+            split = canary.get(model.name)
+            if (
+                split is not None
+                and self._table.default.get(model.name) is model
+                and split[0].takes(CLIENT_REQUEST_ID.get())
+            ):
+                return split[1]
+        return model
 
     def served(self) -> list[ServedModel]:
         """Every served model version."""
-        return list(self._versions.values())
+        return list(self._table.versions.values())
 
     def serving_models(self) -> list[ServingModel]:
         """Every served model version, with shipyard's extras."""
-        return list(self._versions.values())
+        return list(self._table.versions.values())
 
     def ready(self) -> bool:
         """True once every model is loaded and warmed up."""
@@ -368,15 +360,16 @@ class ModelManager:
 
     def first(self) -> ServingModel:
         """The default model of the first reference (what MLflow's /invocations serves)."""
-        if not self._default:
+        if not self._table.default:
             raise NotFoundError("no model is loaded yet; wait for /health/ready")
-        return next(iter(self._default.values()))
+        return next(iter(self._table.default.values()))
 
     def describe_served(self) -> str:
         """``churn:3 (production), fraud:1`` or ``nothing yet``."""
-        if not self._versions:
+        versions = self._table.versions
+        if not versions:
             return "nothing yet (the models are still loading)"
         return ", ".join(
             f"{m.name}:{m.version}" + (f" ({', '.join(m.aliases)})" if m.aliases else "")
-            for m in self._versions.values()
+            for m in versions.values()
         )

@@ -15,6 +15,7 @@ input not matching the signature (``column`` names the culprit), 500 model failu
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter
@@ -31,6 +32,7 @@ from shipyard.serving.http import (
     request_id,
 )
 from shipyard.serving.models import ModelManager, ServingModel
+from shipyard.serving.predlog import PredictionLog
 
 router = APIRouter(prefix="/v1", tags=["native"])
 
@@ -53,11 +55,19 @@ def body_columns(payload: Any) -> dict[str, list[Any]]:
     raise InvalidArgumentError(f"expected {BODY_SHAPES} but got {kind or type(payload).__name__}")
 
 
-async def predict_bytes(model: ServingModel, body: bytes, rid: str) -> bytes:
+async def predict_bytes(
+    model: ServingModel,
+    body: bytes,
+    rid: str,
+    log: PredictionLog | None = None,
+    started: float = 0.0,
+) -> bytes:
     """Validate a native request body for ``model``, predict, and answer as JSON bytes.
 
     The one implementation behind the routes below and the ASGI fast path
-    (:mod:`shipyard.serving.fastpath`): both give byte-identical answers.
+    (:mod:`shipyard.serving.fastpath`): both give byte-identical answers. With a prediction
+    ``log`` the answer is queued there, its latency counted from ``started``
+    (:func:`time.perf_counter`).
     """
     payload = parse_json(body)
     columns = None
@@ -66,6 +76,8 @@ async def predict_bytes(model: ServingModel, body: bytes, rid: str) -> bytes:
     if columns is None:
         columns = model.validate(body_columns(payload))
     result = await model.predict(columns)
+    if log is not None:
+        log.record(model.name, model.version, rid, time.perf_counter() - started, columns, result)
     content: dict[str, Any] = {
         "model": model.name,
         "version": model.version,
@@ -81,7 +93,9 @@ async def predict_bytes(model: ServingModel, body: bytes, rid: str) -> bytes:
 async def answer(request: Request, model: ServingModel) -> Response:
     """Validate the body for ``model``, predict, and answer in the native format."""
     note_model(request, model.name, model.version)
-    content = await predict_bytes(model, await request.body(), request_id(request))
+    log: PredictionLog | None = getattr(request.app.state, "prediction_log", None)
+    started = request.scope.get("state", {}).get("started", 0.0)
+    content = await predict_bytes(model, await request.body(), request_id(request), log, started)
     return Response(content, media_type="application/json")
 
 

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request, Response
 from shipyard.core.exceptions import InvalidArgumentError, ShipyardError
 from shipyard.serving.base import ModelLookup, ServedModel
 from shipyard.serving.http import note_model, request_id
+from shipyard.serving.predlog import note_prediction
 from shipyard.serving.v2_codec import (
     HEADER_LENGTH,
     PREDICT_OUTPUT,
@@ -79,7 +80,8 @@ def v2_router(models: ModelLookup, server_name: str, server_version: str) -> API
             note_model(request, model.name, model.version)
             body = _decompress(await request.body(), request.headers.get("content-encoding"))
             decoded = decode_request(body, _header_length(request), model.signature)
-            prediction = await model.predict(model.validate(decoded.columns))
+            validated = model.validate(decoded.columns)
+            prediction = await model.predict(validated)
             payload, headers = encode_response(
                 model.name,
                 model.version,
@@ -93,6 +95,7 @@ def v2_router(models: ModelLookup, server_name: str, server_version: str) -> API
         except Exception as exc:  # the protocol's error body, even for a bug
             logger.exception("v2 inference on model %r failed", name)
             return _json({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
+        note_prediction(request, model, validated, prediction)
         return Response(payload, headers=headers)
 
     @router.get("/v2/models/{name}")

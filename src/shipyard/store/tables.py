@@ -1,4 +1,4 @@
-"""The metadata schema: registered models, their versions, aliases and promotions.
+"""The metadata schema: models, versions, aliases, promotions, datasets, runs and serving.
 
 Changes to these tables go with an Alembic migration in ``store/migrations/versions``.
 """
@@ -193,3 +193,39 @@ class ScheduleState(Base):
     next_fire_at: Mapped[datetime | None]
     lock_owner: Mapped[str | None] = mapped_column(sa.String(128))
     lock_expires_at: Mapped[datetime | None]
+
+
+class PredictionLogEntry(Base):
+    """One answered prediction request: what came in, what went out, how long it took.
+
+    Written in batches by the server's prediction log; ``shadow`` marks answers a shadow
+    (mirrored) model computed but the client never saw.
+    """
+
+    __tablename__ = "prediction_log"
+    __table_args__ = (sa.Index("ix_prediction_log_model_at", "model", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model: Mapped[str] = mapped_column(sa.String(128))
+    version: Mapped[int]
+    request_id: Mapped[str] = mapped_column(sa.String(128))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    latency_ms: Mapped[float] = mapped_column(sa.Float())
+    inputs: Mapped[list[Any]]
+    outputs: Mapped[dict[str, Any]]
+    shadow: Mapped[bool] = mapped_column(default=False)
+
+
+class ApiToken(Base):
+    """An API token of the model server: only the sha256 of its secret is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(128), index=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    scopes: Mapped[list[Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(sa.String(128))
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]

@@ -1,0 +1,76 @@
+"""``shipyard tokens …``: API tokens for the model server (``shipyard serve --auth``).
+
+``create`` prints the secret once (only its sha256 is stored); ``list`` never shows it;
+``revoke`` stops a token — running servers drop it at their next refresh (30 s).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from shipyard.cli.context import Group, JsonOption, open_project
+from shipyard.render import console, print_json
+from shipyard.serving.auth import SCOPES, create_token, list_tokens, revoke_token
+
+tokens_app = typer.Typer(
+    cls=Group,
+    help="API tokens for the model server (enforced with shipyard serve --auth).",
+    no_args_is_help=True,
+)
+
+
+@tokens_app.command("create")
+def create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="A name for the token (who or what uses it).")],
+    scope: Annotated[
+        list[str] | None,
+        typer.Option("--scope", help=f"What it allows (repeatable): {', '.join(SCOPES)}."),
+    ] = None,
+) -> None:
+    """Make a token and print it once: store it now, it cannot be shown again."""
+    project = open_project(ctx)
+    secret, info = create_token(project.database, name, scope or [], project.settings.actor)
+    console.print(
+        f"created token [bold]{info.name}[/bold] (scopes: {', '.join(info.scopes)}); "
+        "it is shown once, store it now:",
+        soft_wrap=True,
+    )
+    typer.echo(secret)
+
+
+@tokens_app.command("list")
+def list_(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Every token: name, scopes, who made it, last use, revoked (never the secret)."""
+    project = open_project(ctx)
+    tokens = list_tokens(project.database)
+    if as_json:
+        print_json([t.to_dict() for t in tokens])
+        return
+    table = Table(title="API tokens")
+    for column in ("name", "scopes", "status", "created", "by", "last used"):
+        table.add_column(column)
+    for t in tokens:
+        table.add_row(
+            t.name,
+            ", ".join(t.scopes),
+            "active" if t.active else f"revoked {t.revoked_at:%Y-%m-%d %H:%M}",
+            f"{t.created_at:%Y-%m-%d %H:%M}",
+            t.created_by,
+            f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "-",
+        )
+    console.print(table)
+
+
+@tokens_app.command("revoke")
+def revoke(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The token to revoke.")],
+) -> None:
+    """Revoke a token; servers stop accepting it at their next refresh (within 30 s)."""
+    project = open_project(ctx)
+    info = revoke_token(project.database, name)
+    console.print(f"revoked token [bold]{info.name}[/bold]")
