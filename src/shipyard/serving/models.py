@@ -5,21 +5,9 @@ each reference (``churn@production``, ``fraud:3``), loads the version, warms it 
 starts its micro-batcher; it is ready only when every model is. :class:`ServingModel`
 implements :class:`~shipyard.serving.base.ServedModel`.
 
-At warm-up each model picks the cheapest way to feed its batches that gives the *same*
-answers as ``LoadedModel.predict`` on the version's input example, trying in order:
-
-- ``kernel``: the ``array`` input through a leaner predict loop with bit-identical arithmetic
-  (:mod:`shipyard.serving.kernels`, HistGradientBoosting models);
-- ``array``: one 2-D numpy array straight into a scikit-learn estimator (no pandas at all):
-  one fitted on arrays, or one fitted on a DataFrame whose ``feature_names_in_`` are the
-  signature's columns in order (then a copy without ``feature_names_in_``, so sklearn skips
-  its per-call name check; the warm-up comparison below proves the answers are the same);
-- ``frame``: one DataFrame per batch built from the validated columns (models fitted on
-  DataFrames, e.g. a ``ColumnTransformer`` selecting columns by name);
-- ``checked``: the registry's own path, ``Signature.validate`` on a DataFrame per batch.
-
-Classifiers whose labels are ``classes[argmax(proba)]`` on the example compute
-probabilities only, not both. The manager maps references, names, versions and aliases to
+At warm-up each model picks the cheapest input mode that gives the same answers as the
+registry's own path (see :mod:`shipyard.serving.served`).
+The manager maps references, names, versions and aliases to
 models in one immutable table replaced in one assignment (:meth:`ModelManager.replace`):
 hot swap installs a new table when a served alias moves, and the canary split reads the
 table per request without touching the database (:mod:`shipyard.serving.routing`).
