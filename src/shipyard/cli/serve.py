@@ -22,6 +22,11 @@ Hot swap, canary and shadow (:mod:`shipyard.serving.routing`): ``--poll-seconds`
 process and in each prediction thread. Measured on 2 cores with a HistGradientBoosting
 model, its default OpenMP team (one thread per core) fighting the event loop made single-row
 latency 2-3x worse; batches of a few dozen rows gain nothing from more threads.
+
+``--compile onnx`` converts scikit-learn, LightGBM and XGBoost models to ONNX at load and
+serves them with onnxruntime, only where the converted model's answers match the original's
+on the input example (:mod:`shipyard.serving.compile`); ``GET /v1/models`` shows each model's
+``input_mode`` (``onnx`` when adopted).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import logging
 import os
 import sys
 import tomllib
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -51,6 +57,13 @@ from shipyard.serving.routing import (
     parse_routing,
     parse_shadow_option,
 )
+
+
+class CompileTarget(StrEnum):
+    """What ``--compile`` converts models to."""
+
+    onnx = "onnx"
+
 
 #: Environment variable carrying the server's configuration to worker processes.
 SERVE_ENV = "SHIPYARD_SERVE_CONFIG"
@@ -121,6 +134,7 @@ def app_from_environment() -> FastAPI:
         routing=RoutingSettings.model_validate(config.get("routing", {})),
         prediction_log=bool(config.get("prediction_log", True)),
         auth=bool(config.get("auth", False)),
+        compile=config.get("compile"),
     )
     return create_app(project.registry, config["refs"], settings)
 
@@ -188,6 +202,15 @@ def serve_command(
             show_default=False,
         ),
     ] = None,
+    compile_to: Annotated[
+        CompileTarget | None,
+        typer.Option(
+            "--compile",
+            help="Convert scikit-learn / LightGBM / XGBoost models to ONNX at load and serve "
+            "them with onnxruntime where the answers match on the input example.",
+            show_default=False,
+        ),
+    ] = None,
     project_dir: Annotated[
         Path | None,
         typer.Option("--project", "-p", help="Project folder (default: found from here up)."),
@@ -229,6 +252,7 @@ def serve_command(
             routing=routing,
             prediction_log=log_predictions,
             auth=use_auth,
+            compile=compile_to.value if compile_to else None,
         )
         app = create_app(project.registry, chosen, settings)
         uvicorn.Server(uvicorn.Config(app, **common)).run()
@@ -244,6 +268,7 @@ def serve_command(
             "prediction_log": log_predictions,
             "auth": use_auth,
             "routing": routing.model_dump(),
+            "compile": compile_to.value if compile_to else None,
         }
     )
     uvicorn.run("shipyard.cli.serve:app_from_environment", factory=True, workers=workers, **common)

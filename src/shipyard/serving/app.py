@@ -57,6 +57,9 @@ class ServeSettings:
     (:mod:`shipyard.serving.predlog`) through a queue of ``prediction_log_queue`` entries;
     ``auth`` requires API tokens (:mod:`shipyard.serving.auth`), reloaded every
     ``token_refresh_s`` seconds.
+    ``compile`` (``"onnx"``) converts each scikit-learn / LightGBM / XGBoost model to ONNX
+    at load and serves it with onnxruntime when its answers match on the input example
+    (:mod:`shipyard.serving.compile`); ``None``: models run as registered.
     """
 
     max_batch: int = 64
@@ -70,6 +73,7 @@ class ServeSettings:
     prediction_log_queue: int = 10_000
     auth: bool = False
     token_refresh_s: float = 30.0
+    compile: str | None = None
 
     @property
     def batching(self) -> BatchSettings:
@@ -91,6 +95,7 @@ def create_app(
         threads=max(1, settings.threads),
         model_threads=max(0, settings.model_threads),
         routing=settings.routing,
+        compile_to=settings.compile,
     )
 
     database = getattr(registry, "database", None)  # test doubles may have none

@@ -78,6 +78,7 @@ class ModelManager:
         threads: int = 2,
         model_threads: int = 1,
         routing: RoutingSettings | None = None,
+        compile_to: str | None = None,
     ) -> None:
         if not refs:
             raise ConfigError(
@@ -89,6 +90,8 @@ class ModelManager:
         self.batching = batching or BatchSettings()
         self.metrics = metrics
         self.routing = routing or RoutingSettings()
+        #: ``"onnx"`` to try compiling every model it loads (``shipyard serve --compile``).
+        self.compile_to = compile_to
         self.routing_metrics = RoutingMetrics(metrics.registry if metrics else None)
         names = {ModelRef.parse(ref).name for ref in self.refs}
         for kind, table in (("canary", self.routing.canary), ("shadow", self.routing.shadow)):
@@ -152,7 +155,9 @@ class ModelManager:
             return known
         loaded = self.registry.load(info.ref)  # the exact version, even if the alias moves
         executor = self.shadow_executor if ref in self._shadow_only else self.executor
-        model = ServingModel(loaded, info, executor, self.batching, self.metrics)
+        model = ServingModel(
+            loaded, info, executor, self.batching, self.metrics, compile_to=self.compile_to
+        )
         model.warm_up()
         return model
 

@@ -8,6 +8,10 @@ implements :class:`~shipyard.serving.base.ServedModel`.
 At warm-up each model picks the cheapest way to feed its batches that gives the *same*
 answers as ``LoadedModel.predict`` on the version's input example, trying in order:
 
+- ``onnx`` (only with ``--compile onnx``): the model converted to ONNX at load and run with
+  onnxruntime (:mod:`shipyard.serving.compile`); adopted only when its labels equal the
+  original's and its probabilities agree within 1e-5 (ONNX computes in float32), otherwise
+  one log line says why and the modes below are tried as usual;
 - ``kernel``: the ``array`` input through a leaner predict loop with bit-identical arithmetic
   (:mod:`shipyard.serving.kernels`, HistGradientBoosting models);
 - ``array``: one 2-D numpy array straight into a scikit-learn estimator (no pandas at all):
@@ -35,6 +39,12 @@ from shipyard.registry import VersionInfo
 from shipyard.serving.base import Prediction
 from shipyard.serving.batching import BatcherClosedError, BatchSettings, MicroBatcher
 from shipyard.serving.columns import ColumnCaster, records_to_columns, to_frame, to_matrix
+from shipyard.serving.compile import (
+    CompileError,
+    OnnxModel,
+    compile_onnx,
+    same_answers,
+)
 from shipyard.serving.kernels import (
     HistGradientBoostingKernel,
     without_feature_names,
@@ -48,7 +58,7 @@ logger = logging.getLogger("shipyard.serving")
 
 
 #: The ways a batch can be fed to a model, cheapest first.
-MODES = ("kernel", "array", "frame", "checked")
+MODES = ("onnx", "kernel", "array", "frame", "checked")
 _Compute = Callable[[Any], np.ndarray]
 
 
@@ -62,7 +72,11 @@ class ServingModel:
         executor: Executor,
         batching: BatchSettings | None = None,
         metrics: ServingMetrics | None = None,
+        *,
+        compile_to: str | None = None,
     ) -> None:
+        #: ``"onnx"`` to try the ``onnx`` mode first (``shipyard serve --compile onnx``)
+        self.compile_to = compile_to
         self.name = info.name
         self.version = info.version
         self.flavor = info.flavor
@@ -82,6 +96,7 @@ class ServingModel:
         self._derive_labels = False
         self._array_model: Any = None  # what the ``array`` mode calls (see warm_up)
         self._kernel: Any = None  # what the ``kernel`` mode calls
+        self._onnx: OnnxModel | None = None  # what the ``onnx`` mode calls
         self._caster = ColumnCaster(self.signature)
         labels = (self.name, str(self.version))
         self._inflight = metrics.inflight.labels(*labels) if metrics else None
@@ -157,6 +172,10 @@ class ServingModel:
         return self._compute(self.mode, columns, derive=self._derive_labels)
 
     def _compute(self, mode: str, columns: dict[str, np.ndarray], *, derive: bool) -> Prediction:
+        if mode == "onnx":  # labels and probabilities from one session run, never derived
+            assert self._onnx is not None
+            labels, probabilities = self._onnx.run(columns)
+            return Prediction(labels, probabilities, self.classes)
         predict, proba, data = self._functions(mode, columns)
         probabilities = np.asarray(proba(data)) if proba is not None else None
         if derive and probabilities is not None and self.classes is not None:
@@ -198,7 +217,8 @@ class ServingModel:
         expected = np.asarray(self.loaded.predict(frame))
         expected_proba = np.asarray(self.loaded.predict_proba(frame)) if self.has_proba else None
         columns = self.validate(records_to_columns(self.input_example))
-        for mode in self._candidate_modes():
+        compiled = self._try_compile(columns, expected, expected_proba)
+        for mode in [] if compiled else self._candidate_modes():
             try:
                 got = self._compute(mode, columns, derive=False)
             except Exception as exc:  # a mode the model cannot take: try the next one
@@ -215,6 +235,34 @@ class ServingModel:
             self.run_batch(first_row)
             self.run_batch(columns)
         logger.info("%r warmed up on %d example row(s)", self, len(frame))
+
+    def _try_compile(
+        self, columns: dict[str, np.ndarray], expected: np.ndarray, expected_proba: Any
+    ) -> bool:
+        """Adopt the ``onnx`` mode when requested and it matches; else log one line why not."""
+        if self.compile_to is None:
+            return False
+        try:
+            if self.compile_to != "onnx":
+                raise CompileError(f"unknown compile target {self.compile_to!r} (onnx)")
+            self._onnx = compile_onnx(self.loaded.predictor.native, self.signature, self.classes)
+            got = self._compute("onnx", columns, derive=False)
+            reason = same_answers((got.predictions, got.probabilities), (expected, expected_proba))
+            if reason is not None:
+                raise CompileError(f"its answers differ on the input example: {reason}")
+        except Exception as exc:  # never fail the load: keep the original path
+            self._onnx = None
+            why = str(exc) if isinstance(exc, CompileError) else f"{type(exc).__name__}: {exc}"
+            logger.warning(
+                "%s:%s: --compile onnx not used, serving the model as registered: %s",
+                self.name,
+                self.version,
+                why,
+            )
+            return False
+        self.mode = "onnx"
+        logger.info("%s:%s: serving ONNX (%s)", self.name, self.version, self._onnx.source)
+        return True
 
     def _candidate_modes(self) -> list[str]:
         modes = ["frame", "checked"]
