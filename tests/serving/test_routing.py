@@ -169,11 +169,19 @@ async def test_shadow_answers_from_the_champion_and_counts_agreement(
             )
     # The lifespan's shutdown waited for every pending shadow prediction.
     counts = shadow_counts(app, target.split(":")[1])
+    # On a loaded machine the shadow thread can fall behind: mirrors beyond the pending
+    # limit are dropped and counted, never queued without bound.
+    dropped = (
+        app.state.metrics.registry.get_sample_value(  # type: ignore[attr-defined]
+            "shipyard_shadow_dropped_total", {"model": "churn"}
+        )
+        or 0.0
+    )
     assert {a.json()["version"] for a in answers} == {1}
-    assert sum(counts.values()) == 300
+    assert sum(counts.values()) + dropped == 300
     assert counts["error"] == 0
     if target == "churn:2":  # the same model: every answer agrees
-        assert counts["same"] == 300
+        assert counts["same"] == 300 - dropped
     else:  # always one class: agrees on that class's rows only
         assert 0 < counts["same"] < 300
 
@@ -307,3 +315,44 @@ async def test_no_routes_no_extra_models(routed_project: Project, tmp_path: Path
     async with serving(app) as client:
         listing = (await client.get("/v1/models")).json()["models"]
     assert [m["version"] for m in listing] == [1]
+
+
+async def test_canary_splits_mlflow_and_open_inference_requests(
+    routed_project: Project, trained: Trained
+) -> None:
+    _, frame, _ = trained
+    app = routed_app(routed_project, canary={"churn": {"target": "churn:2", "percent": 20}})
+    row = frame.dropna().head(1)
+    mlflow_body = {"dataframe_split": {"columns": list(row.columns), "data": row.values.tolist()}}
+    kinds = {"tenure": "INT64", "charges": "FP64", "plan": "BYTES"}
+    v2_body = {
+        "inputs": [
+            {"name": c, "shape": [1], "datatype": kinds[c], "data": row[c].tolist()}
+            for c in row.columns
+        ]
+    }
+    async with serving(app) as client:  # type: ignore[arg-type]
+        v2_versions: list[str] = []
+        for _ in range(10):
+            answers = await asyncio.gather(
+                *(client.post("/v2/models/churn/infer", json=v2_body) for _ in range(100))
+            )
+            assert {a.status_code for a in answers} == {200}
+            v2_versions += [a.json()["model_version"] for a in answers]
+            mlflow = await asyncio.gather(
+                *(client.post("/invocations", json=mlflow_body) for _ in range(100))
+            )
+            assert {a.status_code for a in mlflow} == {200}
+        pinned = await client.post("/v2/models/churn/versions/1/infer", json=v2_body)
+    assert 0.16 <= v2_versions.count("2") / len(v2_versions) <= 0.24
+    assert pinned.json()["model_version"] == "1"
+    registry = app.state.metrics.registry  # type: ignore[attr-defined]
+    by_version = {
+        v: registry.get_sample_value(
+            "shipyard_requests_total",
+            {"model": "churn", "version": v, "protocol": "mlflow", "status": "200"},
+        )
+        or 0.0
+        for v in ("1", "2")
+    }
+    assert 0.16 <= by_version["2"] / (by_version["1"] + by_version["2"]) <= 0.24

@@ -58,6 +58,10 @@ class ModelLookup(Protocol):
         """Every served model version."""
         ...
 
+    def route(self, model: ServedModel) -> ServedModel:
+        """The model that answers this request: ``model``, or its canary challenger."""
+        ...
+
     def ready(self) -> bool:
         """True once every model is loaded and warmed up."""
         ...

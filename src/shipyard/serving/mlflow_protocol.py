@@ -160,7 +160,7 @@ async def invocations(request: Request, model: str | None = None) -> Response:
     """Score rows sent as MLflow JSON or CSV with the first (or ``?model=``) served model."""
     try:
         manager = _manager(request)
-        served = manager.resolve(model) if model else manager.first()
+        served = manager.resolve(model) if model else manager.route_model(manager.first())
         note_model(request, served.name, served.version)
         mime, problem = content_type_problem(request.headers.get("content-type"))
         if problem is not None:

@@ -323,10 +323,14 @@ class ModelManager:
         parsed = ModelRef.parse(ref)
         model = self.lookup(parsed.name, parsed.version, parsed.alias)
         if parsed.version is None:
-            return self.route(model)
+            return self.route_model(model)
         return model
 
-    def route(self, model: ServingModel) -> ServingModel:
+    def route(self, model: ServedModel) -> ServedModel:
+        """:class:`~shipyard.serving.base.ModelLookup`'s routing (see :meth:`route_model`)."""
+        return self.route_model(model) if isinstance(model, ServingModel) else model
+
+    def route_model(self, model: ServingModel) -> ServingModel:
         """``model``, or its canary challenger for this request (when ``model`` is a champion)."""
         canary = self._table.canary
         if canary:

@@ -77,6 +77,8 @@ def v2_router(models: ModelLookup, server_name: str, server_version: str) -> API
     async def infer(request: Request, name: str, version: str | None) -> Response:
         try:
             model = _find(models, name, version)
+            if version is None:  # an unpinned request may go to the model's canary
+                model = models.route(model)
             note_model(request, model.name, model.version)
             body = _decompress(await request.body(), request.headers.get("content-encoding"))
             decoded = decode_request(body, _header_length(request), model.signature)
