@@ -182,3 +182,30 @@ async def test_ping_health_version(served_project: Project) -> None:
         version = await client.get("/version")
     assert version.status_code == 200
     assert version.text[0].isdigit()
+
+
+def test_mlflow_generated_body_over_a_socket(mlflow_project: tuple[Project, Path]) -> None:
+    import httpx
+    import mlflow.pyfunc
+    from mlflow.pyfunc.scoring_server import infer_and_parse_data
+    from tests.serving.test_wire import LiveServer
+
+    project, folder = mlflow_project
+    body = (folder / "serving_input_example.json").read_bytes()
+    pyfunc = mlflow.pyfunc.load_model(str(folder))
+    expected = pyfunc.predict(
+        infer_and_parse_data(json.loads(body), pyfunc.metadata.get_input_schema())
+    )
+    server = LiveServer(create_app(project.registry, ["scorer"]))
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url) as client:
+            response = client.post(
+                "/invocations", content=body, headers={"content-type": "application/json"}
+            )
+            ping = client.get("/ping")
+    finally:
+        server.stop()
+    assert ping.status_code == 200
+    assert response.status_code == 200, response.text
+    assert response.json() == {"predictions": np.asarray(expected).tolist()}
