@@ -35,7 +35,6 @@ import json
 import logging
 import os
 import sys
-import tomllib
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -46,7 +45,7 @@ from fastapi import FastAPI
 
 from shipyard.cli.context import open_project
 from shipyard.core.exceptions import ConfigError
-from shipyard.core.settings import CONFIG_FILE
+from shipyard.core.settings import CONFIG_FILE, Settings
 from shipyard.project import Project
 from shipyard.render import console
 from shipyard.serving import ServeSettings, create_app
@@ -69,17 +68,13 @@ class CompileTarget(StrEnum):
 SERVE_ENV = "SHIPYARD_SERVE_CONFIG"
 
 
-def configured_refs(root: Path) -> list[str]:
-    """``[serving] models`` from shipyard.toml in ``root`` (empty when not set)."""
-    path = root / CONFIG_FILE
-    if not path.exists():
-        return []
-    table = tomllib.loads(path.read_text(encoding="utf-8")).get("serving", {})
-    models = table.get("models", []) if isinstance(table, dict) else []
+def configured_refs(settings: Settings) -> list[str]:
+    """``[serving] models`` of the project's settings (empty when not set)."""
+    models = settings.serving.get("models", [])
     if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
         raise ConfigError(
-            f'{path}: [serving] models must be a list of references such as ["churn@production"] '
-            f"but got {models!r}"
+            f"{settings.root / CONFIG_FILE}: [serving] models must be a list of references "
+            f'such as ["churn@production"] but got {models!r}'
         )
     return list(models)
 
@@ -218,7 +213,7 @@ def serve_command(
 ) -> None:
     """Serve models over HTTP: shipyard's API, MLflow's scoring protocol, /metrics."""
     project = open_project(ctx, project_dir)
-    chosen = list(refs or []) or configured_refs(project.root)
+    chosen = list(refs or []) or configured_refs(project.settings)
     if not chosen:
         raise ConfigError(
             "no models to serve: pass references (shipyard serve churn@production) or list "
