@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from types import TracebackType
 
+from shipyard.batch import BatchRequest, BatchResult, predict_batch
+from shipyard.batch.run import Progress
 from shipyard.core.exceptions import ConflictError
 from shipyard.core.settings import CONFIG_FILE, STATE_DIR, Settings, find_project_root
 from shipyard.datasets import Datasets, SourceSettings, parse_sources
+from shipyard.datasets.predictions import PredictionStore
 from shipyard.pipelines.runs import Runs
 from shipyard.registry import Registry
 from shipyard.store import ArtifactStore, Database
@@ -53,6 +56,7 @@ class Project:
         self.registry = Registry(self.database, self.artifacts, settings)
         self.datasets = Datasets(self.database, self.artifacts, settings.actor)
         self.runs = Runs(self.database)
+        self.predictions = PredictionStore(self.database, self.datasets)
         self.sources: dict[str, SourceSettings] = parse_sources(settings.sources)
         self.value: ValueSettings | None = (
             ValueSettings.from_table(settings.value) if settings.value is not None else None
@@ -77,6 +81,30 @@ class Project:
 
     def __repr__(self) -> str:
         return f"Project({str(self.root)!r})"
+
+    def predict(
+        self,
+        ref: str,
+        input: str,
+        *,
+        progress: Progress | None = None,
+        **options: object,
+    ) -> BatchResult:
+        """Score ``input`` with the model ``ref`` into the predictions store (a batch job).
+
+        ``options`` are the other fields of :class:`~shipyard.batch.BatchRequest`: ``output``,
+        ``table``, ``query``, ``keys``, ``chunk_rows``, ``resume``, ``engine``, ``scheduler``,
+        ``workers``.
+        """
+        request = BatchRequest(ref=ref, input=input, **options)  # type: ignore[arg-type]
+        return predict_batch(
+            request,
+            registry=self.registry,
+            datasets=self.datasets,
+            store=self.predictions,
+            work_root=self.settings.state_dir / "batch",
+            progress=progress,
+        )
 
     def close(self) -> None:
         """Release database connections."""

@@ -16,6 +16,7 @@ from shipyard.cli.context import Group, ProjectOption, open_project
 from shipyard.cli.datasets import datasets_app
 from shipyard.cli.models import models_app
 from shipyard.cli.orchestrate import export_app, scheduler
+from shipyard.cli.predict import predict_command, predictions_app
 from shipyard.cli.runs import run_command, runs_app
 from shipyard.cli.serve import serve_command
 from shipyard.cli.tokens import tokens_app
@@ -41,6 +42,8 @@ app.add_typer(runs_app, name="runs")
 app.command("run")(run_command)
 app.command()(scheduler)
 app.command("serve")(serve_command)
+app.command("predict")(predict_command)
+app.add_typer(predictions_app, name="predictions")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(export_app, name="export")
 

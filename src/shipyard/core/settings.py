@@ -49,6 +49,17 @@ class GateSettings(_Section):
     require_tags: dict[str, str] = Field(default_factory=dict)
 
 
+class PredictionsSettings(_Section):
+    """The ``[predictions]`` table: how long the predictions store keeps what it holds.
+
+    ``retention_days``: batch jobs (and their prediction datasets, except each dataset's
+    newest version) and online prediction log rows older than this are removed by
+    ``shipyard predictions prune``; 0 keeps everything.
+    """
+
+    retention_days: int = Field(default=0, ge=0)
+
+
 class ProjectSection(_Section):
     """The ``[project]`` table."""
 
@@ -69,6 +80,7 @@ class Settings(_Section):
     schedules: dict[str, dict[str, Any]] = Field(default_factory=dict)
     value: dict[str, Any] | None = None
     serving: dict[str, Any] = Field(default_factory=dict)
+    predictions: PredictionsSettings = Field(default_factory=PredictionsSettings)
     user: str = ""
 
     @property

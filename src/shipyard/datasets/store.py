@@ -9,6 +9,7 @@ names, dtypes and values) is the identity of a dataset's content.
 from __future__ import annotations
 
 import builtins
+import hashlib
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -46,6 +48,8 @@ class DatasetInfo:
     created_at: datetime
     created_by: str
     reused: bool = False
+    #: ``file`` (one Parquet blob) or ``parts`` (a tree of Parquet parts: :meth:`Datasets.parts`)
+    layout: str = "file"
 
     @property
     def ref(self) -> str:
@@ -68,6 +72,7 @@ class DatasetInfo:
             "step": self.step,
             "created_at": self.created_at.isoformat(),
             "created_by": self.created_by,
+            "layout": self.layout,
         }
 
 
@@ -86,6 +91,7 @@ def _info(row: DatasetVersion, *, reused: bool = False) -> DatasetInfo:
         created_at=row.created_at,
         created_by=row.created_by,
         reused=reused,
+        layout=row.layout or "file",
     )
 
 
@@ -99,6 +105,7 @@ class StagedFrame:
     artifact_digest: str
     columns: list[dict[str, str]]
     row_count: int
+    layout: str = "file"
 
 
 class Datasets:
@@ -185,6 +192,7 @@ class Datasets:
             step=step,
             created_at=utcnow(),
             created_by=self.actor,
+            layout=item.layout,
         )
         session.add(row)
         session.flush()
@@ -268,27 +276,111 @@ class Datasets:
             )
             return [_info(row) for row in rows]
 
+    def stage_parts(self, ref: str, folder: Path) -> StagedFrame:
+        """Store the Parquet files of ``folder`` (read in name order) as one staged version.
+
+        Batch scoring writes one part per chunk; this stores them as a tree (one blob a part
+        plus a manifest) without reading them into memory. The fingerprint is a sha256 over the
+        parts' own digests, in order.
+        """
+        parsed = DatasetRef.parse(ref)
+        check_name(parsed.name)
+        paths = sorted(folder.glob("*.parquet"))
+        if not paths:
+            raise InvalidArgumentError(f"{folder} holds no Parquet parts to store as {ref}")
+        schema = pq.read_schema(paths[0])
+        rows = sum(pq.ParquetFile(path).metadata.num_rows for path in paths)
+        with tempfile.TemporaryDirectory(prefix="shipyard-parts-") as scratch:
+            tree = Path(scratch)
+            for path in paths:  # a tree holds only the parts, never other files of the folder
+                (tree / path.name).symlink_to(path.resolve())
+            digest = self.artifacts.put_tree(tree)
+        hasher = hashlib.sha256()
+        for entry in self.artifacts.manifest(digest)["files"].values():
+            hasher.update(entry["sha256"].encode())
+        dtypes = schema.empty_table().to_pandas().dtypes
+        return StagedFrame(
+            zone=parsed.zone,
+            name=parsed.name,
+            fingerprint=hasher.hexdigest(),
+            artifact_digest=digest,
+            columns=[{"name": str(c), "dtype": str(t)} for c, t in dtypes.items()],
+            row_count=rows,
+            layout="parts",
+        )
+
+    def parts(self, info: DatasetInfo) -> builtins.list[str]:
+        """The digests of a version's Parquet blobs, in order (one for a ``file`` version)."""
+        if info.layout != "parts":
+            return [info.artifact_digest]
+        files = self.artifacts.manifest(info.artifact_digest)["files"]
+        return [files[name]["sha256"] for name in sorted(files)]
+
     @contextmanager
-    def _local(self, info: DatasetInfo) -> Iterator[Path]:
+    def local_part(self, digest: str) -> Iterator[Path]:
+        """One Parquet blob as a local file (verified against its sha256), removed afterwards."""
         with tempfile.TemporaryDirectory(prefix="shipyard-read-") as scratch:
             path = Path(scratch) / "data.parquet"
-            self.artifacts.download(info.artifact_digest, path)
+            self.artifacts.download(digest, path)
             yield path
+
+    def iter_batches(
+        self,
+        ref: str | DatasetInfo,
+        *,
+        batch_size: int = 65_536,
+        columns: builtins.list[str] | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream a version's rows as Arrow record batches: one part in memory at the most."""
+        info = ref if isinstance(ref, DatasetInfo) else self.get(ref)
+        for digest in self.parts(info):
+            with self.local_part(digest) as path:
+                parquet = pq.ParquetFile(path)
+                yield from parquet.iter_batches(batch_size=batch_size, columns=columns)
+
+    def schema(self, ref: str | DatasetInfo) -> pa.Schema:
+        """The Arrow schema of a version (read from its first part)."""
+        info = ref if isinstance(ref, DatasetInfo) else self.get(ref)
+        with self.local_part(self.parts(info)[0]) as path:
+            schema: pa.Schema = pq.read_schema(path)
+            return schema
 
     def read(self, ref: str, columns: builtins.list[str] | None = None) -> pd.DataFrame:
         """The rows of a dataset version (verified against its sha256 on the way)."""
         info = self.get(ref)
-        with self._local(info) as path:
-            frame: pd.DataFrame = pd.read_parquet(path, columns=columns)
-            return frame
+        tables = []
+        for digest in self.parts(info):
+            with self.local_part(digest) as path:
+                tables.append(pq.read_table(path, columns=columns))
+        frame: pd.DataFrame = pa.concat_tables(tables).to_pandas()
+        return frame
 
     def head(self, ref: str, rows: int = 10) -> pd.DataFrame:
         """The first ``rows`` rows of a dataset version."""
         info = self.get(ref)
-        with self._local(info) as path:
-            parquet = pq.ParquetFile(path)
-            batches = parquet.iter_batches(batch_size=max(rows, 1))
-            first = next(batches, None)
-            table = first if first is not None else parquet.schema_arrow.empty_table()
-            frame: pd.DataFrame = table.to_pandas().head(rows)
-            return frame
+        batches = []
+        wanted = max(rows, 1)
+        for batch in self.iter_batches(info, batch_size=wanted):
+            batches.append(batch)
+            wanted -= batch.num_rows
+            if wanted <= 0:
+                break
+        table = pa.Table.from_batches(batches) if batches else self.schema(info).empty_table()
+        frame: pd.DataFrame = table.to_pandas().head(rows)
+        return frame
+
+    def delete(self, ref: str) -> DatasetInfo:
+        """Forget the version ``ZONE/NAME:VERSION`` (its blobs stay until collected)."""
+        parsed = DatasetRef.parse(ref)
+        if parsed.version is None:
+            raise InvalidArgumentError(f"name the version to delete: {parsed.key}:VERSION")
+        info = self.get(ref)
+        with self.database.session() as session:
+            session.execute(
+                sa.delete(DatasetVersion).where(
+                    DatasetVersion.zone == parsed.zone,
+                    DatasetVersion.name == parsed.name,
+                    DatasetVersion.version == parsed.version,
+                )
+            )
+        return info

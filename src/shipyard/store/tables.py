@@ -1,4 +1,4 @@
-"""The metadata schema: models, versions, aliases, promotions, datasets, runs and serving.
+"""The metadata schema: models, versions, aliases, promotions, datasets, runs, serving, batch.
 
 Changes to these tables go with an Alembic migration in ``store/migrations/versions``.
 """
@@ -145,6 +145,9 @@ class DatasetVersion(Base):
     step: Mapped[str | None] = mapped_column(sa.String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str] = mapped_column(sa.String(128))
+    #: ``file``: ``artifact_digest`` is one Parquet blob; ``parts``: it is a tree manifest of
+    #: Parquet parts (``part-000000.parquet``, ...) read in name order.
+    layout: Mapped[str] = mapped_column(sa.String(16), default="file", server_default="file")
 
 
 class Run(Base):
@@ -229,3 +232,39 @@ class ApiToken(Base):
     created_by: Mapped[str] = mapped_column(sa.String(128))
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+
+
+class BatchJob(Base):
+    """One batch scoring job: the predictions store's index of what was scored, and resume state.
+
+    ``spec_hash`` identifies what the job does (reference, input, output, chunking, keys), so
+    ``shipyard predict --resume`` finds the unfinished job to continue; its scored chunks are
+    Parquet parts in ``work_dir`` until the job commits them as a dataset version.
+    """
+
+    __tablename__ = "batch_jobs"
+    __table_args__ = (sa.Index("ix_batch_jobs_model_version", "model", "version"),)
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    spec_hash: Mapped[str] = mapped_column(sa.String(64), index=True)
+    ref: Mapped[str] = mapped_column(sa.String(256))
+    model: Mapped[str] = mapped_column(sa.String(128))
+    version: Mapped[int]
+    input: Mapped[str] = mapped_column(sa.Text)
+    output: Mapped[str] = mapped_column(sa.Text)
+    engine: Mapped[str] = mapped_column(sa.String(16))
+    chunk_rows: Mapped[int]
+    key_columns: Mapped[list[Any]]
+    status: Mapped[str] = mapped_column(sa.String(16))
+    rows: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    rows_reused: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    chunks: Mapped[int] = mapped_column(default=0)
+    chunks_reused: Mapped[int] = mapped_column(default=0)
+    dataset_zone: Mapped[str | None] = mapped_column(sa.String(16))
+    dataset_name: Mapped[str | None] = mapped_column(sa.String(128))
+    dataset_version: Mapped[int | None]
+    work_dir: Mapped[str] = mapped_column(sa.Text)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str] = mapped_column(sa.Text, default="")
+    created_by: Mapped[str] = mapped_column(sa.String(128))

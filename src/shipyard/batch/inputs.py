@@ -1,0 +1,288 @@
+"""What a batch job reads: CSV, Parquet (a file, a folder, a dataset in a zone) or a SQL query.
+
+Every input is cut into *chunks* of ``chunk_rows`` consecutive rows, numbered from 0 in input
+order; chunk ``i`` holds rows ``i * chunk_rows`` up to ``(i + 1) * chunk_rows``. The same
+input and chunk size always give the same chunks, which is what makes a job resumable:
+a chunk already scored is skipped, never cut differently. Parquet inputs can read any
+chunk on its own (:meth:`BatchInput.read_chunk`, used by the Dask engine's workers); CSV and
+SQL inputs are read front to back.
+
+Only one chunk (plus the row group it falls in, for Parquet) is in memory at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from shipyard.core.exceptions import DataSourceError, InvalidArgumentError
+from shipyard.core.refs import ZONES, DatasetRef
+from shipyard.datasets import Datasets
+
+#: (chunk index, first row number, rows)
+Chunk = tuple[int, int, pa.Table]
+_SQL_PREFIXES = ("postgresql", "sqlite", "mysql", "mariadb", "mssql", "oracle")
+
+
+def is_sql_url(text: str) -> bool:
+    """True when ``text`` looks like a SQLAlchemy database URL."""
+    scheme = text.split("://", 1)[0] if "://" in text else ""
+    return scheme.split("+", 1)[0] in _SQL_PREFIXES
+
+
+def is_dataset_ref(text: str) -> bool:
+    """True when ``text`` is ``ZONE/NAME[:VERSION]`` with a known zone (not a path on disk)."""
+    zone = text.split("/", 1)[0]
+    return zone in ZONES and "/" in text and not Path(text).exists()
+
+
+def _rebatch(tables: Iterator[pa.Table], chunk_rows: int) -> Iterator[pa.Table]:
+    """Tables of exactly ``chunk_rows`` rows (the last one may be shorter)."""
+    pending: list[pa.Table] = []
+    held = 0
+    for table in tables:
+        while table.num_rows:
+            take = min(chunk_rows - held, table.num_rows)
+            pending.append(table.slice(0, take))
+            held += take
+            table = table.slice(take)
+            if held == chunk_rows:
+                yield pa.concat_tables(pending).combine_chunks()
+                pending, held = [], 0
+    if held:
+        yield pa.concat_tables(pending).combine_chunks()
+
+
+class BatchInput:
+    """An input cut into numbered chunks."""
+
+    #: True when any chunk can be read on its own (:meth:`read_chunk`)
+    random_access = False
+
+    def describe(self) -> str:
+        """A short, secret-free description (stored on the job and shown to users)."""
+        raise NotImplementedError
+
+    def identity(self) -> str:
+        """What changes when the input's content may have changed (part of a job's spec)."""
+        raise NotImplementedError
+
+    def total_rows(self) -> int | None:
+        """The number of rows, when known without reading them."""
+        return None
+
+    def tables(self) -> Iterator[pa.Table]:
+        """The input's rows, front to back, in tables of any size."""
+        raise NotImplementedError
+
+    def chunks(self, chunk_rows: int, skip: frozenset[int] = frozenset()) -> Iterator[Chunk]:
+        """Every chunk not in ``skip``, in order."""
+        for index, table in enumerate(_rebatch(self.tables(), chunk_rows)):
+            if index not in skip:
+                yield index, index * chunk_rows, table
+
+    def read_chunk(self, index: int, chunk_rows: int) -> pa.Table:
+        """Chunk ``index`` alone (random-access inputs only)."""
+        raise InvalidArgumentError(
+            f"{self.describe()} can only be read front to back, not chunk {index} of "
+            f"{chunk_rows} rows on its own"
+        )
+
+
+@dataclass
+class ParquetInput(BatchInput):
+    """Parquet files (one file, or every ``*.parquet`` below a folder in name order)."""
+
+    paths: list[Path]
+    label: str
+    random_access = True
+    _groups: list[tuple[int, int, int, int]] = field(default_factory=list)  # file, group, start, n
+    _cache: dict[tuple[int, int], pa.Table] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, path: Path, label: str | None = None) -> ParquetInput:
+        """The Parquet file ``path``, or the files below the folder ``path``."""
+        if path.is_dir():
+            paths = sorted(p for p in path.rglob("*.parquet") if p.is_file())
+            if not paths:
+                raise DataSourceError(f"{path} is a folder without *.parquet files")
+        elif path.is_file():
+            paths = [path]
+        else:
+            raise DataSourceError(f"input {path} does not exist; give a CSV or Parquet file")
+        found = cls(paths, label or f"parquet:{path}")
+        start = 0
+        for number, file in enumerate(paths):
+            try:
+                metadata = pq.ParquetFile(file).metadata
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise DataSourceError(f"{file} is not a readable Parquet file: {exc}") from exc
+            for group in range(metadata.num_row_groups):
+                rows = metadata.row_group(group).num_rows
+                found._groups.append((number, group, start, rows))
+                start += rows
+        return found
+
+    def describe(self) -> str:
+        return self.label
+
+    def identity(self) -> str:
+        digest = hashlib.sha256()
+        for path in self.paths:
+            stat = path.stat()
+            digest.update(f"{path.resolve()}\x1f{stat.st_size}\x1f{stat.st_mtime_ns}\x1e".encode())
+        return digest.hexdigest()
+
+    def total_rows(self) -> int:
+        return sum(rows for *_, rows in self._groups)
+
+    def tables(self) -> Iterator[pa.Table]:
+        for path in self.paths:
+            parquet = pq.ParquetFile(path)
+            for group in range(parquet.metadata.num_row_groups):
+                yield parquet.read_row_group(group)
+
+    def chunks(self, chunk_rows: int, skip: frozenset[int] = frozenset()) -> Iterator[Chunk]:
+        total = self.total_rows()
+        for index in range(-(-total // chunk_rows)):
+            if index not in skip:
+                yield index, index * chunk_rows, self.read_chunk(index, chunk_rows)
+
+    def read_chunk(self, index: int, chunk_rows: int) -> pa.Table:
+        first, stop = index * chunk_rows, (index + 1) * chunk_rows
+        pieces = []
+        for number, group, start, rows in self._groups:
+            if start + rows <= first or start >= stop:
+                continue
+            table = self._row_group(number, group)
+            lo = max(first - start, 0)
+            pieces.append(table.slice(lo, min(stop, start + rows) - start - lo))
+        if not pieces:
+            raise InvalidArgumentError(f"chunk {index} is past the end of {self.label}")
+        return pa.concat_tables(pieces).combine_chunks() if len(pieces) > 1 else pieces[0]
+
+    def _row_group(self, number: int, group: int) -> pa.Table:
+        key = (number, group)
+        if key not in self._cache:  # row groups larger than a chunk are read once, not per chunk
+            self._cache.clear()
+            self._cache[key] = pq.ParquetFile(self.paths[number]).read_row_group(group)
+        return self._cache[key]
+
+    def __getstate__(self) -> dict[str, Any]:  # sent to Dask workers without cached rows
+        state = self.__dict__.copy()
+        state["_cache"] = {}
+        return state
+
+
+@dataclass
+class CsvInput(BatchInput):
+    """A CSV file with a header row, parsed by pyarrow in blocks."""
+
+    path: Path
+    block_bytes: int = 16 << 20
+
+    def describe(self) -> str:
+        return f"csv:{self.path}"
+
+    def identity(self) -> str:
+        stat = self.path.stat()
+        return f"{self.path.resolve()}\x1f{stat.st_size}\x1f{stat.st_mtime_ns}"
+
+    def tables(self) -> Iterator[pa.Table]:
+        try:
+            reader = pacsv.open_csv(
+                self.path, read_options=pacsv.ReadOptions(block_size=self.block_bytes)
+            )
+            for batch in reader:
+                yield pa.Table.from_batches([batch])
+        except pa.ArrowInvalid as exc:
+            raise DataSourceError(f"{self.path} is not a readable CSV file: {exc}") from exc
+
+
+@dataclass
+class SqlInput(BatchInput):
+    """The rows of a SQL query, fetched with a server-side cursor where the driver has one.
+
+    A resumable job needs the query to return rows in the same order every time: give it an
+    ``ORDER BY``.
+    """
+
+    url: str
+    query: str
+    fetch_rows: int = 50_000
+
+    def describe(self) -> str:
+        try:
+            shown = sa.make_url(self.url).render_as_string(hide_password=True)
+        except sa.exc.ArgumentError:
+            shown = "?"
+        return f"sql:{shown}:{self.query}"
+
+    def identity(self) -> str:
+        return hashlib.sha256(f"{self.url}\x1f{self.query}".encode()).hexdigest()
+
+    def tables(self) -> Iterator[pa.Table]:
+        try:
+            engine = sa.create_engine(self.url)
+        except (sa.exc.ArgumentError, ImportError) as exc:
+            raise DataSourceError(f"cannot open the database {self.describe()}: {exc}") from exc
+        try:
+            with engine.connect() as connection:
+                result = connection.execution_options(stream_results=True).execute(
+                    sa.text(self.query)
+                )
+                names = list(result.keys())
+                for rows in result.partitions(self.fetch_rows):
+                    columns = list(zip(*rows, strict=True))
+                    yield pa.table(dict(zip(names, (list(c) for c in columns), strict=True)))
+        except sa.exc.SQLAlchemyError as exc:
+            raise DataSourceError(f"the query failed on {self.describe()}: {exc}") from exc
+        finally:
+            engine.dispose()
+
+
+def open_input(uri: str, *, query: str | None, datasets: Datasets, scratch: Path) -> BatchInput:
+    """The input named by ``uri`` (a path, ``ZONE/NAME[:V]``, or a database URL with ``query``).
+
+    Paths are relative to the current folder.
+
+    A dataset version in a zone is first copied to ``scratch`` (verified on the way), part by
+    part, so it can be read like any Parquet folder.
+    """
+    if is_sql_url(uri):
+        if not query:
+            raise InvalidArgumentError(
+                f"{uri.split('://', 1)[0]}:// is a database: give the rows to score with "
+                "--query 'SELECT ... ORDER BY ...'"
+            )
+        return SqlInput(os.path.expandvars(uri), query)
+    if query:
+        raise InvalidArgumentError("--query goes with a database URL as --input, not a file")
+    if is_dataset_ref(uri):
+        info = datasets.get(uri)
+        folder = scratch / "input"
+        folder.mkdir(parents=True, exist_ok=True)
+        for number, digest in enumerate(datasets.parts(info)):
+            target = folder / f"part-{number:06d}.parquet"
+            if not target.exists():  # a resumed job keeps its verified copy
+                datasets.artifacts.download(digest, target)
+        return ParquetInput.open(folder, label=f"dataset:{info.ref}")
+    path = Path(uri).resolve()  # relative to the current folder, like any command's argument
+    if not path.exists():
+        raise DataSourceError(
+            f"input {uri} does not exist: give a CSV or Parquet file or folder, "
+            f"ZONE/NAME (e.g. {DatasetRef('processed', 'customers')}), or a database URL "
+            "with --query"
+        )
+    if path.is_file() and path.suffix.lower() in (".csv", ".txt"):
+        return CsvInput(path)
+    return ParquetInput.open(path)

@@ -1,0 +1,404 @@
+"""The predictions store: batch outputs and the online prediction log, queried as one.
+
+- Batch jobs write their predictions as dataset versions in the ``predictions`` zone (one
+  Parquet part per chunk) and are indexed in ``batch_jobs`` (model, version, input, output,
+  rows, times, the dataset version). A job's record is also its resume state.
+- The model server writes every answered request to ``prediction_log``.
+
+:meth:`PredictionStore.rows` reads both as one stream of prediction rows, filtered by
+model, version, time range and key, in a stable order — batch jobs by their record, then
+the online log by id — and pages with an opaque cursor, never holding more than one part
+of a dataset in memory. :meth:`PredictionStore.prune` applies the retention setting.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from shipyard.core.exceptions import InvalidArgumentError, NotFoundError
+from shipyard.datasets.store import Datasets
+from shipyard.store import Database
+from shipyard.store.tables import BatchJob, PredictionLogEntry, utcnow
+
+SOURCES = ("batch", "online")
+#: The columns of a prediction row as :meth:`PredictionStore.rows` gives it.
+ROW_COLUMNS = (
+    "source", "model", "version", "batch_id", "request_id", "key", "scored_at",
+    "prediction", "probabilities",
+)  # fmt: skip
+_LOG = PredictionLogEntry.metadata.tables[PredictionLogEntry.__tablename__]
+_META = ("model", "model_version", "scored_at", "batch_id")
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """One batch job as recorded in ``batch_jobs``."""
+
+    id: str
+    spec_hash: str
+    ref: str
+    model: str
+    version: int
+    input: str
+    output: str
+    engine: str
+    chunk_rows: int
+    key_columns: list[str]
+    status: str
+    rows: int
+    rows_reused: int
+    chunks: int
+    chunks_reused: int
+    dataset: str | None
+    work_dir: str
+    started_at: datetime
+    finished_at: datetime | None
+    error: str
+    created_by: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (``shipyard predictions list --json``, ``GET /v1/predictions/jobs``)."""
+        data = {k: v for k, v in self.__dict__.items() if k not in ("spec_hash", "work_dir")}
+        data["started_at"] = self.started_at.isoformat()
+        data["finished_at"] = self.finished_at.isoformat() if self.finished_at else None
+        return data
+
+
+def _job(row: BatchJob) -> JobInfo:
+    dataset = (
+        f"{row.dataset_zone}/{row.dataset_name}:{row.dataset_version}"
+        if row.dataset_name and row.dataset_version
+        else None
+    )
+    return JobInfo(
+        id=row.id,
+        spec_hash=row.spec_hash,
+        ref=row.ref,
+        model=row.model,
+        version=row.version,
+        input=row.input,
+        output=row.output,
+        engine=row.engine,
+        chunk_rows=row.chunk_rows,
+        key_columns=list(row.key_columns),
+        status=row.status,
+        rows=row.rows,
+        rows_reused=row.rows_reused,
+        chunks=row.chunks,
+        chunks_reused=row.chunks_reused,
+        dataset=dataset,
+        work_dir=row.work_dir,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        error=row.error,
+        created_by=row.created_by,
+    )
+
+
+@dataclass(frozen=True)
+class RowFilter:
+    """What :meth:`PredictionStore.rows` keeps."""
+
+    model: str | None = None
+    version: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    key: str | None = None
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.source is not None and self.source not in SOURCES:
+            raise InvalidArgumentError(
+                f"source must be one of {', '.join(SOURCES)} but got {self.source!r}"
+            )
+        if self.since and self.until and self.since > self.until:
+            raise InvalidArgumentError(
+                f"since ({self.since.isoformat()}) is after until ({self.until.isoformat()})"
+            )
+
+
+def encode_cursor(position: dict[str, Any]) -> str:
+    """An opaque cursor for a position in the stream of rows."""
+    return base64.urlsafe_b64encode(orjson.dumps(position)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> dict[str, Any]:
+    """The position a cursor from :func:`encode_cursor` names."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        position = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(position, dict) or position.get("s") not in SOURCES:
+            raise ValueError(position)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidArgumentError(
+            f"cursor {cursor!r} is not one this server gave out; pass back the next_cursor "
+            "of the previous page unchanged, or leave it out to start from the beginning"
+        ) from exc
+    return position
+
+
+class PredictionStore:
+    """Batch job records, their prediction datasets, and the online prediction log."""
+
+    def __init__(self, database: Database, datasets: Datasets) -> None:
+        self.database = database
+        self.datasets = datasets
+
+    # -- batch job records ----------------------------------------------------------------
+
+    def create_job(self, **values: Any) -> JobInfo:
+        """Record a new running job (``values``: the :class:`BatchJob` columns)."""
+        with self.database.session() as session:
+            row = BatchJob(status="running", started_at=utcnow(), error="", **values)
+            session.add(row)
+            session.flush()
+            return _job(row)
+
+    def update_job(self, job_id: str, **values: Any) -> JobInfo:
+        """Change a job's record (status, counts, dataset version, error ...)."""
+        with self.database.session() as session:
+            row = session.get(BatchJob, job_id)
+            if row is None:
+                raise NotFoundError(f"no batch job {job_id!r}; 'shipyard predictions list'")
+            for name, value in values.items():
+                setattr(row, name, value)
+            session.flush()
+            return _job(row)
+
+    def job(self, job_id: str) -> JobInfo:
+        """One job's record."""
+        with self.database.session() as session:
+            row = session.get(BatchJob, job_id)
+            if row is None:
+                raise NotFoundError(
+                    f"no batch job {job_id!r}; 'shipyard predictions list' shows the jobs"
+                )
+            return _job(row)
+
+    def resumable(self, spec_hash: str) -> JobInfo | None:
+        """The newest unfinished job with this spec (what ``--resume`` continues)."""
+        with self.database.session() as session:
+            row = session.scalar(
+                sa.select(BatchJob)
+                .where(BatchJob.spec_hash == spec_hash, BatchJob.status != "succeeded")
+                .order_by(BatchJob.started_at.desc())
+                .limit(1)
+            )
+            return _job(row) if row is not None else None
+
+    def jobs(
+        self,
+        model: str | None = None,
+        version: int | None = None,
+        *,
+        status: str | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[JobInfo]:
+        """Jobs, oldest first (filtered by model, version and status)."""
+        query = sa.select(BatchJob)
+        if model is not None:
+            query = query.where(BatchJob.model == model)
+        if version is not None:
+            query = query.where(BatchJob.version == version)
+        if status is not None:
+            query = query.where(BatchJob.status == status)
+        query = query.order_by(BatchJob.started_at, BatchJob.id)
+        with self.database.session() as session:
+            rows = [_job(r) for r in session.scalars(query)]
+        return rows[-limit:] if limit else rows
+
+    # -- reading predictions --------------------------------------------------------------
+
+    def rows(
+        self, where: RowFilter, *, cursor: str | None = None, limit: int = 1000
+    ) -> tuple[builtins.list[dict[str, Any]], str | None]:
+        """One page of prediction rows and the cursor of the next page (None at the end)."""
+        if limit < 1:
+            raise InvalidArgumentError(f"limit must be at least 1 but got {limit}")
+        if cursor:
+            position = decode_cursor(cursor)
+        else:
+            position = {"s": "online" if where.source == "online" else "batch"}
+        page: list[dict[str, Any]] = []
+        if position["s"] == "batch":
+            for row, after in self._batch_rows(where, position, limit):
+                page.append(row)
+                if len(page) == limit:
+                    return page, encode_cursor(after)
+            position = {"s": "online"}
+        if where.source in (None, "online"):
+            for row, after in self._online_rows(where, position, limit - len(page)):
+                page.append(row)
+                if len(page) == limit:
+                    return page, encode_cursor(after)
+        return page, None
+
+    def _batch_rows(
+        self, where: RowFilter, position: dict[str, Any], limit: int
+    ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        query = sa.select(BatchJob.id).where(
+            BatchJob.status == "succeeded", BatchJob.dataset_version.is_not(None)
+        )
+        if where.model:
+            query = query.where(BatchJob.model == where.model)
+        if where.version is not None:
+            query = query.where(BatchJob.version == where.version)
+        if where.since is not None:
+            query = query.where(BatchJob.finished_at >= where.since)
+        if where.until is not None:
+            query = query.where(BatchJob.started_at <= where.until)
+        with self.database.session() as session:
+            job_ids = list(session.scalars(query.order_by(BatchJob.started_at, BatchJob.id)))
+        start_job = position.get("j")
+        if start_job is not None and start_job in job_ids:
+            job_ids = job_ids[job_ids.index(start_job) :]
+        for job_id in job_ids:
+            job = self.job(job_id)
+            if job.dataset is None:  # pragma: no cover - filtered by the query
+                continue
+            first_part = position.get("p", 0) if job_id == start_job else 0
+            offset = position.get("o", 0) if job_id == start_job else 0
+            info = self.datasets.get(job.dataset)
+            for part, digest in enumerate(self.datasets.parts(info)):
+                if part < first_part:
+                    continue
+                with self.datasets.local_part(digest) as path:
+                    table = pq.read_table(path)
+                table = _filtered(table, where, job.key_columns)
+                skip = offset if part == first_part else 0
+                # the caller stops after ``limit`` rows: turn no more of the part into records
+                for number, row in enumerate(_batch_records(table.slice(skip, limit), job)):
+                    yield row, {"s": "batch", "j": job_id, "p": part, "o": skip + number + 1}
+
+    def _online_rows(
+        self, where: RowFilter, position: dict[str, Any], wanted: int
+    ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        after_id, after_row = int(position.get("id", 0)), int(position.get("r", -1))
+        while True:
+            query = sa.select(_LOG).where(_LOG.c.id >= after_id, _LOG.c.shadow.is_(False))
+            if where.model:
+                query = query.where(_LOG.c.model == where.model)
+            if where.version is not None:
+                query = query.where(_LOG.c.version == where.version)
+            if where.since is not None:
+                query = query.where(_LOG.c.at >= where.since)
+            if where.until is not None:
+                query = query.where(_LOG.c.at <= where.until)
+            if where.key is not None:
+                query = query.where(_LOG.c.request_id == where.key)
+            query = query.order_by(_LOG.c.id).limit(max(wanted, 1) + 1)
+            with self.database.engine.connect() as connection:
+                entries = list(connection.execute(query))
+            if not entries:
+                return
+            for entry in entries:
+                for number, row in enumerate(_online_records(entry)):
+                    if entry.id == after_id and number <= after_row:
+                        continue
+                    yield row, {"s": "online", "id": entry.id, "r": number}
+            after_id, after_row = entries[-1].id + 1, -1
+
+    # -- retention ------------------------------------------------------------------------
+
+    def prune(self, older_than: datetime) -> dict[str, int]:
+        """Forget batch jobs, their prediction datasets and online log rows before ``older_than``.
+
+        The newest version of each prediction dataset is kept (so version numbers are never
+        reused); blobs stay in the artifact store until collected.
+        """
+        removed = {"jobs": 0, "datasets": 0, "online": 0}
+        newest = {(d.zone, d.name): d.version for d in self.datasets.list("predictions")}
+        for job in self.jobs():
+            stamp = job.finished_at or job.started_at
+            if stamp >= older_than:
+                continue
+            if job.dataset is not None:
+                info = self.datasets.get(job.dataset)
+                if newest.get((info.zone, info.name)) == info.version:
+                    continue
+                self.datasets.delete(job.dataset)
+                removed["datasets"] += 1
+            with self.database.session() as session:
+                session.execute(sa.delete(BatchJob).where(BatchJob.id == job.id))
+            removed["jobs"] += 1
+        with self.database.engine.begin() as connection:
+            result = connection.execute(sa.delete(_LOG).where(_LOG.c.at < older_than))
+            removed["online"] = int(result.rowcount or 0)
+        return removed
+
+
+def _filtered(table: pa.Table, where: RowFilter, keys: list[str]) -> pa.Table:
+    mask = None
+
+    def both(condition: Any) -> None:
+        nonlocal mask
+        mask = condition if mask is None else pc.and_(mask, condition)
+
+    if where.since is not None:
+        both(pc.greater_equal(table["scored_at"], pa.scalar(where.since, table["scored_at"].type)))
+    if where.until is not None:
+        both(pc.less_equal(table["scored_at"], pa.scalar(where.until, table["scored_at"].type)))
+    if where.key is not None:
+        both(pc.equal(pc.cast(_key_column(table, keys), pa.string()), where.key))
+    return table if mask is None else table.filter(mask)
+
+
+def _key_column(table: pa.Table, keys: list[str]) -> pa.ChunkedArray:
+    if not keys:
+        return table["row_id"]
+    if len(keys) == 1:
+        return table[keys[0]]
+    parts = [pc.cast(table[k], pa.string()) for k in keys]
+    return pc.binary_join_element_wise(*parts, "|")
+
+
+def _batch_records(table: pa.Table, job: JobInfo) -> Iterator[dict[str, Any]]:
+    if not table.num_rows:
+        return
+    probas = [c for c in table.column_names if c.startswith("proba_")]
+    keys = _key_column(table, job.key_columns).to_pylist()
+    predictions = table["prediction"].to_pylist()
+    scored = table["scored_at"].to_pylist()
+    matrix = [table[c].to_pylist() for c in probas]
+    for number in range(table.num_rows):
+        yield {
+            "source": "batch",
+            "model": job.model,
+            "version": job.version,
+            "batch_id": job.id,
+            "request_id": None,
+            "key": str(keys[number]),
+            "scored_at": scored[number],
+            "prediction": predictions[number],
+            "probabilities": [m[number] for m in matrix] if matrix else None,
+        }
+
+
+def _online_records(entry: Any) -> Iterator[dict[str, Any]]:
+    outputs = entry.outputs if isinstance(entry.outputs, dict) else json.loads(entry.outputs)
+    predictions = outputs.get("predictions", [])
+    probabilities = outputs.get("probabilities")
+    for number, prediction in enumerate(predictions):
+        yield {
+            "source": "online",
+            "model": entry.model,
+            "version": entry.version,
+            "batch_id": None,
+            "request_id": entry.request_id,
+            "key": entry.request_id,
+            "scored_at": entry.at,
+            "prediction": prediction,
+            "probabilities": probabilities[number] if probabilities else None,
+        }
