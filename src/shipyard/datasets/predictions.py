@@ -6,19 +6,24 @@
 - The model server writes every answered request to ``prediction_log``.
 
 :meth:`PredictionStore.rows` reads both as one stream of prediction rows, filtered by
-model, version, time range and key, in a stable order — batch jobs by their record, then
-the online log by id — and pages with an opaque cursor, never holding more than one part
-of a dataset in memory. :meth:`PredictionStore.prune` applies the retention setting.
+model, version, time range and key, in a stable order — succeeded batch jobs by the time
+they finished (then id) and each job's rows in part order, then the online log by id — and
+pages with an opaque cursor, never holding more than one part of a dataset in memory. A
+job that succeeds or a request logged while a client pages appears after what it has
+read, so paging to the end gives every row exactly once. A cursor carries the filters it
+was made for: passing it with other filters is refused. :meth:`PredictionStore.prune`
+applies the retention setting.
 """
 
 from __future__ import annotations
 
 import base64
 import builtins
+import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -28,6 +33,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from shipyard.core.exceptions import InvalidArgumentError, NotFoundError
+from shipyard.core.refs import DatasetRef
 from shipyard.datasets.store import Datasets
 from shipyard.store import Database
 from shipyard.store.tables import BatchJob, PredictionLogEntry, utcnow
@@ -39,7 +45,16 @@ ROW_COLUMNS = (
     "prediction", "probabilities",
 )  # fmt: skip
 _LOG = PredictionLogEntry.metadata.tables[PredictionLogEntry.__tablename__]
-_META = ("model", "model_version", "scored_at", "batch_id")
+_ROW_ID = "row_id"
+#: Rows turned into records at a time (a page stops early without converting the rest).
+_RECORD_SLICE = 1024
+#: Online log entries fetched per query.
+_LOG_FETCH = 500
+
+
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC; a naive datetime is taken to be UTC already."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,11 @@ class RowFilter:
     source: str | None = None
 
     def __post_init__(self) -> None:
+        # the timestamp columns take aware datetimes only; naive means UTC here
+        if self.since is not None:
+            object.__setattr__(self, "since", as_utc(self.since))
+        if self.until is not None:
+            object.__setattr__(self, "until", as_utc(self.until))
         if self.source is not None and self.source not in SOURCES:
             raise InvalidArgumentError(
                 f"source must be one of {', '.join(SOURCES)} but got {self.source!r}"
@@ -127,6 +147,25 @@ class RowFilter:
             raise InvalidArgumentError(
                 f"since ({self.since.isoformat()}) is after until ({self.until.isoformat()})"
             )
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the filters: a cursor names the filters it was given out for."""
+        fields = [
+            self.model,
+            self.version,
+            self.since.isoformat() if self.since else None,
+            self.until.isoformat() if self.until else None,
+            self.key,
+            self.source,
+        ]
+        return hashlib.sha256(orjson.dumps(fields)).hexdigest()[:16]
+
+
+#: The fields a cursor may hold and their types (anything else is a forged or broken cursor).
+_CURSOR_FIELDS: dict[str, type] = {
+    "f": str, "j": str, "t": str, "p": int, "o": int, "id": int, "r": int,
+}  # fmt: skip
 
 
 def encode_cursor(position: dict[str, Any]) -> str:
@@ -141,6 +180,12 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
         position = json.loads(base64.urlsafe_b64decode(padded.encode()))
         if not isinstance(position, dict) or position.get("s") not in SOURCES:
             raise ValueError(position)
+        for name, kind in _CURSOR_FIELDS.items():
+            value = position.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, kind) or (isinstance(value, int) and value < 0):
+                raise ValueError(position)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidArgumentError(
             f"cursor {cursor!r} is not one this server gave out; pass back the next_cursor "
@@ -224,68 +269,114 @@ class PredictionStore:
     def rows(
         self, where: RowFilter, *, cursor: str | None = None, limit: int = 1000
     ) -> tuple[builtins.list[dict[str, Any]], str | None]:
-        """One page of prediction rows and the cursor of the next page (None at the end)."""
+        """One page of prediction rows and the cursor of the next page (None at the end).
+
+        Rows are dicts with the keys :data:`ROW_COLUMNS`. The page ends when ``limit`` rows
+        are in it and one more row follows, so the last page's cursor is None.
+        """
         if limit < 1:
             raise InvalidArgumentError(f"limit must be at least 1 but got {limit}")
         if cursor:
             position = decode_cursor(cursor)
+            if position.get("f") != where.fingerprint:
+                raise InvalidArgumentError(
+                    f"cursor {cursor!r} was given out for other filters; repeat the model, "
+                    "version, since, until, key and source of the first page with it, or leave "
+                    "it out to start from the beginning"
+                )
         else:
             position = {"s": "online" if where.source == "online" else "batch"}
         page: list[dict[str, Any]] = []
-        if position["s"] == "batch":
-            for row, after in self._batch_rows(where, position, limit):
+        last: dict[str, Any] = {}
+        stream = self._stream(where, position, limit + 1)
+        try:
+            for row, after in stream:
+                if len(page) == limit:  # one more row follows: the next page starts with it
+                    return page, encode_cursor({**last, "f": where.fingerprint})
                 page.append(row)
-                if len(page) == limit:
-                    return page, encode_cursor(after)
-            position = {"s": "online"}
-        if where.source in (None, "online"):
-            for row, after in self._online_rows(where, position, limit - len(page)):
-                page.append(row)
-                if len(page) == limit:
-                    return page, encode_cursor(after)
+                last = after
+        finally:
+            stream.close()  # releases the part being read
         return page, None
 
-    def _batch_rows(
-        self, where: RowFilter, position: dict[str, Any], limit: int
-    ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-        query = sa.select(BatchJob.id).where(
-            BatchJob.status == "succeeded", BatchJob.dataset_version.is_not(None)
+    def _stream(
+        self, where: RowFilter, position: dict[str, Any], wanted: int
+    ) -> Generator[tuple[dict[str, Any], dict[str, Any]], None, None]:
+        """Every row at or after ``position``, each with the position just after it."""
+        if position["s"] == "batch" and where.source != "online":
+            yield from self._batch_rows(where, position)
+            position = {"s": "online"}
+        if position["s"] == "online" and where.source != "batch":
+            yield from self._online_rows(where, position, wanted)
+
+    def _batch_jobs(self, where: RowFilter) -> builtins.list[JobInfo]:
+        """The succeeded jobs whose rows may pass ``where``, by finish time then id."""
+        query = sa.select(BatchJob).where(
+            BatchJob.status == "succeeded",
+            BatchJob.dataset_version.is_not(None),
+            BatchJob.finished_at.is_not(None),
         )
         if where.model:
             query = query.where(BatchJob.model == where.model)
         if where.version is not None:
             query = query.where(BatchJob.version == where.version)
-        if where.since is not None:
+        if where.since is not None:  # a job's rows are scored between its start and finish
             query = query.where(BatchJob.finished_at >= where.since)
         if where.until is not None:
             query = query.where(BatchJob.started_at <= where.until)
         with self.database.session() as session:
-            job_ids = list(session.scalars(query.order_by(BatchJob.started_at, BatchJob.id)))
-        start_job = position.get("j")
-        if start_job is not None and start_job in job_ids:
-            job_ids = job_ids[job_ids.index(start_job) :]
-        for job_id in job_ids:
-            job = self.job(job_id)
+            return [
+                _job(row)
+                for row in session.scalars(query.order_by(BatchJob.finished_at, BatchJob.id))
+            ]
+
+    def _batch_rows(
+        self, where: RowFilter, position: dict[str, Any]
+    ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        jobs = self._batch_jobs(where)
+        start_job, start_time = position.get("j"), position.get("t")
+        if start_job is not None and start_time is not None:
+            # resume at the cursor's job, or at the first job after it when it is gone (pruned)
+            try:
+                after = (as_utc(datetime.fromisoformat(start_time)), start_job)
+            except ValueError as exc:
+                raise InvalidArgumentError(f"cursor time {start_time!r} is not one") from exc
+            jobs = [j for j in jobs if (j.finished_at, j.id) >= after]
+        for job in jobs:
+            resuming = job.id == start_job
+            first_part = position.get("p", 0) if resuming else 0
+            offset = position.get("o", 0) if resuming else 0
+            finished = job.finished_at.isoformat() if job.finished_at else ""
             if job.dataset is None:  # pragma: no cover - filtered by the query
                 continue
-            first_part = position.get("p", 0) if job_id == start_job else 0
-            offset = position.get("o", 0) if job_id == start_job else 0
-            info = self.datasets.get(job.dataset)
+            try:
+                info = self.datasets.get(job.dataset)
+            except NotFoundError:  # pruned while the client pages
+                continue
             for part, digest in enumerate(self.datasets.parts(info)):
                 if part < first_part:
                     continue
-                with self.datasets.local_part(digest) as path:
-                    table = pq.read_table(path)
-                table = _filtered(table, where, job.key_columns)
+                table = _filtered(self._read_part(digest, job), where, job.key_columns)
                 skip = offset if part == first_part else 0
-                # the caller stops after ``limit`` rows: turn no more of the part into records
-                for number, row in enumerate(_batch_records(table.slice(skip, limit), job)):
-                    yield row, {"s": "batch", "j": job_id, "p": part, "o": skip + number + 1}
+                for start in range(skip, table.num_rows, _RECORD_SLICE):
+                    chunk = table.slice(start, _RECORD_SLICE)
+                    for number, row in enumerate(_batch_records(chunk, job), start + 1):
+                        yield row, {"s": "batch", "j": job.id, "t": finished, "p": part,
+                                    "o": number}  # fmt: skip
+
+    def _read_part(self, digest: str, job: JobInfo) -> pa.Table:
+        """The columns of one prediction part that rows are made of (one part in memory)."""
+        with self.datasets.local_part(digest) as path:
+            names = pq.read_schema(path).names
+            wanted = [*(job.key_columns or [_ROW_ID]), "prediction", "scored_at"]
+            wanted += [n for n in names if n.startswith("proba_")]
+            return pq.read_table(path, columns=[n for n in wanted if n in names])
 
     def _online_rows(
         self, where: RowFilter, position: dict[str, Any], wanted: int
     ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         after_id, after_row = int(position.get("id", 0)), int(position.get("r", -1))
+        fetch = min(max(wanted, 1), _LOG_FETCH) + 1
         while True:
             query = sa.select(_LOG).where(_LOG.c.id >= after_id, _LOG.c.shadow.is_(False))
             if where.model:
@@ -298,7 +389,7 @@ class PredictionStore:
                 query = query.where(_LOG.c.at <= where.until)
             if where.key is not None:
                 query = query.where(_LOG.c.request_id == where.key)
-            query = query.order_by(_LOG.c.id).limit(max(wanted, 1) + 1)
+            query = query.order_by(_LOG.c.id).limit(fetch)
             with self.database.engine.connect() as connection:
                 entries = list(connection.execute(query))
             if not entries:
@@ -315,9 +406,11 @@ class PredictionStore:
     def prune(self, older_than: datetime) -> dict[str, int]:
         """Forget batch jobs, their prediction datasets and online log rows before ``older_than``.
 
-        The newest version of each prediction dataset is kept (so version numbers are never
-        reused); blobs stay in the artifact store until collected.
+        The newest version of each prediction dataset is kept, and so is the job that wrote it
+        (so version numbers are never reused and the newest predictions stay readable); blobs
+        stay in the artifact store until collected. A naive ``older_than`` is taken as UTC.
         """
+        older_than = as_utc(older_than)
         removed = {"jobs": 0, "datasets": 0, "online": 0}
         newest = {(d.zone, d.name): d.version for d in self.datasets.list("predictions")}
         for job in self.jobs():
@@ -325,11 +418,12 @@ class PredictionStore:
             if stamp >= older_than:
                 continue
             if job.dataset is not None:
-                info = self.datasets.get(job.dataset)
-                if newest.get((info.zone, info.name)) == info.version:
+                parsed = DatasetRef.parse(job.dataset)
+                if newest.get((parsed.zone, parsed.name)) == parsed.version:
                     continue
-                self.datasets.delete(job.dataset)
-                removed["datasets"] += 1
+                if self.datasets.exists(job.dataset):  # it may have been deleted by hand
+                    self.datasets.delete(job.dataset)
+                    removed["datasets"] += 1
             with self.database.session() as session:
                 session.execute(sa.delete(BatchJob).where(BatchJob.id == job.id))
             removed["jobs"] += 1
@@ -351,24 +445,24 @@ def _filtered(table: pa.Table, where: RowFilter, keys: list[str]) -> pa.Table:
     if where.until is not None:
         both(pc.less_equal(table["scored_at"], pa.scalar(where.until, table["scored_at"].type)))
     if where.key is not None:
-        both(pc.equal(pc.cast(_key_column(table, keys), pa.string()), where.key))
+        both(pc.equal(_key_strings(table, keys), where.key))
     return table if mask is None else table.filter(mask)
 
 
-def _key_column(table: pa.Table, keys: list[str]) -> pa.ChunkedArray:
-    if not keys:
-        return table["row_id"]
-    if len(keys) == 1:
-        return table[keys[0]]
-    parts = [pc.cast(table[k], pa.string()) for k in keys]
-    return pc.binary_join_element_wise(*parts, "|")
+def _key_strings(table: pa.Table, keys: list[str]) -> pa.ChunkedArray:
+    """Each row's key as text: the one key column, several joined by ``|``, or ``row_id``.
+
+    The same text is the rows' ``key`` and what ``RowFilter.key`` is compared with.
+    """
+    parts = [pc.cast(table[k], pa.string()) for k in keys or [_ROW_ID]]
+    return parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "|")
 
 
 def _batch_records(table: pa.Table, job: JobInfo) -> Iterator[dict[str, Any]]:
     if not table.num_rows:
         return
     probas = [c for c in table.column_names if c.startswith("proba_")]
-    keys = _key_column(table, job.key_columns).to_pylist()
+    keys = _key_strings(table, job.key_columns).to_pylist()
     predictions = table["prediction"].to_pylist()
     scored = table["scored_at"].to_pylist()
     matrix = [table[c].to_pylist() for c in probas]
@@ -379,7 +473,7 @@ def _batch_records(table: pa.Table, job: JobInfo) -> Iterator[dict[str, Any]]:
             "version": job.version,
             "batch_id": job.id,
             "request_id": None,
-            "key": str(keys[number]),
+            "key": keys[number],
             "scored_at": scored[number],
             "prediction": predictions[number],
             "probabilities": [m[number] for m in matrix] if matrix else None,
@@ -398,7 +492,7 @@ def _online_records(entry: Any) -> Iterator[dict[str, Any]]:
             "batch_id": None,
             "request_id": entry.request_id,
             "key": entry.request_id,
-            "scored_at": entry.at,
+            "scored_at": as_utc(entry.at),
             "prediction": prediction,
             "probabilities": probabilities[number] if probabilities else None,
         }

@@ -3,12 +3,15 @@
 The app's lifespan loads and warms up every model before the app reports ready, and on
 shutdown answers every queued request before stopping the batchers (uvicorn first stops
 accepting connections and waits for in-flight requests). Everything the app holds —
-models, metrics — lives on ``app.state``; nothing is global, so tests build as many apps
-as they like. Routes:
+models, metrics, the dataset and predictions stores — lives on ``app.state``; nothing is
+global, so tests build as many apps as they like. Routes:
 
 - ``/health/live`` (always 200) and ``/health/ready`` (503 until every model is warm);
 - ``/metrics`` (Prometheus);
 - the native protocol under ``/v1`` (:mod:`shipyard.serving.native`);
+- the exposure API under ``/v1`` (:mod:`shipyard.serving.exposure`): stored predictions
+  (``/v1/predictions``, ``/v1/predictions/jobs``) and dataset versions and their rows
+  (``/v1/datasets/...``), read from ``app.state.predictions`` and ``app.state.datasets``;
 - MLflow's scoring protocol: ``/invocations``, ``/ping``, ``/health``, ``/version``
   (:mod:`shipyard.serving.mlflow_protocol`).
 """
@@ -28,9 +31,12 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from shipyard.core.exceptions import ShipyardError
+from shipyard.datasets import Datasets
+from shipyard.datasets.predictions import PredictionStore
 from shipyard.registry import Registry
 from shipyard.serving.auth import Authenticator
 from shipyard.serving.batching import BatchSettings
+from shipyard.serving.exposure import router as exposure_router
 from shipyard.serving.fastpath import ServingApp
 from shipyard.serving.http import ServingMiddleware, json_response, shipyard_error_handler
 from shipyard.serving.metrics import ServingMetrics, metrics_endpoint
@@ -105,6 +111,12 @@ def create_app(
         else None
     )
     auth = Authenticator(registry.database, settings.token_refresh_s) if settings.auth else None
+    artifacts = getattr(registry, "artifacts", None)
+    datasets = (
+        Datasets(database, artifacts, registry.settings.actor)
+        if database is not None and artifacts is not None
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -140,12 +152,17 @@ def create_app(
     app.state.settings = settings
     app.state.prediction_log = prediction_log
     app.state.auth = auth
+    app.state.datasets = datasets
+    app.state.predictions = (
+        PredictionStore(datasets.database, datasets) if datasets is not None else None
+    )
     app.add_exception_handler(ShipyardError, shipyard_error_handler)
     app.add_middleware(ServingMiddleware, metrics=metrics, auth=auth)
     app.add_api_route("/health/live", live, methods=["GET"], tags=["health"])
     app.add_api_route("/health/ready", ready, methods=["GET"], tags=["health"])
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], tags=["operations"])
     app.include_router(native_router)
+    app.include_router(exposure_router)
     app.include_router(mlflow_router)
     app.include_router(v2_router(models, "shipyard", _version()))
     return app
