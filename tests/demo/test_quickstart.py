@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from rich.console import Console
 
@@ -66,6 +67,27 @@ def test_the_rerun_is_cached_and_the_challenger_is_judged_on_value(
     assert "net_per_period >= production.net_per_period * 0.95" in output
     assert summary["outcomes"] == ["promoted", "refused", "promoted", "promoted", "refused"]
     assert summary["elapsed_seconds"] < 120
+
+
+def test_the_demo_ends_with_batch_predictions_read_through_the_exposure_api(
+    first_run: tuple[Path, dict[str, Any], str],
+) -> None:
+    directory, summary, output = first_run
+    batch = summary["batch"]
+    with Project(directory) as project:
+        customers = pd.read_csv(directory / "data" / "customers.csv")
+        assert batch["rows"] == len(customers)
+        scored = project.datasets.read(batch["dataset"])
+        assert sorted(scored["customer_id"]) == sorted(customers["customer_id"])
+        assert project.predictions.job(batch["job"]).status == "succeeded"
+    exposed = summary["exposed"]["predictions"]
+    assert len(exposed) == 3
+    assert {(r["source"], r["model"], r["batch_id"]) for r in exposed} == {
+        ("batch", "churn", batch["job"])
+    }
+    assert set(scored["customer_id"].astype(str)) >= {r["key"] for r in exposed}
+    assert "GET http://127.0.0.1:" in output
+    assert "predict churn@production --input" in output
 
 
 def test_a_second_run_continues_the_project(first_run: tuple[Path, dict[str, Any], str]) -> None:

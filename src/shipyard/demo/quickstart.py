@@ -4,8 +4,10 @@
 standard training road (extract → validate → treat → train → evaluate → register →
 gate) through the pipeline runner, shows the metrics next to the business value, walks
 the version through the production gate (one refusal included), runs the road again to
-show the cache, trains a challenger, serves ``churn@production`` and prints the decision
-history. Running it again on the same folder continues the same project.
+show the cache, trains a challenger, serves ``churn@production``, prints the decision
+history, scores the customer file as a batch job into the predictions store, and reads
+those predictions back through the server's exposure API. Running it again on the same
+folder continues the same project.
 """
 
 from __future__ import annotations
@@ -104,7 +106,10 @@ def run_quickstart(directory: str | Path, console: Console | None = None) -> dic
         history = registry.history(MODEL)
         out.print(history_table(MODEL, history))
 
-        out.rule(f"7. Over HTTP: shipyard serve {MODEL}@production")
+        out.rule(f"7. Batch scoring: shipyard predict {MODEL}@production")
+        batch = _predict_batch(out, project, root)
+
+        out.rule(f"8. Over HTTP: shipyard serve {MODEL}@production")
         answer = _serve_http(out, registry, project.datasets.read("raw/customers"), root)
     elapsed = time.perf_counter() - started
     out.print(f"Done in {elapsed:.1f} s. Where to look:")
@@ -115,6 +120,8 @@ def run_quickstart(directory: str | Path, console: Console | None = None) -> dic
         ("its datasets", f"{exe} datasets list --project {root}"),
         ("the production version", f"{exe} models show {MODEL}@production --project {root}"),
         ("every decision", f"{exe} models history {MODEL} --project {root}"),
+        ("batch predictions", f"{exe} datasets head {batch['dataset']} --project {root}"),
+        ("batch jobs", f"{exe} predictions list --project {root}"),
     ):
         out.print(f"  {what:24} {escape(where)}", soft_wrap=True)  # commands stay copyable
     return {
@@ -130,7 +137,9 @@ def run_quickstart(directory: str | Path, console: Console | None = None) -> dic
         "challenger_outcome": challenger_outcome,
         "reused": reused,
         "outcomes": [e.outcome for e in history],
-        "http_answer": answer,
+        "batch": batch,
+        "http_answer": answer["predict"],
+        "exposed": answer["exposed"],
         "elapsed_seconds": round(elapsed, 3),
     }
 
@@ -182,6 +191,29 @@ def _run(runner: Runner, pipeline: Any, params: dict[str, Any] | None = None) ->
     return info
 
 
+def _predict_batch(out: Console, project: Project, root: Path) -> dict[str, Any]:
+    """Score data/customers.csv with production as a batch job (predictions zone)."""
+    source = root / "data" / "customers.csv"
+    result = project.predict(
+        f"{MODEL}@production", str(source), keys=("customer_id",), chunk_rows=500
+    )
+    job = result.job
+    out.print(
+        f"scored {job.rows:,} customers from data/customers.csv with {job.model}:{job.version} "
+        f"in {job.chunks} chunks → {job.dataset} (job {job.id})"
+    )
+    head = project.datasets.head(str(job.dataset), 3)
+    table = Table(title=f"{job.dataset} (first rows)")
+    for column in head.columns:
+        table.add_column(str(column))
+    for row in head.itertuples(index=False):
+        table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
+    out.print(table)
+    cmd = f"{_executable()} predict {MODEL}@production --input {source} --key customer_id"
+    out.print(f"  the same from a shell: {cmd} --project {root}", soft_wrap=True, markup=False)
+    return {"job": job.id, "rows": job.rows, "dataset": job.dataset}
+
+
 def _serve_http(out: Console, registry: Any, customers: pd.DataFrame, root: Path) -> dict[str, Any]:
     """Serve production on a loopback port for one real request, then show how to keep it up."""
     with socket.socket() as probe:
@@ -207,6 +239,9 @@ def _serve_http(out: Console, registry: Any, customers: pd.DataFrame, root: Path
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             answer: dict[str, Any] = json.loads(response.read())
+        exposed_url = f"http://127.0.0.1:{port}/v1/predictions?model={MODEL}&source=batch&limit=3"
+        with urllib.request.urlopen(exposed_url, timeout=30) as response:
+            exposed: dict[str, Any] = json.loads(response.read())
     finally:
         server.should_exit = True
         thread.join(timeout=30)
@@ -220,7 +255,17 @@ def _serve_http(out: Console, registry: Any, customers: pd.DataFrame, root: Path
         f"-H 'Content-Type: application/json' -d '{body}'"
     )
     out.print(f"  {curl}", soft_wrap=True, markup=False)
-    return answer
+    out.print(f"GET {exposed_url} (the batch predictions, for other applications):",
+              soft_wrap=True, markup=False)  # fmt: skip
+    for row in exposed["predictions"]:
+        out.print(f"  {json.dumps(row)}", soft_wrap=True, markup=False)
+    out.print(
+        "  more pages: add &cursor=<next_cursor>; &format=csv|parquet|arrow for other tools; "
+        f"GET /v1/datasets/{MODEL}/versions/N/rows streams a whole dataset",
+        soft_wrap=True,
+        markup=False,
+    )
+    return {"predict": answer, "exposed": exposed}
 
 
 def _registered(project: Project, run: RunInfo) -> str:
