@@ -129,7 +129,9 @@ def connect(scheduler: str, workers: int) -> Iterator[Any]:
                 n_workers=workers,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                # None still binds the scheduler's HTTP server to :8787, and warns when another
+                # cluster holds it; a free port never clashes
+                dashboard_address=":0",
                 silence_logs=40,
             ) as cluster,
             distributed.Client(cluster) as client,

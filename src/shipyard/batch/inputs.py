@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,10 +57,22 @@ def _rebatch(tables: Iterator[pa.Table], chunk_rows: int) -> Iterator[pa.Table]:
             held += take
             table = table.slice(take)
             if held == chunk_rows:
-                yield pa.concat_tables(pending).combine_chunks()
+                yield _concat(pending)
                 pending, held = [], 0
     if held:
-        yield pa.concat_tables(pending).combine_chunks()
+        yield _concat(pending)
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    """One table of ``tables``, whose types may differ (a column of nulls, int then float)."""
+    if len(tables) == 1:
+        return tables[0].combine_chunks()
+    try:
+        return pa.concat_tables(tables, promote_options="permissive").combine_chunks()
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise DataSourceError(
+            f"the input's columns change type from one part to the next: {exc}"
+        ) from exc
 
 
 class BatchInput:
@@ -168,7 +181,7 @@ class ParquetInput(BatchInput):
             pieces.append(table.slice(lo, min(stop, start + rows) - start - lo))
         if not pieces:
             raise InvalidArgumentError(f"chunk {index} is past the end of {self.label}")
-        return pa.concat_tables(pieces).combine_chunks() if len(pieces) > 1 else pieces[0]
+        return _concat(pieces) if len(pieces) > 1 else pieces[0]
 
     def _row_group(self, number: int, group: int) -> pa.Table:
         key = (number, group)
@@ -241,13 +254,50 @@ class SqlInput(BatchInput):
                     sa.text(self.query)
                 )
                 names = list(result.keys())
+                schema: pa.Schema | None = None
                 for rows in result.partitions(self.fetch_rows):
                     columns = list(zip(*rows, strict=True))
-                    yield pa.table(dict(zip(names, (list(c) for c in columns), strict=True)))
+                    table = pa.table(dict(zip(names, map(_plain_values, columns), strict=True)))
+                    # Arrow infers types from each fetch's values: a column NULL throughout one
+                    # fetch, or integral in one and fractional in the next, keeps one type.
+                    schema = _widen(schema, table.schema)
+                    yield table.cast(schema)
         except sa.exc.SQLAlchemyError as exc:
             raise DataSourceError(f"the query failed on {self.describe()}: {exc}") from exc
         finally:
             engine.dispose()
+
+
+def _plain_values(column: tuple[Any, ...]) -> list[Any]:
+    """A fetched column, with UUIDs as their text (Arrow would keep 16 opaque bytes)."""
+    first = next((value for value in column if value is not None), None)
+    if isinstance(first, uuid.UUID):
+        return [None if value is None else str(value) for value in column]
+    return list(column)
+
+
+def _widen(known: pa.Schema | None, seen: pa.Schema) -> pa.Schema:
+    """The schema holding the rows fetched so far and ``seen`` (types only ever widen)."""
+    if known is None:
+        return seen
+    try:
+        return pa.unify_schemas([known, seen], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise DataSourceError(
+            f"the query's columns change type from one fetch to the next: {exc}; cast them "
+            "in the query (CAST(column AS ...))"
+        ) from exc
+
+
+def check_query(uri: str, query: str | None) -> None:
+    """Refuse a database ``--input`` without ``--query``, and ``--query`` without a database."""
+    if is_sql_url(uri) and not query:
+        raise InvalidArgumentError(
+            f"{uri.split('://', 1)[0]}:// is a database: give the rows to score with "
+            "--query 'SELECT ... ORDER BY ...'"
+        )
+    if query and not is_sql_url(uri):
+        raise InvalidArgumentError("--query goes with a database URL as --input, not a file")
 
 
 def open_input(uri: str, *, query: str | None, datasets: Datasets, scratch: Path) -> BatchInput:
@@ -258,15 +308,9 @@ def open_input(uri: str, *, query: str | None, datasets: Datasets, scratch: Path
     A dataset version in a zone is first copied to ``scratch`` (verified on the way), part by
     part, so it can be read like any Parquet folder.
     """
-    if is_sql_url(uri):
-        if not query:
-            raise InvalidArgumentError(
-                f"{uri.split('://', 1)[0]}:// is a database: give the rows to score with "
-                "--query 'SELECT ... ORDER BY ...'"
-            )
+    check_query(uri, query)
+    if is_sql_url(uri) and query:
         return SqlInput(os.path.expandvars(uri), query)
-    if query:
-        raise InvalidArgumentError("--query goes with a database URL as --input, not a file")
     if is_dataset_ref(uri):
         info = datasets.get(uri)
         folder = scratch / "input"

@@ -54,6 +54,11 @@ class OutputSpec:
 def parse_output(uri: str | None, table: str | None, model: str) -> OutputSpec:
     """Read ``--output`` (default ``predictions/<model>``) and ``--table``."""
     dataset = f"predictions/{model}"
+    if uri is not None and not is_sql_url(uri) and Path(uri).suffix.lower() == ".csv":
+        # before the ZONE/NAME test: predictions/scores.csv is a file, not a dataset's name
+        if table:
+            raise InvalidArgumentError("--table goes with a database URL as --output")
+        return OutputSpec(dataset, csv=Path(uri).resolve())
     if uri is None or is_dataset_ref(uri):
         if uri is not None:
             parsed = DatasetRef.parse(uri)
@@ -82,6 +87,44 @@ def parse_output(uri: str | None, table: str | None, model: str) -> OutputSpec:
             "default), FILE.csv, or a database URL with --table"
         )
     return OutputSpec(dataset, csv=path.resolve())
+
+
+def check_output(spec: OutputSpec) -> None:
+    """Refuse, before anything is scored, a database output that :func:`write_sql` would refuse.
+
+    The database must be reachable, and an existing ``--table`` must be a predictions table
+    (one with a ``batch_id`` column).
+    """
+    if spec.sql_url is None or spec.table is None:
+        return
+    engine = _engine(spec.sql_url)
+    try:
+        with engine.connect() as connection:
+            _check_table(connection, spec.table)
+    except sa.exc.SQLAlchemyError as exc:
+        raise DataSourceError(f"cannot reach the output database {spec.describe()}: {exc}") from exc
+    finally:
+        engine.dispose()
+
+
+def _engine(url: str) -> sa.Engine:
+    try:
+        return sa.create_engine(url)
+    except (sa.exc.ArgumentError, ImportError) as exc:
+        raise DataSourceError(f"cannot open the output database: {exc}") from exc
+
+
+def _check_table(connection: sa.Connection, table: str) -> sa.Table | None:
+    """The existing predictions table ``table`` (None when there is none yet)."""
+    if not sa.inspect(connection).has_table(table):
+        return None
+    target = sa.Table(table, sa.MetaData(), autoload_with=connection)
+    if "batch_id" not in target.c:
+        raise InvalidArgumentError(
+            f"table {table} exists without a batch_id column: it is not a shipyard "
+            "predictions table; choose another --table"
+        )
+    return target
 
 
 def _parts(work_dir: Path) -> Iterator[pa.Table]:
@@ -114,20 +157,12 @@ def write_csv(work_dir: Path, target: Path) -> int:
 
 def write_sql(work_dir: Path, url: str, table: str, batch_id: str) -> int:
     """Append the parts to ``table`` in one transaction (replacing rows of ``batch_id``)."""
-    try:
-        engine = sa.create_engine(url)
-    except (sa.exc.ArgumentError, ImportError) as exc:
-        raise DataSourceError(f"cannot open the output database: {exc}") from exc
+    engine = _engine(url)
     rows = 0
     try:
         with engine.begin() as connection:
-            if sa.inspect(connection).has_table(table):
-                target = sa.Table(table, sa.MetaData(), autoload_with=connection)
-                if "batch_id" not in target.c:
-                    raise InvalidArgumentError(
-                        f"table {table} exists without a batch_id column: it is not a shipyard "
-                        "predictions table; choose another --table"
-                    )
+            target = _check_table(connection, table)
+            if target is not None:
                 connection.execute(sa.delete(target).where(target.c.batch_id == batch_id))
             for part in _parts(work_dir):
                 frame = part.to_pandas()

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from shipyard.batch.inputs import BatchInput, is_dataset_ref, is_sql_url, open_input
-from shipyard.batch.outputs import OutputSpec, parse_output, write_csv, write_sql
+from shipyard.batch.inputs import BatchInput, check_query, is_dataset_ref, is_sql_url, open_input
+from shipyard.batch.outputs import OutputSpec, check_output, parse_output, write_csv, write_sql
 from shipyard.batch.parts import clear_temporary, done_parts, write_part
 from shipyard.batch.scoring import Scorer
 from shipyard.core.exceptions import DataSourceError, InvalidArgumentError, ShipyardError
@@ -68,6 +68,8 @@ class BatchRequest:
     def __post_init__(self) -> None:
         if self.chunk_rows < 1:
             raise InvalidArgumentError(f"chunk rows must be at least 1 but got {self.chunk_rows}")
+        if self.workers < 1:  # a LocalCluster of no workers never runs a task: the job hangs
+            raise InvalidArgumentError(f"workers must be at least 1 but got {self.workers}")
         if self.engine not in ENGINES:
             raise InvalidArgumentError(
                 f"engine must be one of {', '.join(ENGINES)} but got {self.engine!r}"
@@ -139,6 +141,8 @@ def predict_batch(
     started = time.perf_counter()
     info = registry.get(request.ref)
     output = parse_output(request.output, request.table, info.name)
+    check_query(request.input, request.query)  # refused before a job is recorded
+    check_output(output)
     identity = input_identity(request.input, request.query, datasets)
     spec = [request.ref, identity, output.describe(), output.dataset, request.chunk_rows,
             list(request.keys)]  # fmt: skip

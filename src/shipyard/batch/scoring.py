@@ -8,16 +8,20 @@ The output of every chunk has the same columns, in this order:
 - ``model``, ``model_version``, ``scored_at`` (UTC, the chunk's scoring time) and
   ``batch_id`` (the job).
 
-A classifier's labels are taken from its probabilities (one model call instead of two) only
-when that gives exactly the model's own ``predict`` on the first chunk scored; otherwise both
-are called.
+A classifier's labels always come from its own ``predict``, never from the argmax of its
+probabilities: the two differ for tuned thresholds (``FixedThresholdClassifier``), Platt-scaled
+SVMs and custom wrappers, and rows on which they agree prove nothing about the next rows.
+Calling both costs two passes over the trees; for a scikit-learn HistGradientBoostingClassifier
+(alone or at the end of a Pipeline) the scorer instead computes the raw scores once and derives
+labels and probabilities from them exactly as scikit-learn's own ``predict`` and
+``predict_proba`` do — adopted only after both equal the model's own answers on the first rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -29,6 +33,8 @@ from shipyard.flavors.base import LoadedModel
 #: Columns every prediction row carries besides its keys and the model's answers.
 META_COLUMNS = ("model", "model_version", "scored_at", "batch_id")
 ROW_ID = "row_id"
+#: Rows of the first chunk on which the one-pass path must equal the model's own answers.
+_CHECK_ROWS = 2048
 
 
 def proba_column(label: Any) -> str:
@@ -57,7 +63,9 @@ class Scorer:
             )
         classes = model.classes if model.has_proba else None
         self.classes = list(np.asarray(classes).tolist()) if classes is not None else None
-        self._derive: bool | None = None  # decided on the first chunk
+        #: labels and probabilities from one pass (see the module docstring); False: not used
+        self._joint: Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]] | Literal[False] | None
+        self._joint = None
 
     @property
     def name(self) -> str:
@@ -93,18 +101,14 @@ class Scorer:
         frame = table.select(self.features).to_pandas()
         prepared = self.model.prepare(frame)
         predictor = self.model.predictor
-        labels: np.ndarray
         probabilities: np.ndarray | None = None
-        if predictor.predict_proba is not None and self.classes is not None:
-            probabilities = np.asarray(predictor.predict_proba(prepared))
-            derived = np.asarray(self.classes)[np.argmax(probabilities, axis=1)]
-            if self._derive is None:
-                own = np.asarray(predictor.predict(prepared))
-                self._derive = bool(np.array_equal(derived, own))
-                labels = own
-            else:
-                labels = derived if self._derive else np.asarray(predictor.predict(prepared))
+        if self._joint is None and self.classes is not None:
+            self._joint = _joint_hgb(predictor.native, prepared, predictor) or False
+        if self._joint:
+            labels, probabilities = self._joint(prepared)
         else:
+            if predictor.predict_proba is not None and self.classes is not None:
+                probabilities = np.asarray(predictor.predict_proba(prepared))
             labels = np.asarray(predictor.predict(prepared))
         columns: dict[str, Any] = {}
         if self.keys:
@@ -125,6 +129,42 @@ class Scorer:
         columns["scored_at"] = pa.repeat(pa.scalar(now, pa.timestamp("us", "UTC")), rows)
         columns["batch_id"] = pa.repeat(pa.scalar(self.batch_id, pa.string()), rows)
         return pa.table(columns)
+
+
+def _joint_hgb(
+    native: Any, sample: pd.DataFrame, predictor: Any
+) -> Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]] | None:
+    """One-pass labels and probabilities for a HistGradientBoostingClassifier, when exact."""
+    try:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+        from sklearn.pipeline import Pipeline
+    except ImportError:  # pragma: no cover - scikit-learn is a dependency
+        return None
+    head: Any = None
+    model = native
+    if isinstance(native, Pipeline):
+        head, model = native[:-1], native[-1]
+    if type(model) is not HistGradientBoostingClassifier or predictor.predict_proba is None:
+        return None
+    if not hasattr(model, "_raw_predict") or not hasattr(model, "_loss"):
+        return None
+
+    def joint(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        data = head.transform(frame) if head is not None else frame
+        raw = model._raw_predict(data)  # what predict and predict_proba both compute first
+        binary = raw.shape[1] == 1
+        encoded = (raw.ravel() > 0).astype(int) if binary else np.argmax(raw, axis=1)
+        return model.classes_[encoded], np.asarray(model._loss.predict_proba(raw))
+
+    rows = sample.iloc[:_CHECK_ROWS]
+    try:
+        labels, probabilities = joint(rows)
+    except Exception:  # a scikit-learn whose internals moved: call the public methods
+        return None
+    same = np.array_equal(labels, np.asarray(predictor.predict(rows))) and np.array_equal(
+        probabilities, np.asarray(predictor.predict_proba(rows))
+    )
+    return joint if same else None
 
 
 def _plain(values: np.ndarray) -> Any:

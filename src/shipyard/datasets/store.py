@@ -285,7 +285,12 @@ class Datasets:
         """
         parsed = DatasetRef.parse(ref)
         check_name(parsed.name)
-        paths = sorted(folder.glob("*.parquet"))
+        if parsed.version is not None:
+            raise InvalidArgumentError(
+                f"write to {parsed.key}, not {ref}: versions are numbered by shipyard"
+            )
+        # hidden files are a writer's temporaries (``.tmp-*.parquet``), never parts
+        paths = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
         if not paths:
             raise InvalidArgumentError(f"{folder} holds no Parquet parts to store as {ref}")
         schema = pq.read_schema(paths[0])
