@@ -11,8 +11,8 @@ from __future__ import annotations
 import builtins
 import hashlib
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Generator, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -335,12 +335,11 @@ class Datasets:
         *,
         batch_size: int = 65_536,
         columns: builtins.list[str] | None = None,
-    ) -> Iterator[pa.RecordBatch]:
+    ) -> Generator[pa.RecordBatch]:
         """Stream a version's rows as Arrow record batches: one part in memory at the most."""
         info = ref if isinstance(ref, DatasetInfo) else self.get(ref)
         for digest in self.parts(info):
-            with self.local_part(digest) as path:
-                parquet = pq.ParquetFile(path)
+            with self.local_part(digest) as path, pq.ParquetFile(path) as parquet:
                 yield from parquet.iter_batches(batch_size=batch_size, columns=columns)
 
     def schema(self, ref: str | DatasetInfo) -> pa.Schema:
@@ -365,11 +364,12 @@ class Datasets:
         info = self.get(ref)
         batches = []
         wanted = max(rows, 1)
-        for batch in self.iter_batches(info, batch_size=wanted):
-            batches.append(batch)
-            wanted -= batch.num_rows
-            if wanted <= 0:
-                break
+        with closing(self.iter_batches(info, batch_size=wanted)) as stream:
+            for batch in stream:  # closing: the part's download is removed on the way out
+                batches.append(batch)
+                wanted -= batch.num_rows
+                if wanted <= 0:
+                    break
         table = pa.Table.from_batches(batches) if batches else self.schema(info).empty_table()
         frame: pd.DataFrame = table.to_pandas().head(rows)
         return frame

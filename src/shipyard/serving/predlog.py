@@ -258,6 +258,8 @@ class PredictionLog:
         """
         query = sa.select(*(_TABLE.c[name] for name in COLUMNS)).where(_TABLE.c.model == model)
         if since is not None:
+            if since.tzinfo is None:  # a naive time means UTC, as everywhere in shipyard
+                since = since.replace(tzinfo=UTC)
             query = query.where(_TABLE.c.at >= since)
         if shadow is not None:
             query = query.where(_TABLE.c.shadow == shadow)
