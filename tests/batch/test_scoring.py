@@ -76,7 +76,9 @@ def test_missing_and_clashing_columns_are_named(local: Project) -> None:
         Scorer(loaded, (), "j").score(table, 0)
     with pytest.raises(SchemaError, match=r"key column 'id' is not in the input \(its columns: "):
         Scorer(loaded, ("id",), "j").check_columns(["id_", *FEATURES])
-    with pytest.raises(SchemaError, match="key column 'prediction' has the name of an output"):
+    with pytest.raises(
+        SchemaError, match="key column 'prediction' is named twice, or like an output"
+    ):
         Scorer(loaded, ("prediction",), "j")
 
 
@@ -156,3 +158,11 @@ def test_other_classifiers_call_predict_and_predict_proba(local: Project) -> Non
     out = scorer.score(pa.Table.from_pandas(customers(40), preserve_index=False), first_row=0)
     assert scorer._joint is False
     assert out.column("prediction").to_pylist() == model.predict(customers(40)[FEATURES]).tolist()
+
+
+@pytest.mark.parametrize("keys", [("proba_1",), ("prediction",), ("tenure", "tenure")])
+def test_keys_that_would_overwrite_an_output_column_are_refused(
+    local: Project, keys: tuple[str, ...]
+) -> None:
+    with pytest.raises(SchemaError, match=f"key column {keys[0]!r} is named twice, or like"):
+        Scorer(local.registry.load("churn"), keys, "job1")

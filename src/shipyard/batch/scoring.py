@@ -55,14 +55,17 @@ class Scorer:
         self.keys = list(keys)
         self.batch_id = batch_id
         self.features = model.signature.columns
-        clash = [k for k in self.keys if k in (*META_COLUMNS, "prediction")]
-        if clash:
-            raise SchemaError(
-                f"key column {clash[0]!r} has the name of an output column; rename it first",
-                column=clash[0],
-            )
         classes = model.classes if model.has_proba else None
         self.classes = list(np.asarray(classes).tolist()) if classes is not None else None
+        outputs = {*META_COLUMNS, "prediction", *(proba_column(c) for c in self.classes or [])}
+        clash = [k for k in self.keys if k in outputs]
+        if clash or len(set(self.keys)) != len(self.keys):
+            name = clash[0] if clash else next(k for k in self.keys if self.keys.count(k) > 1)
+            raise SchemaError(
+                f"key column {name!r} is named twice, or like an output column "
+                f"({', '.join(sorted(outputs))}); give each key once, or rename it first",
+                column=name,
+            )
         #: labels and probabilities from one pass (see the module docstring); False: not used
         self._joint: Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]] | Literal[False] | None
         self._joint = None
