@@ -243,3 +243,18 @@ def test_a_job_finishing_while_a_client_pages_comes_after_what_it_read(
         *expected_batch(scored, third),
     ]
     assert [identity(r) for r in [*page, *rest]] == expected
+
+
+def test_prune_removes_an_unfinished_jobs_scored_parts(project: Project, tmp_path: Path) -> None:
+    store = PredictionStore(project.database, project.datasets)
+    work = tmp_path / "batch" / "killed"
+    (work / "parts").mkdir(parents=True)
+    (work / "parts" / "part-000000.parquet").write_bytes(b"scored before a kill")
+    store.create_job(
+        id="killed", spec_hash="0" * 64, ref="churn", model="churn", version=1, input="",
+        output="predictions/churn", engine="local", chunk_rows=10, key_columns=[],
+        work_dir=str(work), created_by="tester",
+    )  # fmt: skip
+    assert store.prune(datetime.now(UTC) + timedelta(seconds=1))["jobs"] == 1
+    assert not work.exists()
+    assert store.jobs() == []

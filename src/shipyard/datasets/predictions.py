@@ -21,6 +21,7 @@ import base64
 import builtins
 import hashlib
 import json
+import shutil
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -426,6 +427,8 @@ class PredictionStore:
                     removed["datasets"] += 1
             with self.database.session() as session:
                 session.execute(sa.delete(BatchJob).where(BatchJob.id == job.id))
+            # an unfinished job's scored parts (and input copy) go with its record
+            shutil.rmtree(job.work_dir, ignore_errors=True)
             removed["jobs"] += 1
         with self.database.engine.begin() as connection:
             result = connection.execute(sa.delete(_LOG).where(_LOG.c.at < older_than))
