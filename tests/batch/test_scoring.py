@@ -166,3 +166,22 @@ def test_keys_that_would_overwrite_an_output_column_are_refused(
 ) -> None:
     with pytest.raises(SchemaError, match=f"key column {keys[0]!r} is named twice, or like"):
         Scorer(local.registry.load("churn"), keys, "job1")
+
+
+def test_a_plain_histgradientboosting_model_runs_its_trees_once_on_a_row_major_matrix(
+    local: Project,
+) -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(3)
+    names = [f"f{i}" for i in range(6)]
+    frame = pd.DataFrame(rng.normal(size=(2000, 6)), columns=names)
+    target = (frame["f0"] + frame["f1"] * frame["f2"] > 0).astype(int)
+    model = HistGradientBoostingClassifier(max_iter=30).fit(frame, target)
+    local.registry.register("plain", model, input_example=frame.head(5), trust=True)
+    scorer = Scorer(local.registry.load("plain"), (), "job1")
+    rows = pd.DataFrame(rng.normal(size=(5000, 6)), columns=names)
+    out = scorer.score(pa.Table.from_pandas(rows[names[::-1]], preserve_index=False), 0)
+    assert callable(scorer._joint)
+    np.testing.assert_array_equal(out.column("prediction").to_numpy(), model.predict(rows))
+    np.testing.assert_array_equal(out.column("proba_1").to_numpy(), model.predict_proba(rows)[:, 1])

@@ -24,6 +24,7 @@ from tests.serving.conftest import serving
 
 from shipyard import Project
 from shipyard.core.schema import ColumnSpec, Signature
+from shipyard.flavors.kernels import HistGradientBoostingKernel, without_feature_names
 from shipyard.serving import BatchSettings, MicroBatcher, Prediction, create_app
 from shipyard.serving.columns import (
     ColumnCaster,
@@ -33,7 +34,6 @@ from shipyard.serving.columns import (
     to_frame,
     to_matrix,
 )
-from shipyard.serving.kernels import HistGradientBoostingKernel, without_feature_names
 
 NAMES = [f"f{i}" for i in range(6)]
 

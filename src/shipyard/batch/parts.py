@@ -16,6 +16,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+_CONSTANT = ["model", "model_version", "scored_at", "batch_id"]
 _PART = re.compile(r"^part-(\d{6,})\.parquet$")
 
 
@@ -31,7 +32,8 @@ def write_part(work_dir: str, index: int, table: pa.Table) -> int:
     tmp = f"{root}/.tmp-{uuid.uuid4().hex}.parquet"
     try:
         with fs.open(tmp, "wb") as handle:
-            pq.write_table(table, handle, compression="zstd")
+            # the constant columns of a chunk compress to almost nothing as dictionaries
+            pq.write_table(table, handle, compression="zstd", use_dictionary=_CONSTANT)
         fs.mv(tmp, f"{root}/{part_name(index)}")
     finally:
         if fs.exists(tmp):

@@ -305,7 +305,7 @@ def run_local(
     read = 0
     pending: list[Future[int]] = []
     with ThreadPoolExecutor(1, thread_name_prefix="shipyard-batch-writer") as writer:
-        for index, first, table in _prefetch(source.chunks(chunk_rows, skip), depth=2):
+        for index, first, table in _prefetch(source.chunks(chunk_rows, skip), depth=1):
             read += table.num_rows
             scored = scorer.score(table, first)
             pending.append(writer.submit(write_part, parts_dir, index, scored))

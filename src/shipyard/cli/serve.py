@@ -46,10 +46,10 @@ from fastapi import FastAPI
 from shipyard.cli.context import open_project
 from shipyard.core.exceptions import ConfigError
 from shipyard.core.settings import CONFIG_FILE, Settings
+from shipyard.flavors.kernels import limit_model_threads
 from shipyard.project import Project
 from shipyard.render import console
 from shipyard.serving import ServeSettings, create_app
-from shipyard.serving.kernels import limit_model_threads
 from shipyard.serving.routing import (
     RoutingSettings,
     parse_canary_option,

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 
 from shipyard.core.exceptions import ConfigError, NotFoundError
 from shipyard.core.refs import ModelRef
+from shipyard.flavors.kernels import (
+    limit_model_threads,
+)
 from shipyard.registry import Registry
 from shipyard.serving.base import ServedModel
 from shipyard.serving.batching import BatchSettings
-from shipyard.serving.kernels import (
-    limit_model_threads,
-)
 from shipyard.serving.metrics import ServingMetrics
 from shipyard.serving.routing import (
     CLIENT_REQUEST_ID,

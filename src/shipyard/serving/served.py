@@ -13,7 +13,7 @@ answers as ``LoadedModel.predict`` on the version's input example, trying in ord
   original's and its probabilities agree within 1e-5 (ONNX computes in float32), otherwise
   one log line says why and the modes below are tried as usual;
 - ``kernel``: the ``array`` input through a leaner predict loop with bit-identical arithmetic
-  (:mod:`shipyard.serving.kernels`, HistGradientBoosting models);
+  (:mod:`shipyard.flavors.kernels`, HistGradientBoosting models);
 - ``array``: one 2-D numpy array straight into a scikit-learn estimator (no pandas at all):
   one fitted on arrays, or one fitted on a DataFrame whose ``feature_names_in_`` are the
   signature's columns in order (then a copy without ``feature_names_in_``, so sklearn skips
@@ -35,6 +35,10 @@ import pandas as pd
 
 from shipyard.core.schema import Signature
 from shipyard.flavors import LoadedModel
+from shipyard.flavors.kernels import (
+    HistGradientBoostingKernel,
+    without_feature_names,
+)
 from shipyard.registry import VersionInfo
 from shipyard.serving.base import Prediction
 from shipyard.serving.batching import BatcherClosedError, BatchSettings, MicroBatcher
@@ -44,10 +48,6 @@ from shipyard.serving.compile import (
     OnnxModel,
     compile_onnx,
     same_answers,
-)
-from shipyard.serving.kernels import (
-    HistGradientBoostingKernel,
-    without_feature_names,
 )
 from shipyard.serving.metrics import ServingMetrics
 from shipyard.serving.routing import (

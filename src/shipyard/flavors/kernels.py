@@ -1,5 +1,8 @@
 """Leaner predict loops for estimators whose own ``predict`` spends most of its time in Python.
 
+Shared by the model server (``serving.served``: small batches) and batch scoring
+(``batch.scoring``: one tree pass per chunk on a row-major matrix).
+
 scikit-learn's HistGradientBoosting ``predict_proba`` on a small batch costs ~0.7 ms for 100
 trees, most of it per-tree Python overhead (input checks, a ``functools.partial`` and a new
 output array per tree). :class:`HistGradientBoostingKernel` runs the *same* arithmetic —
