@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo-project
 AIRFLOW_VENV := .venv-airflow
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-batch clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: $(VENV)/.installed-dev $(AIRFLOW_VENV)/bin/python
 # The model-server benchmark (needs wrk: apt-get install wrk); results go in docs/benchmarks.md.
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/serve_bench.py
+
+# The batch scoring benchmark (1,000,000 rows Parquet → Parquet); results go in docs/benchmarks.md.
+bench-batch: $(VENV)/.installed-dev
+	$(BIN)/python bench/batch_bench.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests
