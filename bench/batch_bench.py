@@ -333,7 +333,7 @@ def child_phases(work: Path, rows: int, chunk_rows: int) -> dict[str, Any]:
     from shipyard.batch.parts import write_part
     from shipyard.batch.scoring import Scorer
     from shipyard.flavors.base import LoadedModel
-    from shipyard.serving.kernels import HistGradientBoostingKernel
+    from shipyard.flavors.kernels import HistGradientBoostingKernel
 
     sampler = MemorySampler()
     timers = Timers()
