@@ -15,7 +15,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.model_selection import FixedThresholdClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
-from tests.batch.support import FEATURES, Trained, customers
+from tests.batch.support import FEATURES, OUTPUT_COLUMNS, Trained, customers
 from tests.helpers import make_frame
 
 from shipyard import Project
@@ -36,16 +36,7 @@ def test_columns_types_and_row_ids(local: Project, trained: Trained) -> None:
     frame = customers(50)
     before = datetime.now(UTC)
     out = scorer.score(pa.Table.from_pandas(frame, preserve_index=False), first_row=500)
-    assert out.column_names == [
-        "row_id",
-        "prediction",
-        "proba_0",
-        "proba_1",
-        "model",
-        "model_version",
-        "scored_at",
-        "batch_id",
-    ]
+    assert out.column_names == ["row_id", *OUTPUT_COLUMNS]
     assert out.schema.field("row_id").type == pa.int64()
     assert out.schema.field("model_version").type == pa.int32()
     assert out.schema.field("scored_at").type == pa.timestamp("us", "UTC")
