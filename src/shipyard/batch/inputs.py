@@ -12,9 +12,9 @@ Only one chunk (plus the row group it falls in, for Parquet) is in memory at a t
 
 from __future__ import annotations
 
-import hashlib
 import os
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,27 +75,23 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
         ) from exc
 
 
-class BatchInput:
+class BatchInput(ABC):
     """An input cut into numbered chunks."""
 
     #: True when any chunk can be read on its own (:meth:`read_chunk`)
     random_access = False
 
+    @abstractmethod
     def describe(self) -> str:
         """A short, secret-free description (stored on the job and shown to users)."""
-        raise NotImplementedError
-
-    def identity(self) -> str:
-        """What changes when the input's content may have changed (part of a job's spec)."""
-        raise NotImplementedError
 
     def total_rows(self) -> int | None:
         """The number of rows, when known without reading them."""
         return None
 
+    @abstractmethod
     def tables(self) -> Iterator[pa.Table]:
         """The input's rows, front to back, in tables of any size."""
-        raise NotImplementedError
 
     def chunks(self, chunk_rows: int, skip: frozenset[int] = frozenset()) -> Iterator[Chunk]:
         """Every chunk not in ``skip``, in order."""
@@ -148,13 +144,6 @@ class ParquetInput(BatchInput):
     def describe(self) -> str:
         return self.label
 
-    def identity(self) -> str:
-        digest = hashlib.sha256()
-        for path in self.paths:
-            stat = path.stat()
-            digest.update(f"{path.resolve()}\x1f{stat.st_size}\x1f{stat.st_mtime_ns}\x1e".encode())
-        return digest.hexdigest()
-
     def total_rows(self) -> int:
         return sum(rows for *_, rows in self._groups)
 
@@ -206,10 +195,6 @@ class CsvInput(BatchInput):
     def describe(self) -> str:
         return f"csv:{self.path}"
 
-    def identity(self) -> str:
-        stat = self.path.stat()
-        return f"{self.path.resolve()}\x1f{stat.st_size}\x1f{stat.st_mtime_ns}"
-
     def tables(self) -> Iterator[pa.Table]:
         try:
             reader = pacsv.open_csv(
@@ -239,9 +224,6 @@ class SqlInput(BatchInput):
         except sa.exc.ArgumentError:
             shown = "?"
         return f"sql:{shown}:{self.query}"
-
-    def identity(self) -> str:
-        return hashlib.sha256(f"{self.url}\x1f{self.query}".encode()).hexdigest()
 
     def tables(self) -> Iterator[pa.Table]:
         try:

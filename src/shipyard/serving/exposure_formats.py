@@ -19,6 +19,7 @@ formats carry.
 from __future__ import annotations
 
 import base64
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from decimal import Decimal
@@ -117,23 +118,23 @@ class _Sink:
         return data
 
 
-class Encoder:
+class Encoder(ABC):
     """Writes record batches of one schema in a format, a piece of bytes per call."""
 
     def __init__(self, schema: pa.Schema) -> None:
         self.schema = schema
 
+    @abstractmethod
     def begin(self) -> bytes:
         """The start of the answer."""
-        raise NotImplementedError
 
+    @abstractmethod
     def write(self, batch: pa.RecordBatch) -> bytes:
         """The bytes of one more batch (of :attr:`schema`)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def end(self, next_cursor: str | None) -> bytes:
         """The rest of the answer (``next_cursor``: the next page's, for the JSON body)."""
-        raise NotImplementedError
 
     def encode(self, batches: Iterable[pa.RecordBatch], next_cursor: str | None) -> bytes:
         """A whole (bounded) answer at once: one page."""
@@ -189,8 +190,9 @@ class _WriterEncoder(Encoder):
         self._sink = _Sink()
         self._writer = self._open(self._sink)
 
+    @abstractmethod
     def _open(self, sink: _Sink) -> Any:
-        raise NotImplementedError
+        """The pyarrow writer of this format, writing into ``sink``."""
 
     def _prepare(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         return batch
