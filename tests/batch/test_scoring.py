@@ -131,7 +131,8 @@ def test_a_histgradientboosting_pipeline_is_scored_in_one_pass_with_its_own_answ
     scorer = Scorer(local.registry.load("churn"), (), "job1")
     frame = customers(3000, seed=7)
     out = scorer.score(pa.Table.from_pandas(frame, preserve_index=False), first_row=0)
-    assert callable(scorer._joint)  # raw scores once, labels and probabilities from them
+    assert scorer._joint  # raw scores once, labels and probabilities from them
+    assert not scorer._joint.exact  # a Pipeline: every chunk goes through the signature
     model = trained[0]
     np.testing.assert_array_equal(
         out.column("prediction").to_numpy(), model.predict(frame[FEATURES])
@@ -173,6 +174,62 @@ def test_a_plain_histgradientboosting_model_runs_its_trees_once_on_a_row_major_m
     scorer = Scorer(local.registry.load("plain"), (), "job1")
     rows = pd.DataFrame(rng.normal(size=(5000, 6)), columns=names)
     out = scorer.score(pa.Table.from_pandas(rows[names[::-1]], preserve_index=False), 0)
-    assert callable(scorer._joint)
+    assert scorer._joint
     np.testing.assert_array_equal(out.column("prediction").to_numpy(), model.predict(rows))
     np.testing.assert_array_equal(out.column("proba_1").to_numpy(), model.predict_proba(rows)[:, 1])
+
+
+def plain_model(local: Project, nullable: bool = False) -> tuple[object, list[str]]:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(3)
+    names = [f"f{i}" for i in range(4)]
+    frame = pd.DataFrame(rng.normal(size=(2000, 4)), columns=names)
+    target = (frame["f0"] + frame["f1"] * frame["f2"] > 0).astype(int)
+    if nullable:
+        frame.loc[::7, "f3"] = np.nan
+    model = HistGradientBoostingClassifier(max_iter=20).fit(frame, target)
+    local.registry.register("plain", model, input_example=frame.head(20), trust=True)
+    return model, names
+
+
+def test_chunks_of_the_signatures_types_go_straight_from_arrow(local: Project) -> None:
+    model, names = plain_model(local, nullable=True)
+    scorer = Scorer(local.registry.load("plain"), (), "job1")
+    rows = pd.DataFrame(np.random.default_rng(4).normal(size=(6000, 4)), columns=names)
+    rows.loc[::5, "f3"] = np.nan  # allowed: the example had missing values there
+    first, second = rows.iloc[:3000], rows.iloc[3000:]
+    scorer.score(pa.Table.from_pandas(first, preserve_index=False), 0)
+    assert scorer._joint and set(scorer._joint.exact) == set(names)
+    table = pa.Table.from_pandas(second[names[::-1]], preserve_index=False)
+    assert scorer._joint.arrow(table) is not None  # the pandas path is skipped
+    out = scorer.score(table, 3000)
+    np.testing.assert_array_equal(out.column("prediction").to_numpy(), model.predict(second))
+    np.testing.assert_array_equal(
+        out.column("proba_1").to_numpy(), model.predict_proba(second)[:, 1]
+    )
+
+
+def test_chunks_that_need_validation_still_get_its_answers_and_errors(local: Project) -> None:
+    model, names = plain_model(local)
+    scorer = Scorer(local.registry.load("plain"), (), "job1")
+    rng = np.random.default_rng(5)
+    rows = pd.DataFrame(rng.normal(size=(3000, 4)), columns=names)
+    scorer.score(pa.Table.from_pandas(rows, preserve_index=False), 0)
+    integers = pd.DataFrame(rng.integers(-3, 3, size=(500, 4)), columns=names)
+    table = pa.Table.from_pandas(integers, preserve_index=False)
+    assert scorer._joint and scorer._joint.arrow(table) is None  # int64 is cast first
+    out = scorer.score(table, 0)
+    np.testing.assert_array_equal(out.column("prediction").to_numpy(), model.predict(integers))
+    rows.loc[10, "f1"] = np.nan
+    with pytest.raises(SchemaError, match="column 'f1' has 1 missing value"):
+        scorer.score(pa.Table.from_pandas(rows, preserve_index=False), 0)
+    with pytest.raises(SchemaError, match="column 'f2' has 1 missing value"):
+        nulls = pa.Table.from_pandas(rows.drop(columns="f1"), preserve_index=False)
+        column = pa.array([None, *np.ones(2999)], pa.float64())
+        scorer.score(
+            nulls.append_column("f1", pa.array(np.ones(3000))).set_column(
+                nulls.schema.get_field_index("f2"), "f2", column
+            ),
+            0,
+        )

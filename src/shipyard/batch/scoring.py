@@ -16,11 +16,16 @@ Calling both costs two passes over the trees; for a scikit-learn HistGradientBoo
 labels and probabilities from them exactly as scikit-learn's own ``predict`` and
 ``predict_proba`` do — alone, through :class:`~shipyard.flavors.kernels.HistGradientBoostingKernel`
 on a row-major matrix — adopted only after both equal the model's own answers on the first rows.
+Once adopted, a chunk whose Arrow column types are exactly the signature's numeric dtypes (and
+that holds no missing value where the signature allows none) goes straight from Arrow into that
+matrix: the DataFrame, its validation and its copy are skipped, since validating such a chunk
+changes nothing (``Signature.validate`` returns a column of the right dtype unchanged). Any
+other chunk takes the validated path, which raises the signature's errors.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -29,6 +34,7 @@ import pandas as pd
 import pyarrow as pa
 
 from shipyard.core.exceptions import SchemaError
+from shipyard.core.schema import Signature
 from shipyard.flavors.base import LoadedModel
 from shipyard.flavors.kernels import HistGradientBoostingKernel
 
@@ -69,8 +75,7 @@ class Scorer:
                 column=name,
             )
         #: labels and probabilities from one pass (see the module docstring); False: not used
-        self._joint: Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]] | Literal[False] | None
-        self._joint = None
+        self._joint: _OnePass | Literal[False] | None = None
 
     @property
     def name(self) -> str:
@@ -103,18 +108,12 @@ class Scorer:
     def score(self, table: pa.Table, first_row: int) -> pa.Table:
         """The prediction table of the input rows ``table`` (row ids from ``first_row``)."""
         self.check_columns(table.column_names)
-        frame = table.select(self.features).to_pandas()
-        prepared = self.model.prepare(frame)
-        predictor = self.model.predictor
-        probabilities: np.ndarray | None = None
-        if self._joint is None and self.classes is not None:
-            self._joint = _joint_hgb(predictor.native, prepared, predictor) or False
-        if self._joint:
-            labels, probabilities = self._joint(prepared)
+        answers = self._joint.arrow(table) if self._joint else None
+        probabilities: np.ndarray | None
+        if answers is not None:
+            labels, probabilities = answers
         else:
-            if predictor.predict_proba is not None and self.classes is not None:
-                probabilities = np.asarray(predictor.predict_proba(prepared))
-            labels = np.asarray(predictor.predict(prepared))
+            labels, probabilities = self._validated(table)
         columns: dict[str, Any] = {}
         if self.keys:
             for key in self.keys:
@@ -135,10 +134,81 @@ class Scorer:
         columns["batch_id"] = pa.repeat(pa.scalar(self.batch_id, pa.string()), rows)
         return pa.table(columns)
 
+    def _validated(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray | None]:
+        """Labels and probabilities of a chunk through the signature-validated DataFrame."""
+        prepared = self.model.prepare(table.select(self.features).to_pandas())
+        predictor = self.model.predictor
+        if self._joint is None and self.classes is not None:
+            self._joint = _joint_hgb(predictor.native, prepared, predictor, self.model) or False
+        if self._joint:
+            return self._joint.frame(prepared)
+        probabilities: np.ndarray | None = None
+        if predictor.predict_proba is not None and self.classes is not None:
+            probabilities = np.asarray(predictor.predict_proba(prepared))
+        return np.asarray(predictor.predict(prepared)), probabilities
+
+
+class _OnePass:
+    """Labels and probabilities of a HistGradientBoostingClassifier from one tree pass."""
+
+    def __init__(
+        self, model: Any, kernel: HistGradientBoostingKernel | None, head: Any, names: list[str]
+    ) -> None:
+        self.model = model
+        self.kernel = kernel
+        self.head = head
+        self.names = names
+        #: column -> (Arrow type it must have, whether missing values are allowed), for
+        #: :meth:`arrow`; empty when a chunk can never skip the validated path
+        self.exact: dict[str, tuple[pa.DataType, bool]] = {}
+
+    def allow_arrow(self, signature: Signature) -> None:
+        """Let chunks whose types are exactly the signature's numeric dtypes skip pandas."""
+        if self.kernel is None:
+            return
+        exact: dict[str, tuple[pa.DataType, bool]] = {}
+        for name in self.names:
+            spec = signature.column(name)
+            if not spec.is_numeric:
+                return
+            exact[name] = (pa.from_numpy_dtype(np.dtype(spec.dtype)), spec.nullable)
+        self.exact = exact
+
+    def frame(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """From a validated frame."""
+        if self.kernel is not None:
+            # the trees walk rows: a row-major matrix in the fit's column order is ~20 % faster
+            # than the column-major array scikit-learn makes of a DataFrame
+            matrix = np.ascontiguousarray(frame[self.names].to_numpy(dtype=np.float64))
+            return self._answers(self.kernel.raw_predict(matrix))
+        data = self.head.transform(frame) if self.head is not None else frame
+        return self._answers(np.asarray(self.model._raw_predict(data)))  # predict's own scores
+
+    def arrow(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray] | None:
+        """Straight from Arrow, or ``None`` when the chunk must be validated first."""
+        if not self.exact or self.kernel is None:
+            return None
+        matrix = np.empty((table.num_rows, len(self.names)), dtype=np.float64)
+        for number, name in enumerate(self.names):
+            column = table.column(name)
+            arrow_type, nullable = self.exact[name]
+            if column.type != arrow_type or (not nullable and column.null_count):
+                return None
+            values = column.to_numpy()
+            if not nullable and values.dtype.kind == "f" and np.isnan(values).any():
+                return None  # validation names the column
+            matrix[:, number] = values
+        return self._answers(self.kernel.raw_predict(matrix))
+
+    def _answers(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        binary = raw.shape[1] == 1
+        encoded = (raw.ravel() > 0).astype(int) if binary else np.argmax(raw, axis=1)
+        return self.model.classes_[encoded], np.asarray(self.model._loss.predict_proba(raw))
+
 
 def _joint_hgb(
-    native: Any, sample: pd.DataFrame, predictor: Any
-) -> Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]] | None:
+    native: Any, sample: pd.DataFrame, predictor: Any, loaded: LoadedModel
+) -> _OnePass | None:
     """One-pass labels and probabilities for a HistGradientBoostingClassifier, when exact."""
     try:
         from sklearn.ensemble import HistGradientBoostingClassifier
@@ -155,31 +225,20 @@ def _joint_hgb(
         return None
     kernel = HistGradientBoostingKernel.build(model) if head is None else None
     names = [str(n) for n in getattr(model, "feature_names_in_", sample.columns)]
-
-    def raw_scores(frame: pd.DataFrame) -> np.ndarray:
-        if kernel is not None:
-            # the trees walk rows: a row-major matrix in the fit's column order is ~20 % faster
-            # than the column-major array scikit-learn makes of a DataFrame
-            matrix = np.ascontiguousarray(frame[names].to_numpy(dtype=np.float64))
-            return kernel.raw_predict(matrix)
-        data = head.transform(frame) if head is not None else frame
-        return np.asarray(model._raw_predict(data))  # what predict and predict_proba compute
-
-    def joint(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        raw = raw_scores(frame)
-        binary = raw.shape[1] == 1
-        encoded = (raw.ravel() > 0).astype(int) if binary else np.argmax(raw, axis=1)
-        return model.classes_[encoded], np.asarray(model._loss.predict_proba(raw))
-
+    joint = _OnePass(model, kernel, head, names)
     rows = sample.iloc[:_CHECK_ROWS]
     try:
-        labels, probabilities = joint(rows)
+        labels, probabilities = joint.frame(rows)
     except Exception:  # a scikit-learn whose internals moved: call the public methods
         return None
     same = np.array_equal(labels, np.asarray(predictor.predict(rows))) and np.array_equal(
         probabilities, np.asarray(predictor.predict_proba(rows))
     )
-    return joint if same else None
+    if not same:
+        return None
+    if loaded.signature is not None and set(names) == set(loaded.signature.columns):
+        joint.allow_arrow(loaded.signature)
+    return joint
 
 
 def _plain(values: np.ndarray) -> Any:
