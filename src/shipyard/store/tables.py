@@ -1,4 +1,4 @@
-"""The metadata schema: models, versions, aliases, promotions, datasets, runs, serving, batch.
+"""The metadata schema: models, datasets, runs, serving, batch jobs and monitoring.
 
 Changes to these tables go with an Alembic migration in ``store/migrations/versions``.
 """
@@ -268,3 +268,103 @@ class BatchJob(Base):
     finished_at: Mapped[datetime | None]
     error: Mapped[str] = mapped_column(sa.Text, default="")
     created_by: Mapped[str] = mapped_column(sa.String(128))
+
+
+class ReferenceProfile(Base):
+    """A model version's reference profile: per-column summaries monitoring compares with.
+
+    The profile itself (JSON, see ``shipyard.statistics.profile``) is an artifact blob;
+    ``source`` says what it was computed from (``registration``, a file, a dataset).
+    The newest row of a version is the one monitoring uses.
+    """
+
+    __tablename__ = "reference_profiles"
+    __table_args__ = (sa.Index("ix_reference_profiles_model_version", "model", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model: Mapped[str] = mapped_column(sa.String(128))
+    version: Mapped[int]
+    digest: Mapped[str] = mapped_column(sa.String(64))
+    rows: Mapped[int] = mapped_column(sa.BigInteger)
+    source: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Feedback(Base):
+    """Ground truth for one prediction: by request id (and row) of the log, or by key.
+
+    A second label for the same prediction replaces the first (one row per
+    ``(model, request_id, row, key)``).
+    """
+
+    __tablename__ = "feedback"
+    __table_args__ = (
+        sa.UniqueConstraint("model", "request_id", "row", "key", name="uq_feedback_prediction"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model: Mapped[str] = mapped_column(sa.String(128))
+    request_id: Mapped[str] = mapped_column(sa.String(128), default="")
+    row: Mapped[int] = mapped_column(default=0)
+    key: Mapped[str] = mapped_column(sa.String(256), default="")
+    label: Mapped[str] = mapped_column(sa.Text)  # JSON text of the true value
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MonitorResult(Base):
+    """One monitoring report of one model over one window: the time series of monitoring.
+
+    ``report`` is the whole report (what ``shipyard monitor --json`` prints); the headline
+    numbers are columns so dashboards (Grafana, Superset) can chart them with plain SQL, and
+    :class:`MonitorValue` holds every per-column and per-metric number in long form.
+    """
+
+    __tablename__ = "monitor_results"
+    __table_args__ = (sa.Index("ix_monitor_results_model_at", "model", "computed_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model: Mapped[str] = mapped_column(sa.String(128))
+    version: Mapped[int]
+    monitor: Mapped[str] = mapped_column(sa.String(128), default="")
+    computed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    window_start: Mapped[datetime | None]
+    window_end: Mapped[datetime | None]
+    reference: Mapped[str] = mapped_column(sa.Text)
+    current: Mapped[str] = mapped_column(sa.Text)
+    rows: Mapped[int] = mapped_column(sa.BigInteger)
+    dataset_drift: Mapped[bool]
+    drift_share: Mapped[float] = mapped_column(sa.Float())
+    prediction_drift: Mapped[bool | None]
+    failing_share: Mapped[float | None] = mapped_column(sa.Float())
+    report: Mapped[dict[str, Any]]
+
+
+class MonitorValue(Base):
+    """One number of a monitoring report, long form: (kind, column, metric) → value."""
+
+    __tablename__ = "monitor_values"
+    __table_args__ = (sa.Index("ix_monitor_values_model_metric", "model", "kind", "metric"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    result_id: Mapped[int] = mapped_column(sa.ForeignKey("monitor_results.id", ondelete="CASCADE"))
+    model: Mapped[str] = mapped_column(sa.String(128))
+    computed_at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(sa.String(16))  # drift | prediction | quality | performance
+    column: Mapped[str] = mapped_column(sa.String(256), default="")
+    metric: Mapped[str] = mapped_column(sa.String(64))
+    value: Mapped[float] = mapped_column(sa.Float())
+
+
+class AlertState(Base):
+    """Whether one alert rule is firing for one model: one alert per condition until it clears."""
+
+    __tablename__ = "alert_state"
+    __table_args__ = (sa.UniqueConstraint("rule", "model", name="uq_alert_state_rule_model"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rule: Mapped[str] = mapped_column(sa.String(128))
+    model: Mapped[str] = mapped_column(sa.String(128))
+    active: Mapped[bool]
+    value: Mapped[float | None] = mapped_column(sa.Float())
+    since: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
