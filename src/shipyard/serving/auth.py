@@ -5,7 +5,8 @@ is stored (``api_tokens.token_hash``); the secret is shown once, by ``shipyard t
 create``. Scopes:
 
 - ``predict``: the prediction routes (native ``…/predict``, MLflow's ``POST /invocations``,
-  v2 ``…/infer``);
+  v2 ``…/infer``) and ``POST /v1/feedback`` (whoever may ask for predictions may send
+  their ground truth);
 - ``read``: everything else that is not a health check — ``GET /v1/models``, v2 server and
   model metadata and model readiness, ``/metrics``, ``/version``, the OpenAPI pages;
 - ``admin``: every scope.
@@ -61,7 +62,7 @@ def required_scope(method: str, path: str) -> str | None:
     if path in OPEN_PATHS:
         return None
     if method == "POST" and (
-        path == "/invocations"
+        path in ("/invocations", "/v1/feedback")
         or (path.startswith("/v1/models/") and path.endswith("/predict"))
         or (path.startswith("/v2/models/") and path.endswith("/infer"))
     ):

@@ -34,7 +34,7 @@ REQUEST_ID_HEADER = "x-request-id"
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 _MAX_REQUEST_ID = 128
 #: Path prefixes of the prediction protocols, for the ``protocol`` metric label.
-PROTOCOLS = (("/v1/", "native"), ("/invocations", "mlflow"), ("/v2/", "v2"))
+PROTOCOLS = (("/v1/models/", "native"), ("/invocations", "mlflow"), ("/v2/", "v2"))
 
 
 def _default(value: Any) -> Any:

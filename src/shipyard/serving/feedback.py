@@ -1,0 +1,198 @@
+"""``POST /v1/feedback``: ground truth for predictions, sent to the model server.
+
+::
+
+    POST /v1/feedback
+    {"model": "churn",
+     "labels": [{"request_id": "4b1f…", "row": 0, "label": 1},    # an online prediction
+                {"key": "C-17", "label": "yes"}]}                 # a batch prediction
+    → 200 {"model": "churn", "accepted": 2}
+
+An online prediction is named by the ``X-Request-ID`` its answer carried (the server's
+``request_id``, also in the native answer's body) and the row of the request (from 0); a
+batch prediction by its key value (the job's first key column, or ``row_id``). A label sent
+again for the same prediction replaces the earlier one. The labels are stored in the
+metadata database (:class:`~shipyard.datasets.feedback.FeedbackStore`) in one transaction,
+all or none.
+
+Errors come in the server's error body, ``{"error", "type", "request_id"}``: 400 for a
+body or an entry that is wrong (the message names the entry, e.g. ``labels[2].row``), 404
+for a model the server's registry does not have. With auth on, the route needs the
+``predict`` scope: whoever may ask for predictions may send their ground truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Annotated, Any
+
+from fastapi import APIRouter
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from shipyard.core.exceptions import InvalidArgumentError, NotFoundError, ShipyardError
+from shipyard.datasets.feedback import (
+    MAX_KEY,
+    MAX_REQUEST_ID,
+    FeedbackStore,
+    Label,
+    check_model_name,
+)
+from shipyard.serving.http import json_response
+from shipyard.serving.models import ModelManager
+from shipyard.store import Database
+
+#: Labels one request may carry; send more in several requests (or a file with the CLI).
+MAX_LABELS = 10_000
+_FIELDS = "label, request_id, row and key"
+_SHAPE = (
+    'send {"model": NAME, "labels": [{"request_id": ID, "row": N, "label": VALUE} or '
+    '{"key": KEY, "label": VALUE}, ...]}'
+)
+
+
+class LabelEntry(BaseModel):
+    """One label: the true value of an online prediction (request_id, row) or a batch one (key)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: Annotated[
+        Any,
+        Field(
+            description="The true value: a class label, number or boolean (not null).",
+            json_schema_extra={"type": ["string", "number", "integer", "boolean"]},
+        ),
+    ]
+    request_id: Annotated[
+        str,
+        Field(
+            max_length=MAX_REQUEST_ID,
+            description="An online prediction: the X-Request-ID header its answer carried.",
+        ),
+    ] = ""
+    row: Annotated[
+        int, Field(ge=0, strict=True, description="Which row of that request, from 0.")
+    ] = 0
+    key: Annotated[
+        str,
+        Field(
+            max_length=MAX_KEY,
+            description="A batch prediction: its key value (first key column, or row_id).",
+        ),
+    ] = ""
+
+
+class FeedbackRequest(BaseModel):
+    """The body of ``POST /v1/feedback``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Annotated[str, Field(description="The registered model's name, e.g. churn.")]
+    labels: Annotated[
+        list[LabelEntry], Field(max_length=MAX_LABELS, description="The labels to store.")
+    ]
+
+
+class FeedbackAnswer(BaseModel):
+    """The answer of ``POST /v1/feedback``."""
+
+    model: str
+    accepted: Annotated[int, Field(description="Predictions labelled (distinct).")]
+
+
+def _where(loc: Sequence[Any]) -> str:
+    """A pydantic error location as ``labels[2].row`` (without the leading ``body``)."""
+    text = ""
+    for part in loc[1:] if loc and loc[0] == "body" else loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def describe_errors(errors: Sequence[Any]) -> str:
+    """The first validation error of a feedback body as one message that says how to fix it."""
+    error = errors[0] if errors else {}
+    kind, where = error.get("type", ""), _where(error.get("loc", ()))
+    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    if kind == "json_invalid":
+        return f"the request body is not valid JSON: {error.get('msg', '')}; {_SHAPE}"
+    if not where:
+        if kind == "missing":
+            return f"the request body is empty; {_SHAPE}"
+        return f"the request body must be a JSON object; {_SHAPE}"
+    if kind == "missing":
+        message = f"{where} is required"
+    elif kind == "extra_forbidden":
+        known = _FIELDS if where.startswith("labels[") else "model and labels"
+        message = f"{where} is not a field of the feedback body (the fields are {known})"
+    elif kind == "too_long" and where == "labels":
+        message = (
+            f"labels holds more than {MAX_LABELS} entries; send them in several requests, "
+            "or store a file of labels with 'shipyard feedback add'"
+        )
+    else:
+        seen = repr(error.get("input"))
+        seen = seen if len(seen) <= 60 else seen[:57] + "..."
+        message = f"{where}: {error.get('msg', 'invalid').lower()} (got {seen})"
+    return f"{message}{more}; {_SHAPE}"
+
+
+class _ErrorBodies(APIRoute):
+    """Answers a body that fails validation with the server's error body (400), not FastAPI's."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """The route's handler, with validation errors turned into :class:`InvalidArgumentError`."""
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                raise InvalidArgumentError(describe_errors(exc.errors())) from exc
+
+        return route
+
+
+router = APIRouter(prefix="/v1", tags=["monitoring"], route_class=_ErrorBodies)
+
+
+def _database(request: Request) -> Database:
+    models: ModelManager = request.app.state.models
+    database: Database | None = getattr(models.registry, "database", None)
+    if database is None:
+        raise ShipyardError("this server keeps no feedback: its registry has no metadata database")
+    return database
+
+
+def check_registered(models: ModelManager, name: str) -> None:
+    """Nothing when ``name`` is served here or registered in the registry, else NotFoundError."""
+    check_model_name(name)
+    if any(m.name == name for m in models.served()):
+        return
+    try:
+        models.registry.list_versions(name, include_archived=True)
+    except NotFoundError as exc:
+        raise NotFoundError(
+            f"no registered model named {name!r}: feedback is kept for the models of this "
+            f"server's registry (it serves {models.describe_served()}); check the name, or "
+            "register the model first"
+        ) from exc
+
+
+def _store(request: Request, body: FeedbackRequest) -> int:
+    check_registered(request.app.state.models, body.model)
+    labels = [
+        Label(label=entry.label, request_id=entry.request_id, row=entry.row, key=entry.key)
+        for entry in body.labels
+    ]
+    return FeedbackStore(_database(request)).add(body.model, labels)
+
+
+@router.post("/feedback", responses={200: {"model": FeedbackAnswer}})
+async def post_feedback(request: Request, body: FeedbackRequest) -> Response:
+    """Store the true values of online (request id, row) or batch (key) predictions."""
+    accepted = await run_in_threadpool(_store, request, body)
+    return json_response({"model": body.model, "accepted": accepted})
