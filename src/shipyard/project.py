@@ -7,12 +7,17 @@ from types import TracebackType
 
 from shipyard.batch import BatchRequest, BatchResult, predict_batch
 from shipyard.batch.run import Progress
-from shipyard.core.exceptions import ConflictError
+from shipyard.core.exceptions import ConfigError, ConflictError
+from shipyard.core.refs import is_dataset_ref
 from shipyard.core.settings import CONFIG_FILE, STATE_DIR, Settings, find_project_root
 from shipyard.datasets import Datasets, SourceSettings, parse_sources
 from shipyard.datasets.predictions import PredictionStore
+from shipyard.monitoring.run import MonitorOutcome, MonitorRequest, profile_reference, run_monitor
+from shipyard.monitoring.settings import load_monitors, project_path
 from shipyard.pipelines.runs import Runs
-from shipyard.registry import Registry
+from shipyard.pipelines.schedule import Schedule
+from shipyard.registry import Registry, VersionInfo
+from shipyard.statistics.profile import DatasetProfile
 from shipyard.store import ArtifactStore, Database
 from shipyard.value import ValueSettings
 
@@ -34,6 +39,9 @@ rules = []
 rules = []
 require_tags = {{}}
 """
+
+#: Schedules of monitors are named ``monitor:NAME`` beside the pipelines' own.
+MONITOR_PREFIX = "monitor:"
 
 GITIGNORE = ".shipyard/\n__pycache__/\n.ipynb_checkpoints/\n"
 
@@ -105,6 +113,57 @@ class Project:
             work_root=self.settings.state_dir / "batch",
             progress=progress,
         )
+
+    def monitor(self, ref: str, **options: object) -> MonitorOutcome:
+        """A monitoring report of ``ref``: drift, quality, performance, alerts; stored.
+
+        ``options`` are the other fields of :class:`~shipyard.monitoring.run.MonitorRequest`:
+        ``reference``, ``current``, ``window``, ``end``, ``key``, ``target``, ``monitor``,
+        ``report`` (an HTML path) and ``save``.
+        """
+        request = MonitorRequest(ref=ref, **options)  # type: ignore[arg-type]
+        return run_monitor(
+            request,
+            registry=self.registry,
+            datasets=self.datasets,
+            database=self.database,
+            settings=self.settings,
+            value=self.value,
+        )
+
+    def monitor_schedules(self) -> dict[str, Schedule]:
+        """The enabled ``[monitors.NAME]`` tables with a cron, as schedules ``monitor:NAME``."""
+        return {
+            f"{MONITOR_PREFIX}{name}": Schedule(
+                f"{MONITOR_PREFIX}{name}", config.cron, config.timezone
+            )
+            for name, config in load_monitors(self.settings).items()
+            if config.cron and config.enabled
+        }
+
+    def run_monitor(self, name: str) -> MonitorOutcome:
+        """Run the monitor of the ``[monitors.NAME]`` table (what the scheduler launches)."""
+        monitors = load_monitors(self.settings)
+        if name not in monitors:
+            raise ConfigError(
+                f"no [monitors.{name}] table in {self.root / CONFIG_FILE}; monitors here: "
+                f"{', '.join(monitors) or 'none'}"
+            )
+        config = monitors[name]
+        reference = config.reference or None
+        if reference is not None and not is_dataset_ref(reference):
+            reference = str(project_path(self.settings, reference))
+        return self.monitor(
+            config.model,
+            reference=reference,
+            window=config.window or None,
+            monitor=name,
+            report=project_path(self.settings, config.report) if config.report else None,
+        )
+
+    def profile(self, ref: str, data: str) -> tuple[VersionInfo, DatasetProfile, str]:
+        """Store the profile of ``data`` as the new reference profile of ``ref``."""
+        return profile_reference(ref, data, registry=self.registry, datasets=self.datasets)
 
     def close(self) -> None:
         """Release database connections."""

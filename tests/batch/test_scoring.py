@@ -200,7 +200,8 @@ def test_chunks_of_the_signatures_types_go_straight_from_arrow(local: Project) -
     rows.loc[::5, "f3"] = np.nan  # allowed: the example had missing values there
     first, second = rows.iloc[:3000], rows.iloc[3000:]
     scorer.score(pa.Table.from_pandas(first, preserve_index=False), 0)
-    assert scorer._joint and set(scorer._joint.exact) == set(names)
+    assert scorer._joint
+    assert set(scorer._joint.exact) == set(names)
     table = pa.Table.from_pandas(second[names[::-1]], preserve_index=False)
     assert scorer._joint.arrow(table) is not None  # the pandas path is skipped
     out = scorer.score(table, 3000)
@@ -218,18 +219,16 @@ def test_chunks_that_need_validation_still_get_its_answers_and_errors(local: Pro
     scorer.score(pa.Table.from_pandas(rows, preserve_index=False), 0)
     integers = pd.DataFrame(rng.integers(-3, 3, size=(500, 4)), columns=names)
     table = pa.Table.from_pandas(integers, preserve_index=False)
-    assert scorer._joint and scorer._joint.arrow(table) is None  # int64 is cast first
+    assert scorer._joint
+    assert scorer._joint.arrow(table) is None
     out = scorer.score(table, 0)
     np.testing.assert_array_equal(out.column("prediction").to_numpy(), model.predict(integers))
     rows.loc[10, "f1"] = np.nan
     with pytest.raises(SchemaError, match="column 'f1' has 1 missing value"):
         scorer.score(pa.Table.from_pandas(rows, preserve_index=False), 0)
+    nulls = pa.Table.from_pandas(rows.drop(columns="f1"), preserve_index=False)
+    column = pa.array([None, *np.ones(2999)], pa.float64())
+    nulls = nulls.append_column("f1", pa.array(np.ones(3000)))
+    nulls = nulls.set_column(nulls.schema.get_field_index("f2"), "f2", column)
     with pytest.raises(SchemaError, match="column 'f2' has 1 missing value"):
-        nulls = pa.Table.from_pandas(rows.drop(columns="f1"), preserve_index=False)
-        column = pa.array([None, *np.ones(2999)], pa.float64())
-        scorer.score(
-            nulls.append_column("f1", pa.array(np.ones(3000))).set_column(
-                nulls.schema.get_field_index("f2"), "f2", column
-            ),
-            0,
-        )
+        scorer.score(nulls, 0)

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from shipyard.core.exceptions import DataSourceError, InvalidArgumentError
-from shipyard.core.refs import ZONES, DatasetRef
+from shipyard.core.refs import DatasetRef, is_dataset_ref
 from shipyard.datasets import Datasets
 
 #: (chunk index, first row number, rows)
@@ -38,12 +38,6 @@ def is_sql_url(text: str) -> bool:
     """True when ``text`` looks like a SQLAlchemy database URL."""
     scheme = text.split("://", 1)[0] if "://" in text else ""
     return scheme.split("+", 1)[0] in _SQL_PREFIXES
-
-
-def is_dataset_ref(text: str) -> bool:
-    """True when ``text`` is ``ZONE/NAME[:VERSION]`` with a known zone (not a path on disk)."""
-    zone = text.split("/", 1)[0]
-    return zone in ZONES and "/" in text and not Path(text).exists()
 
 
 def _rebatch(tables: Iterator[pa.Table], chunk_rows: int) -> Iterator[pa.Table]:

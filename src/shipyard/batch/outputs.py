@@ -25,9 +25,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from shipyard.batch.inputs import is_dataset_ref, is_sql_url
+from shipyard.batch.inputs import is_sql_url
 from shipyard.core.exceptions import DataSourceError, InvalidArgumentError
-from shipyard.core.refs import DatasetRef
+from shipyard.core.refs import DatasetRef, is_dataset_ref
 
 _TABLE_NAME = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
 

@@ -34,7 +34,7 @@ import pandas as pd
 import pyarrow as pa
 
 from shipyard.core.exceptions import SchemaError
-from shipyard.core.schema import Signature
+from shipyard.core.schema import PREDICTION, Signature, proba_column
 from shipyard.flavors.base import LoadedModel
 from shipyard.flavors.kernels import HistGradientBoostingKernel
 
@@ -43,11 +43,6 @@ META_COLUMNS = ("model", "model_version", "scored_at", "batch_id")
 ROW_ID = "row_id"
 #: Rows of the first chunk on which the one-pass path must equal the model's own answers.
 _CHECK_ROWS = 2048
-
-
-def proba_column(label: Any) -> str:
-    """The output column holding the probability of class ``label``."""
-    return f"proba_{label}"
 
 
 class Scorer:
@@ -65,7 +60,7 @@ class Scorer:
         self.features = model.signature.columns
         classes = model.classes if model.has_proba else None
         self.classes = list(np.asarray(classes).tolist()) if classes is not None else None
-        outputs = {*META_COLUMNS, "prediction", *(proba_column(c) for c in self.classes or [])}
+        outputs = {*META_COLUMNS, PREDICTION, *(proba_column(c) for c in self.classes or [])}
         clash = [k for k in self.keys if k in outputs]
         if clash or len(set(self.keys)) != len(self.keys):
             name = clash[0] if clash else next(k for k in self.keys if self.keys.count(k) > 1)
@@ -122,7 +117,7 @@ class Scorer:
             columns[ROW_ID] = pa.array(
                 np.arange(first_row, first_row + table.num_rows, dtype=np.int64)
             )
-        columns["prediction"] = pa.array(_plain(labels))
+        columns[PREDICTION] = pa.array(_plain(labels))
         if probabilities is not None and self.classes is not None:
             for number, label in enumerate(self.classes):
                 columns[proba_column(label)] = pa.array(probabilities[:, number])

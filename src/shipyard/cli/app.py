@@ -14,7 +14,9 @@ import typer
 
 from shipyard.cli.context import Group, ProjectOption, open_project
 from shipyard.cli.datasets import datasets_app
+from shipyard.cli.feedback import feedback_app
 from shipyard.cli.models import models_app
+from shipyard.cli.monitor import monitor_command, profile_command
 from shipyard.cli.orchestrate import export_app, scheduler
 from shipyard.cli.predict import predict_command, predictions_app
 from shipyard.cli.runs import run_command, runs_app
@@ -45,6 +47,9 @@ app.command("serve")(serve_command)
 app.command("predict")(predict_command)
 app.add_typer(predictions_app, name="predictions")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(feedback_app, name="feedback")
+app.command("monitor")(monitor_command)
+app.command("profile")(profile_command)
 app.add_typer(export_app, name="export")
 
 

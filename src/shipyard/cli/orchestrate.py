@@ -18,9 +18,9 @@ from shipyard.cli.context import Group, ProjectOption, open_project
 from shipyard.core.exceptions import ConfigError
 from shipyard.pipelines.airflow import default_executable, export_airflow, project_pipelines
 from shipyard.pipelines.resolve import pipeline_names
-from shipyard.pipelines.runs import FAILED, KILLED
+from shipyard.pipelines.runs import FAILED, KILLED, SUCCEEDED
 from shipyard.pipelines.schedule import Fire, Launch, Scheduler, load_schedules, make_launcher
-from shipyard.project import Project
+from shipyard.project import MONITOR_PREFIX, Project
 from shipyard.render import console, err_console
 
 #: Run statuses that make ``shipyard scheduler --once`` exit with status 1.
@@ -32,8 +32,21 @@ export_app = typer.Typer(
 
 
 def build_launcher(project: Project) -> Launch:
-    """The launch callable the scheduler uses: shipyard's runner, in this process."""
-    return make_launcher(project.settings, project.database, project.artifacts, project.datasets)
+    """The launch callable the scheduler uses: shipyard's runner, or a monitor, in this process."""
+    pipelines = make_launcher(
+        project.settings, project.database, project.artifacts, project.datasets
+    )
+
+    def launch(name: str) -> str:
+        if not name.startswith(MONITOR_PREFIX):
+            return pipelines(name)
+        outcome = project.run_monitor(name.removeprefix(MONITOR_PREFIX))
+        fired = [a["message"] for a in outcome.report.get("alerts", []) if a["state"] == "fired"]
+        for message in fired:
+            err_console.print(escape(message))
+        return SUCCEEDED
+
+    return launch
 
 
 def _report(fire: Fire) -> None:
@@ -56,15 +69,21 @@ def scheduler(
     ] = None,
     project: ProjectOption = None,
 ) -> None:
-    """Run pipelines on the cron schedules of shipyard.toml (schedules.PIPELINE tables)."""
+    """Run pipelines and monitors on the cron schedules of shipyard.toml.
+
+    Pipelines: [schedules.PIPELINE] tables; monitors: [monitors.NAME] tables with a cron.
+    """
     opened = open_project(ctx, project)
     schedules = load_schedules(opened.settings)
     enabled = {name: s for name, s in schedules.items() if s.enabled}
-    if not enabled:
+    monitors = opened.monitor_schedules()
+    if not enabled and not monitors:
         console.print(
             escape(
                 "No enabled schedules: add a table such as\n"
-                '  [schedules.PIPELINE]\n  cron = "0 6 * * *"\nto shipyard.toml'
+                '  [schedules.PIPELINE]\n  cron = "0 6 * * *"\nor\n'
+                '  [monitors.NAME]\n  model = "churn@production"\n  cron = "0 * * * *"\n'
+                "to shipyard.toml"
             )
         )
         return
@@ -75,6 +94,7 @@ def scheduler(
             f"[schedules.{unknown[0]}] in shipyard.toml names no pipeline; pipelines here: "
             f"{', '.join(known) or 'none'}. Rename the table or write pipelines/{unknown[0]}.py"
         )
+    enabled |= monitors
     runner = Scheduler(
         opened.settings,
         opened.database,

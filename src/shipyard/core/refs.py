@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from shipyard.core.exceptions import InvalidReferenceError
 
@@ -99,3 +100,9 @@ class DatasetRef:
             )
         version = match.group("version")
         return cls(match.group("zone"), match.group("name"), int(version) if version else None)
+
+
+def is_dataset_ref(text: str) -> bool:
+    """True when ``text`` is ``ZONE/NAME[:VERSION]`` with a known zone (not a path on disk)."""
+    zone = text.split("/", 1)[0]
+    return zone in ZONES and "/" in text and not Path(text).exists()

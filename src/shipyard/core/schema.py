@@ -21,8 +21,16 @@ from shipyard.core.exceptions import SchemaError
 
 #: Categories beyond this count are not listed in a signature (the column stays a string column).
 MAX_CATEGORIES = 1000
+#: The output column holding a model's answer, wherever predictions are tabulated (batch
+#: outputs, monitoring windows, reference profiles).
+PREDICTION = "prediction"
 
 _NUMERIC_PREFIXES = ("int", "uint", "float")
+
+
+def proba_column(label: Any) -> str:
+    """The output column holding the probability of class ``label``."""
+    return f"proba_{label}"
 
 
 @dataclass(frozen=True)

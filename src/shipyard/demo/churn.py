@@ -102,6 +102,27 @@ def make_churn(n_rows: int = 5000, seed: int = 0) -> pd.DataFrame:
     return frame
 
 
+def make_next_month(n_rows: int = 2000, seed: int = 1) -> pd.DataFrame:
+    """A drifted "next month" of customers: a price rise and a wave of new fiber customers.
+
+    Monthly charges go up by 15 %, fiber optic rises from 44 % to 70 % of customers, and a
+    marketing campaign brings many new month-to-month customers (short tenure), so the
+    model's inputs and its predictions move; the ``churned`` outcome follows the same rules
+    as :func:`make_churn`.
+    """
+    pool = make_churn(n_rows * 4, seed=seed)
+    rng = np.random.default_rng(seed + 1000)
+    weights = np.where(pool["internet_service"] == "fiber optic", 3.0, 1.0)
+    weights *= np.where((pool["contract"] == "month-to-month") & (pool["tenure_months"] < 12),
+                        3.0, 1.0)  # fmt: skip
+    chosen = rng.choice(len(pool), size=n_rows, replace=False, p=weights / weights.sum())
+    frame = pool.iloc[np.sort(chosen)].reset_index(drop=True)
+    frame["monthly_charges"] = (frame["monthly_charges"] * 1.15).round(2)
+    frame["total_charges"] = (frame["total_charges"] * 1.15).round(2)
+    frame["customer_id"] = [f"N{seed % 1000:03d}-{i:06d}" for i in range(n_rows)]
+    return frame
+
+
 def split(
     df: pd.DataFrame, seed: int = 0, test_size: float = 0.25
 ) -> tuple[pd.DataFrame, pd.DataFrame]:

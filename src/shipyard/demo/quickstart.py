@@ -33,6 +33,7 @@ from threadpoolctl import threadpool_limits
 
 from shipyard.core.exceptions import ConflictError, GateFailedError, SchemaError, ShipyardError
 from shipyard.core.settings import CONFIG_FILE, Settings
+from shipyard.demo.churn import TARGET, make_next_month
 from shipyard.pipelines.resolve import resolve_pipeline
 from shipyard.pipelines.runner import Runner
 from shipyard.pipelines.runs import RunInfo
@@ -111,6 +112,9 @@ def run_quickstart(directory: str | Path, console: Console | None = None) -> dic
 
         out.rule(f"8. Over HTTP: shipyard serve {MODEL}@production")
         answer = _serve_http(out, registry, project.datasets.read("raw/customers"), root)
+
+        out.rule(f"9. Next month drifts: shipyard monitor {MODEL}@production")
+        monitoring = _monitor(out, project, root)
     elapsed = time.perf_counter() - started
     out.print(f"Done in {elapsed:.1f} s. Where to look:")
     exe = _executable()
@@ -122,6 +126,8 @@ def run_quickstart(directory: str | Path, console: Console | None = None) -> dic
         ("every decision", f"{exe} models history {MODEL} --project {root}"),
         ("batch predictions", f"{exe} datasets head {batch['dataset']} --project {root}"),
         ("batch jobs", f"{exe} predictions list --project {root}"),
+        ("the monitoring report", monitoring["html"]),
+        ("monitoring over time", f"{exe} monitor {MODEL} --history --project {root}"),
     ):
         out.print(f"  {what:24} {escape(where)}", soft_wrap=True)  # commands stay copyable
     return {
@@ -140,6 +146,7 @@ def run_quickstart(directory: str | Path, console: Console | None = None) -> dic
         "batch": batch,
         "http_answer": answer["predict"],
         "exposed": answer["exposed"],
+        "monitoring": monitoring,
         "elapsed_seconds": round(elapsed, 3),
     }
 
@@ -212,6 +219,57 @@ def _predict_batch(out: Console, project: Project, root: Path) -> dict[str, Any]
     cmd = f"{_executable()} predict {MODEL}@production --input {source} --key customer_id"
     out.print(f"  the same from a shell: {cmd} --project {root}", soft_wrap=True, markup=False)
     return {"job": job.id, "rows": job.rows, "dataset": job.dataset}
+
+
+def _monitor(out: Console, project: Project, root: Path) -> dict[str, Any]:
+    """Monitor production on a drifted next month (with its outcomes) against its reference."""
+    data = root / "data" / "next_month.csv"
+    if not data.exists():
+        make_next_month().to_csv(data, index=False)
+    html = root / "reports" / "monitoring.html"
+    html.parent.mkdir(exist_ok=True)
+    outcome = project.monitor(
+        f"{MODEL}@production", current=str(data), target=TARGET, key="customer_id", report=html
+    )
+    report = outcome.report
+    drifted = [c for c in report["columns"] if c["drifted"]]
+    verdict = "dataset drift" if report["dataset_drift"] else "no dataset drift"
+    out.print(
+        f"{verdict}: {len(drifted)} of {len(report['columns'])} input columns drifted "
+        f"(share {report['drift_share']:.0%}, threshold {report['share_threshold']:.0%}); "
+        f"reference: {report['reference']}"
+    )
+    table = Table(title="drifted columns")
+    for column in ("column", "method", "score", "threshold"):
+        table.add_column(column)
+    for entry in sorted(drifted, key=lambda c: -c["score"]):
+        table.add_row(entry["column"], entry["method"], f"{entry['score']:.3f}",
+                      f"{entry['threshold']:.2f}")  # fmt: skip
+    out.print(table)
+    outputs = report["prediction_drift"]
+    if outputs:
+        out.print(f"prediction drift: {'yes' if outputs['dataset_drift'] else 'no'} "
+                  f"({outputs['drift_share']:.0%} of output columns)")  # fmt: skip
+    performance = report["performance"] or {}
+    comparison = performance.get("comparison", {})
+    for metric in ("roc_auc", "f1"):
+        if metric in comparison:
+            c = comparison[metric]
+            out.print(f"{metric}: {c['current']:.3f} on next month's {performance['rows']:,} "
+                      f"labelled customers vs {c['baseline']:.3f} at registration")  # fmt: skip
+    out.print(f"HTML report: {html}", soft_wrap=True, markup=False)
+    cmd = (f"{_executable()} monitor {MODEL}@production --current {data} --target {TARGET} "
+           f"--report {html}")  # fmt: skip
+    out.print(f"  the same from a shell: {cmd} --project {root}", soft_wrap=True, markup=False)
+    return {
+        "dataset_drift": report["dataset_drift"],
+        "drift_share": report["drift_share"],
+        "drifted": [c["column"] for c in drifted],
+        "prediction_drift": bool(outputs and outputs["dataset_drift"]),
+        "performance": performance.get("metrics", {}),
+        "html": str(html),
+        "result_id": outcome.result_id,
+    }
 
 
 def _serve_http(out: Console, registry: Any, customers: pd.DataFrame, root: Path) -> dict[str, Any]:

@@ -147,6 +147,8 @@ def register(
             register_as,
             model,
             input_example=features,
+            # monitoring compares windows with the held-out rows the metrics were measured on
+            reference=test_set.drop(columns=[target]),
             metrics=evaluation["metrics"],
             params=params,
             tags={"pipeline": pipeline},

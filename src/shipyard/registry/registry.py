@@ -30,6 +30,7 @@ from shipyard.core.schema import OutputSpec, Signature
 from shipyard.core.settings import Settings
 from shipyard.flavors import LoadedModel, SavedModel, import_model, load_model, save_model
 from shipyard.registry.lineage import build_lineage
+from shipyard.registry.profiles import Profiles
 from shipyard.registry.promotions import Promotions
 from shipyard.registry.records import ModelInfo, VersionInfo
 from shipyard.store import ArtifactStore, Database
@@ -52,6 +53,7 @@ class Registry(Promotions):
     def __init__(self, database: Database, artifacts: ArtifactStore, settings: Settings) -> None:
         super().__init__(database, settings)
         self.artifacts = artifacts
+        self.profiles = Profiles(database, artifacts)
 
     # -- registering -------------------------------------------------------------------
 
@@ -71,6 +73,7 @@ class Registry(Promotions):
         trusted_types: Sequence[str] | None = None,
         datasets: Mapping[str, pd.DataFrame | str] | None = None,
         run_id: str | None = None,
+        reference: pd.DataFrame | None = None,
     ) -> VersionInfo:
         """Store a new version of ``name`` from an object in memory or a file/folder at ``path``.
 
@@ -79,6 +82,10 @@ class Registry(Promotions):
         loading would run code or unvetted types (pickles, skops types outside skops'
         defaults) need ``trust=True`` (trust everything reported) or ``trusted_types``
         listing each type; otherwise :class:`UntrustedArtifactError` lists what to review.
+
+        The version's reference profile (what monitoring compares windows with) is computed
+        from ``reference`` rows (e.g. the held-out evaluation set), else from the input
+        example: every input column and the model's outputs on those rows.
         """
         check_name(name)
         if (model is None) == (path is None):
@@ -100,6 +107,8 @@ class Registry(Promotions):
             loaded = load_model(folder, saved.flavor, saved.config, signature)
             if example is not None:
                 signature = _with_outputs(loaded, example)
+            rows = reference if reference is not None else example
+            profiled = self.profiles.build(loaded, rows) if rows is not None and len(rows) else None
             digest = self.artifacts.put_tree(folder)
         now = utcnow()
         lineage = build_lineage(
@@ -126,7 +135,13 @@ class Registry(Promotions):
             "created_at": now,
             "created_by": self.settings.actor,
         }
-        return self._insert_version(name, fields)
+        info = self._insert_version(name, fields)
+        if profiled is not None:
+            rows_from = "reference rows" if reference is not None else "input example"
+            self.profiles.save(
+                name, info.version, profiled, f"registration: {rows_from} ({profiled.rows:,} rows)"
+            )
+        return info
 
     def _insert_version(self, name: str, fields: dict[str, Any]) -> VersionInfo:
         for attempt in range(3):

@@ -38,10 +38,12 @@ from shipyard.serving.auth import Authenticator
 from shipyard.serving.batching import BatchSettings
 from shipyard.serving.exposure import router as exposure_router
 from shipyard.serving.fastpath import ServingApp
+from shipyard.serving.feedback import router as feedback_router
 from shipyard.serving.http import ServingMiddleware, json_response, shipyard_error_handler
 from shipyard.serving.metrics import ServingMetrics, metrics_endpoint
 from shipyard.serving.mlflow_protocol import router as mlflow_router
 from shipyard.serving.models import ModelManager
+from shipyard.serving.monitor_metrics import MonitoringCollector
 from shipyard.serving.native import router as native_router
 from shipyard.serving.predlog import PredictionLog
 from shipyard.serving.routing import CLIENT_REQUEST_ID, RoutingSettings
@@ -105,6 +107,8 @@ def create_app(
     )
 
     database = getattr(registry, "database", None)  # test doubles may have none
+    if database is not None:
+        metrics.registry.register(MonitoringCollector(database))
     prediction_log = (
         PredictionLog(database, metrics.registry, max_queue=settings.prediction_log_queue)
         if settings.prediction_log and database is not None
@@ -163,6 +167,7 @@ def create_app(
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], tags=["operations"])
     app.include_router(native_router)
     app.include_router(exposure_router)
+    app.include_router(feedback_router)
     app.include_router(mlflow_router)
     app.include_router(v2_router(models, "shipyard", _version()))
     return app

@@ -1,0 +1,1 @@
+"""The monitoring engine: reports over the prediction log and batch outputs, results, alerts."""

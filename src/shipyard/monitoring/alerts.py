@@ -1,0 +1,312 @@
+"""Alert rules on monitoring reports, and their delivery to a webhook and the log.
+
+A rule is the ``when`` of a ``[[monitoring.alerts]]`` entry:
+
+- ``dataset_drift`` or ``prediction_drift``: fires when the report says so;
+- ``QUANTITY OP NUMBER`` with OP one of ``> >= < <= == !=`` and QUANTITY one of
+  ``drift_share``, ``prediction_drift_share``, ``failing_share``, ``duplicates``,
+  ``missing_share`` (the largest of any column), ``missing_share(COLUMN)``,
+  ``score(COLUMN)`` (the column's drift score with its method), ``psi(COLUMN)`` (the
+  column's PSI, computed for the rule whatever the column's method), a performance metric
+  (``f1``, ``accuracy``, ``roc_auc``, ``rmse``…), ``change(METRIC)`` (its relative change
+  from the evaluation recorded at registration: ``change(f1) < -0.05`` is "F1 down more than
+  5 %") or ``value(NAME)`` (the window's business value, e.g. ``value(net_per_period) < 0``).
+
+Each rule is one condition per model: it alerts once when it starts to hold, stays quiet
+while it holds, and sends a "resolved" message when it clears (state in ``alert_state``). A
+quantity the report does not have (no ground truth yet, say) leaves the state as it is.
+Messages go to the log and, with ``[monitoring] webhook``, are POSTed as Slack-compatible
+JSON (``{"text": ...}`` plus a ``shipyard`` object with the details); a failed delivery is
+logged and the alert is sent again on the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import operator
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from shipyard.core.exceptions import ConfigError
+from shipyard.monitoring.settings import AlertRuleConfig
+from shipyard.store import Database
+from shipyard.store.tables import AlertState, utcnow
+
+logger = logging.getLogger("shipyard.monitoring.alerts")
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
+    ">": operator.gt, "<": operator.lt,
+}  # fmt: skip
+_RULE = re.compile(
+    r"^\s*(?P<quantity>[a-z_][a-z0-9_]*(?:\((?P<arg>[^()]+)\))?)\s*(?P<op>>=|<=|==|!=|>|<)\s*"
+    r"(?P<number>[-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*$"
+)
+_FLAGS = ("dataset_drift", "prediction_drift")
+_PLAIN = ("drift_share", "prediction_drift_share", "failing_share", "duplicates", "missing_share")
+_WITH_COLUMN = ("missing_share", "score", "psi", "change", "value")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One parsed alert rule."""
+
+    name: str
+    when: str
+    quantity: str  # e.g. "psi"
+    argument: str | None = None  # e.g. "tenure"
+    op: str | None = None
+    threshold: float | None = None
+
+    def value(self, report: Mapping[str, Any]) -> float | None:
+        """The quantity in ``report``, or ``None`` when it has none."""
+        return _quantity(report, self.quantity, self.argument)
+
+    def holds(self, report: Mapping[str, Any]) -> bool | None:
+        """Whether the rule holds for ``report`` (``None``: cannot tell)."""
+        value = self.value(report)
+        if value is None:
+            return None
+        if self.op is None or self.threshold is None:
+            return bool(value)
+        return _OPS[self.op](value, self.threshold)
+
+
+def parse_rules(configs: Sequence[AlertRuleConfig]) -> list[Rule]:
+    """Parse every rule; :class:`ConfigError` names a wrong one and shows the syntax."""
+    rules: list[Rule] = []
+    for number, config in enumerate(configs):
+        text = config.when.strip()
+        name = config.name or text
+        if text in _FLAGS:
+            rules.append(Rule(name, text, text))
+            continue
+        match = _RULE.match(text)
+        quantity = match.group("quantity").split("(")[0] if match else ""
+        arg = match.group("arg").strip() if match and match.group("arg") else None
+        known = (arg is None and quantity in _PLAIN) or (
+            arg is not None and quantity in _WITH_COLUMN
+        )
+        if not known and match and arg is None and quantity.isidentifier():
+            known = quantity not in _WITH_COLUMN  # a performance metric such as f1
+        if match is None or not known:
+            raise ConfigError(
+                f"[[monitoring.alerts]] #{number + 1} has when = {config.when!r}, which is not a "
+                "rule; write 'dataset_drift', 'prediction_drift' or 'QUANTITY OP NUMBER', e.g. "
+                "'psi(tenure) > 0.25', 'change(f1) < -0.05', 'missing_share(plan) > 0.1', "
+                "'drift_share >= 0.3'"
+            )
+        rules.append(
+            Rule(name, text, quantity, arg, match.group("op"), float(match.group("number")))
+        )
+    names = [r.name for r in rules]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate is not None:
+        raise ConfigError(f"two [[monitoring.alerts]] are named {duplicate!r}; name each once")
+    return rules
+
+
+def psi_columns(rules: Sequence[Rule]) -> list[str]:
+    """Columns whose PSI a rule needs."""
+    return sorted({r.argument for r in rules if r.quantity == "psi" and r.argument})
+
+
+def _quantity(report: Mapping[str, Any], quantity: str, argument: str | None) -> float | None:
+    quality = report.get("quality") or {}
+    performance = report.get("performance") or {}
+    outputs = report.get("prediction_drift") or {}
+    if quantity == "dataset_drift":
+        return float(bool(report.get("dataset_drift")))
+    if quantity == "prediction_drift":
+        return float(bool(outputs["dataset_drift"])) if outputs else None
+    if quantity == "drift_share":
+        return float(report["drift_share"])
+    if quantity == "prediction_drift_share":
+        return float(outputs["drift_share"]) if outputs else None
+    if quantity in ("failing_share", "duplicates") and quantity in quality:
+        return float(quality[quantity])
+    if quantity == "missing_share":
+        shares = {c["column"]: float(c["missing_share"]) for c in quality.get("columns", [])}
+        if argument is None:
+            return max(shares.values(), default=0.0) if quality else None
+        return shares.get(argument)
+    if quantity == "score":
+        scores = {c["column"]: float(c["score"]) for c in report.get("columns", [])}
+        return scores.get(argument or "")
+    if quantity == "psi":
+        value = (report.get("psi") or {}).get(argument or "")
+        return float(value) if value is not None else None
+    if quantity == "change":
+        change = (performance.get("comparison") or {}).get(argument or "")
+        return float(change["relative_change"]) if change else None
+    if quantity == "value":
+        value = (performance.get("value") or {}).get(argument or "")
+        return float(value) if isinstance(value, int | float) else None
+    metric = (performance.get("metrics") or {}).get(quantity)
+    return float(metric) if metric is not None else None
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """What one rule did on one report."""
+
+    rule: str
+    when: str
+    state: str  # fired | active | resolved | quiet | unknown
+    value: float | None
+    message: str
+    delivered: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form (the report's ``alerts``)."""
+        return {
+            "rule": self.rule,
+            "when": self.when,
+            "state": self.state,
+            "value": self.value,
+            "message": self.message,
+            "delivered": self.delivered,
+        }
+
+
+def _post(url: str, body: Mapping[str, Any], timeout: float) -> bool:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return 200 <= int(response.status) < 300
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        logger.warning("could not deliver an alert to %s: %s (sent again next run)", url, exc)
+        return False
+
+
+class Alerts:
+    """Evaluates rules on reports, keeps their state and sends what changed."""
+
+    def __init__(
+        self, database: Database, rules: Sequence[Rule], webhook: str = "", timeout: float = 5.0
+    ) -> None:
+        self.database = database
+        self.rules = list(rules)
+        self.webhook = webhook
+        self.timeout = timeout
+
+    def evaluate(self, report: Mapping[str, Any]) -> list[AlertEvent]:
+        """Apply every rule to ``report``; send and record what started or cleared."""
+        model = str(report["model"])
+        events = []
+        for rule in self.rules:
+            holds = rule.holds(report)
+            value = rule.value(report)
+            active = self._active(rule.name, model)
+            where = f"{model}:{report.get('version')}"
+            if holds is None:
+                note = f"{rule.name}: not measurable in this report"
+                events.append(AlertEvent(rule.name, rule.when, "unknown", None, note))
+                continue
+            if holds and not active:
+                message = f"[shipyard] {where}: {rule.name} — {rule.when} ({_shown(value)})"
+                delivered = self._send(message, rule, model, report, value, "firing")
+                if delivered:
+                    self._set(rule.name, model, True, value)
+                events.append(AlertEvent(rule.name, rule.when, "fired", value, message, delivered))
+            elif holds:
+                note = f"{rule.name}: still holds ({_shown(value)})"
+                events.append(AlertEvent(rule.name, rule.when, "active", value, note))
+            elif active:
+                message = f"[shipyard] {where}: {rule.name} resolved ({_shown(value)})"
+                delivered = self._send(message, rule, model, report, value, "resolved")
+                if delivered:
+                    self._set(rule.name, model, False, value)
+                events.append(
+                    AlertEvent(rule.name, rule.when, "resolved", value, message, delivered)
+                )
+            else:
+                events.append(AlertEvent(rule.name, rule.when, "quiet", value, ""))
+        return events
+
+    def _send(
+        self,
+        message: str,
+        rule: Rule,
+        model: str,
+        report: Mapping[str, Any],
+        value: float | None,
+        state: str,
+    ) -> bool:
+        logger.warning(message)
+        if not self.webhook:
+            return True
+        body = {
+            "text": message,
+            "shipyard": {
+                "rule": rule.name,
+                "when": rule.when,
+                "state": state,
+                "model": model,
+                "version": report.get("version"),
+                "value": value,
+                "computed_at": report.get("computed_at"),
+            },
+        }
+        return _post(self.webhook, body, self.timeout)
+
+    def _active(self, rule: str, model: str) -> bool:
+        query = sa.select(AlertState.active).where(
+            AlertState.rule == rule, AlertState.model == model
+        )
+        with self.database.session() as session:
+            return bool(session.scalar(query))
+
+    def _set(self, rule: str, model: str, active: bool, value: float | None) -> None:
+        now = utcnow()
+        for attempt in range(2):
+            try:
+                with self.database.session() as session:
+                    row = session.scalar(
+                        sa.select(AlertState).where(
+                            AlertState.rule == rule, AlertState.model == model
+                        )
+                    )
+                    if row is None:
+                        row = AlertState(rule=rule, model=model, active=active)
+                        session.add(row)
+                    row.active = active
+                    row.value = value
+                    row.since = now if active else None
+                    row.updated_at = now
+                return
+            except IntegrityError:  # another monitor created the row at the same instant
+                if attempt == 1:
+                    raise
+
+    def states(self) -> list[dict[str, Any]]:
+        """Every rule's stored state."""
+        with self.database.session() as session:
+            rows = session.scalars(sa.select(AlertState).order_by(AlertState.id))
+            return [
+                {
+                    "rule": r.rule,
+                    "model": r.model,
+                    "active": r.active,
+                    "value": r.value,
+                    "since": r.since.isoformat() if r.since else None,
+                }
+                for r in rows
+            ]
+
+
+def _shown(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"

@@ -1,0 +1,367 @@
+"""One monitoring run: a window against a reference → drift, quality, performance, alerts.
+
+- **Reference**: the model version's stored profile (default; see
+  :mod:`shipyard.registry.profiles`), or raw rows from ``--reference`` (then every statistic
+  is computed from raw rows, as Evidently does).
+- **Current**: the prediction log over the last ``window`` (default), or rows from
+  ``--current`` (a file or a dataset, e.g. a batch job's input). Rows without the model's
+  outputs are scored first, so prediction drift is always measured.
+- **Drift** on the signature's input columns and, separately, on the outputs (prediction
+  drift), with the ``[monitoring]`` settings; **quality** against the signature;
+  **performance** on the rows with ground truth — feedback joined by request id and row
+  (log) or by ``key`` (batch), or a ``target`` column of the current data — next to the
+  metrics recorded at registration, and the window's business value with a ``[value]`` table.
+- The report is stored (:mod:`shipyard.monitoring.results`), alert rules are applied
+  (:mod:`shipyard.monitoring.alerts`) and, on request, an HTML report is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from shipyard.core.exceptions import InvalidArgumentError, NotFoundError, SchemaError
+from shipyard.core.schema import PREDICTION, Signature, proba_column
+from shipyard.core.settings import Settings
+from shipyard.datasets import Datasets
+from shipyard.datasets.feedback import FeedbackStore
+from shipyard.monitoring.alerts import Alerts, parse_rules, psi_columns
+from shipyard.monitoring.distributions import distributions
+from shipyard.monitoring.results import Results, history_points
+from shipyard.monitoring.settings import describe, load_monitoring, parse_window
+from shipyard.monitoring.windows import (
+    META_COLUMNS,
+    Window,
+    log_window,
+    numeric_outputs,
+    output_columns,
+    read_window,
+)
+from shipyard.registry import Registry, VersionInfo
+from shipyard.registry.profiles import categorical_columns, with_outputs
+from shipyard.statistics.drift import DriftOptions, DriftReport, compare
+from shipyard.statistics.performance import compare_to_baseline, performance
+from shipyard.statistics.profile import DatasetProfile, profile
+from shipyard.statistics.quality import check_quality
+from shipyard.store import Database
+from shipyard.value import ValueSettings, business_value
+
+
+@dataclass(frozen=True)
+class MonitorRequest:
+    """What to monitor (``shipyard monitor`` options)."""
+
+    ref: str
+    reference: str | None = None
+    current: str | None = None
+    window: str | None = None
+    end: datetime | None = None
+    key: str | None = None
+    target: str | None = None
+    monitor: str = ""
+    report: Path | None = None
+    save: bool = True
+
+
+@dataclass
+class MonitorOutcome:
+    """A finished run: the report, what the HTML plots, and where things went."""
+
+    report: dict[str, Any]
+    distributions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    result_id: int | None = None
+    html: Path | None = None
+
+
+def run_monitor(
+    request: MonitorRequest,
+    *,
+    registry: Registry,
+    datasets: Datasets,
+    database: Database,
+    settings: Settings,
+    value: ValueSettings | None = None,
+) -> MonitorOutcome:
+    """Compute, store and alert on one monitoring report."""
+    config = load_monitoring(settings)
+    rules = parse_rules(config.alerts)
+    if request.report is not None and not request.report.expanduser().resolve().parent.is_dir():
+        raise InvalidArgumentError(
+            f"cannot write the report to {request.report}: its folder does not exist; "
+            "create it first or choose another path"
+        )
+    info = registry.get(request.ref)
+    signature = _signature(info)
+    current = _current(request, info, database, datasets, config.window)
+    if not current.rows:
+        raise NotFoundError(
+            f"no rows to monitor in {current.description}; serve the model and send it "
+            "requests, widen --window, or pass --current FILE"
+        )
+    loaded = registry.load(f"{info.name}:{info.version}")
+    frame = current.frame
+    notes: list[str] = []
+    if PREDICTION not in frame.columns and set(signature.columns) <= set(frame.columns):
+        try:
+            scored = with_outputs(loaded, frame).drop(columns=signature.columns)
+            frame = pd.concat([frame, scored], axis=1)
+        except SchemaError as exc:  # the quality section says what is wrong with the rows
+            notes.append(f"the current rows could not be scored, so no prediction drift: {exc}")
+    reference, reference_text, reference_rows = _reference(request, info, registry, datasets)
+    if isinstance(reference, pd.DataFrame) and PREDICTION not in reference.columns:
+        reference = with_outputs(loaded, reference)
+    features = [c for c in signature.columns if c in frame.columns]
+    outputs = [c for c in output_columns(frame) if _has(reference, c)]
+    classifier = signature.outputs is not None and signature.outputs.classes is not None
+    categorical = categorical_columns(signature, frame, classifier=classifier)
+    options = DriftOptions(
+        methods=config.methods,
+        thresholds=config.thresholds,
+        share_threshold=config.drift_share,
+        categorical=categorical,
+    )
+    current_outputs = numeric_outputs(frame)
+    drift = compare(reference, frame[features], options, columns=features)
+    prediction = (
+        compare(reference, current_outputs[outputs], options, columns=outputs) if outputs else None
+    )
+    psi: dict[str, float] = {}
+    for column in psi_columns(rules):
+        if column in features or column in outputs:
+            data = frame if column in features else current_outputs
+            only = DriftOptions(methods={column: "psi"}, categorical=categorical)
+            psi[column] = (
+                compare(reference, data[[column]], only, columns=[column]).columns[0].score
+            )
+    quality = check_quality(
+        frame,
+        signature,
+        reference_categories=_categories(reference, categorical, features),
+        previous_columns=_previous_dtypes(Results(database), info.name),
+        ignore=META_COLUMNS
+        | set(output_columns(frame))
+        | {request.key or "", request.target or ""},
+    )
+    now = datetime.now(UTC)
+    report: dict[str, Any] = {
+        "model": info.name,
+        "version": info.version,
+        "computed_at": now.isoformat(),
+        "window": {
+            "start": current.start.isoformat() if current.start else None,
+            "end": current.end.isoformat() if current.end else None,
+        },
+        "reference": reference_text,
+        "current": current.description,
+        "rows": {"reference": reference_rows, "current": current.rows},
+        **_drift_part(drift),
+        "prediction_drift": _drift_part(prediction) if prediction is not None else None,
+        "quality": quality.to_dict(),
+        "performance": _performance(request, info, signature, frame, datasets, database, value),
+        "psi": psi,
+        "settings": describe(config),
+        "notes": notes,
+    }
+    report["quality"]["dtypes"] = dict(getattr(quality, "dtypes", {}))
+    plotted = [c["column"] for c in report["columns"] if c["drifted"]]
+    if report["prediction_drift"]:
+        plotted += [c["column"] for c in report["prediction_drift"]["columns"] if c["drifted"]]
+    merged = pd.concat([frame[features], current_outputs[outputs]], axis=1)
+    shapes = distributions(reference, merged, plotted, categorical)
+    report["alerts"] = [
+        e.to_dict() for e in Alerts(database, rules, config.webhook).evaluate(report)
+    ]
+    outcome = MonitorOutcome(report, shapes)
+    results = Results(database)
+    if request.save:
+        outcome.result_id = results.save(report, request.monitor).id
+    if request.report is not None:
+        from shipyard.monitoring.html import write_report
+
+        history = history_points(results.history(info.name)) if request.save else []
+        outcome.html = write_report(request.report, report, shapes, history)
+    return outcome
+
+
+def _signature(info: VersionInfo) -> Signature:
+    signature = info.signature
+    if signature is None:
+        raise SchemaError(
+            f"{info.name}:{info.version} has no signature, so its inputs cannot be monitored; "
+            "register it with an input example"
+        )
+    if not signature.inputs:
+        raise SchemaError(f"{info.name}:{info.version} has no input columns to monitor")
+    return signature
+
+
+def _current(
+    request: MonitorRequest, info: VersionInfo, database: Database, datasets: Datasets, default: str
+) -> Window:
+    if request.current is not None:
+        if request.window is not None:
+            raise InvalidArgumentError(
+                "--window applies to the prediction log; with --current the whole input is "
+                "the window: drop one of them"
+            )
+        return read_window(request.current, datasets)
+    span = parse_window(request.window or default)
+    end = request.end or datetime.now(UTC)
+    end = end.replace(tzinfo=UTC) if end.tzinfo is None else end.astimezone(UTC)
+    return log_window(database, info.name, end - span, end, version=info.version)
+
+
+def _reference(
+    request: MonitorRequest, info: VersionInfo, registry: Registry, datasets: Datasets
+) -> tuple[pd.DataFrame | DatasetProfile, str, int]:
+    if request.reference is not None:
+        window = read_window(request.reference, datasets)
+        return window.frame, f"{window.description}, raw rows", window.rows
+    stored = registry.profiles.latest(info.name, info.version)
+    if stored is None:
+        raise NotFoundError(
+            f"{info.name}:{info.version} has no reference profile; run 'shipyard monitor "
+            f"profile {info.name}:{info.version} --data FILE' with its training or evaluation "
+            "rows, or pass --reference FILE"
+        )
+    record, data = stored
+    return data, f"profile of {info.name}:{info.version} ({record.source})", data.rows
+
+
+def _has(reference: pd.DataFrame | DatasetProfile, column: str) -> bool:
+    if isinstance(reference, DatasetProfile):
+        return column in reference.columns
+    return column in reference.columns
+
+
+def _categories(
+    reference: pd.DataFrame | DatasetProfile, categorical: frozenset[str], features: list[str]
+) -> dict[str, list[str]]:
+    wanted = [c for c in features if c in categorical]
+    if isinstance(reference, DatasetProfile):
+        return {
+            c: list(reference.columns[c].frequencies or {})
+            for c in wanted
+            if c in reference.columns
+        }
+    return {c: [str(v) for v in reference[c].dropna().unique()] for c in wanted}
+
+
+def _previous_dtypes(results: Results, model: str) -> dict[str, str] | None:
+    last = results.history(model, limit=1)
+    if not last:
+        return None
+    dtypes = (last[0].report.get("quality") or {}).get("dtypes")
+    return dict(dtypes) if dtypes else None
+
+
+def _drift_part(drift: DriftReport) -> dict[str, Any]:
+    data = drift.to_dict()
+    return {
+        "dataset_drift": data["dataset_drift"],
+        "drift_share": data["drift_share"],
+        "share_threshold": data["share_threshold"],
+        "columns": data["columns"],
+    }
+
+
+def _truth(
+    request: MonitorRequest, model: str, frame: pd.DataFrame, database: Database
+) -> pd.DataFrame:
+    """The rows of ``frame`` that have ground truth, with a ``label`` column."""
+    if request.target is not None:
+        if request.target not in frame.columns:
+            raise SchemaError(
+                f"--target {request.target!r} is not a column of the current data; its "
+                f"columns: {', '.join(map(str, frame.columns))}",
+                column=request.target,
+            )
+        return frame.assign(label=frame[request.target]).dropna(subset=["label"])
+    labels = FeedbackStore(database).read(model)
+    if labels.empty:
+        return frame.iloc[:0].assign(label=[])
+    if request.key is not None:
+        if request.key not in frame.columns:
+            raise SchemaError(
+                f"--key {request.key!r} is not a column of the current data; its columns: "
+                f"{', '.join(map(str, frame.columns))}",
+                column=request.key,
+            )
+        keyed = labels[labels["key"] != ""][["key", "label"]].drop_duplicates("key", keep="last")
+        joined = frame.assign(key=frame[request.key].astype(str))
+        return joined.merge(keyed, on="key", how="inner")
+    if "request_id" in frame.columns:
+        online = labels[labels["request_id"] != ""][["request_id", "row", "label"]]
+        return frame.merge(online, on=["request_id", "row"], how="inner")
+    return frame.iloc[:0].assign(label=[])
+
+
+def _performance(
+    request: MonitorRequest,
+    info: VersionInfo,
+    signature: Signature,
+    frame: pd.DataFrame,
+    datasets: Datasets,
+    database: Database,
+    value: ValueSettings | None,
+) -> dict[str, Any] | None:
+    del datasets  # feedback is matched on the window's own columns
+    truth = _truth(request, info.name, frame, database)
+    if truth.empty or PREDICTION not in truth.columns:
+        return None
+    classes = signature.outputs.classes if signature.outputs is not None else None
+    y_true, y_pred = truth["label"].to_numpy(), truth[PREDICTION].to_numpy()
+    proba = None
+    task: Literal["classification", "regression"]
+    if classes is not None:
+        task = "classification"
+        names = [proba_column(c) for c in classes]
+        if all(n in truth.columns for n in names):
+            proba = truth[names].to_numpy(dtype=np.float64)
+        # labels arrive as JSON values (feedback, the log): read them as the classes' type
+        kind, dtype = type(classes[0]), np.asarray(classes).dtype
+        y_true = np.asarray([kind(v) for v in y_true]).astype(dtype)
+        y_pred = np.asarray([kind(v) for v in y_pred]).astype(dtype)
+    else:
+        task = "regression"
+        y_true, y_pred = y_true.astype(np.float64), y_pred.astype(np.float64)
+    try:
+        measured = performance(task, y_true, y_pred, proba=proba, classes=classes)
+    except InvalidArgumentError as exc:
+        return {"task": task, "rows": len(truth), "error": exc.message}
+    part: dict[str, Any] = measured.to_dict()
+    baseline = {k: v for k, v in info.metrics.items() if k in measured.metrics}
+    part["baseline"] = baseline
+    part["comparison"] = compare_to_baseline(measured.metrics, baseline)
+    part["value"] = None
+    if value is not None:
+        try:
+            positive = proba[:, -1] if proba is not None and proba.shape[1] == 2 else None
+            worth = business_value(value, y_true.astype(np.float64) if task == "regression"
+                                   else y_true.astype(int), y_pred if positive is None else None,
+                                   proba=positive)  # fmt: skip
+            part["value"] = worth.metrics()
+        except (InvalidArgumentError, ValueError, TypeError) as exc:
+            part["value"] = {"error": str(getattr(exc, "message", exc))}
+    return part
+
+
+def profile_reference(
+    ref: str, data: str, *, registry: Registry, datasets: Datasets
+) -> tuple[VersionInfo, DatasetProfile, str]:
+    """Profile ``data`` (and the model's outputs on it) as the new reference of ``ref``."""
+    info = registry.get(ref)
+    loaded = registry.load(f"{info.name}:{info.version}")
+    window = read_window(data, datasets)
+    built = registry.profiles.build(loaded, window.frame)
+    source = f"on demand: {window.description}"
+    registry.profiles.save(info.name, info.version, built, source)
+    return info, built, source
+
+
+__all__ = ["MonitorOutcome", "MonitorRequest", "profile", "profile_reference", "run_monitor"]

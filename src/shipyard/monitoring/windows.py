@@ -1,0 +1,154 @@
+"""The data a monitor looks at: a window of the prediction log, or rows from a file or dataset.
+
+A window is a DataFrame with the model's input columns, its outputs (``prediction``,
+``proba_<class>``) and, depending on where it came from, the columns that tie a row to its
+ground truth: ``request_id`` and ``row`` (the online log), or the batch job's key columns.
+:data:`META_COLUMNS` are never monitored as features.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from shipyard.core.exceptions import DataSourceError
+from shipyard.core.refs import is_dataset_ref
+from shipyard.core.schema import PREDICTION, proba_column
+from shipyard.datasets import Datasets
+from shipyard.store import Database
+from shipyard.store.tables import PredictionLogEntry
+
+#: Columns of a window that say where a row came from, not what the model saw.
+META_COLUMNS = frozenset(
+    {
+        "request_id",
+        "row",
+        "at",
+        "version",
+        "row_id",
+        "model",
+        "model_version",
+        "scored_at",
+        "batch_id",
+    }
+)
+_LOG = PredictionLogEntry.__table__
+
+
+@dataclass(frozen=True)
+class Window:
+    """Rows to monitor and where they came from."""
+
+    frame: pd.DataFrame
+    description: str
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @property
+    def rows(self) -> int:
+        """Rows in the window."""
+        return len(self.frame)
+
+
+def log_window(
+    database: Database,
+    model: str,
+    start: datetime,
+    end: datetime,
+    *,
+    version: int | None = None,
+) -> Window:
+    """The answered (not shadow) predictions of ``model`` logged in ``[start, end)``."""
+    query = sa.select(
+        _LOG.c.request_id, _LOG.c.version, _LOG.c.at, _LOG.c.inputs, _LOG.c.outputs
+    ).where(
+        _LOG.c.model == model,
+        _LOG.c.shadow.is_(False),
+        _LOG.c.at >= start,
+        _LOG.c.at < end,
+    )
+    if version is not None:
+        query = query.where(_LOG.c.version == version)
+    records: list[dict[str, Any]] = []
+    with database.engine.connect() as connection:
+        for entry in connection.execute(query.order_by(_LOG.c.id)):
+            records.extend(_log_rows(entry))
+    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+    which = f"{model}:{version}" if version is not None else model
+    return Window(
+        frame,
+        f"prediction log of {which}, {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC "
+        f"({len(frame):,} rows)",
+        start,
+        end,
+    )
+
+
+def _log_rows(entry: Any) -> list[dict[str, Any]]:
+    inputs = entry.inputs if isinstance(entry.inputs, list) else json.loads(entry.inputs)
+    outputs = entry.outputs if isinstance(entry.outputs, dict) else json.loads(entry.outputs)
+    predictions = outputs.get("predictions") or []
+    probabilities = outputs.get("probabilities")
+    classes = outputs.get("classes") or []
+    rows = []
+    for number, values in enumerate(inputs):
+        row = dict(values)
+        row["request_id"] = entry.request_id
+        row["row"] = number
+        row["at"] = entry.at
+        row["version"] = entry.version
+        if number < len(predictions):
+            row[PREDICTION] = predictions[number]
+        if probabilities and number < len(probabilities):
+            for label, value in zip(classes, probabilities[number], strict=False):
+                row[proba_column(label)] = value
+        rows.append(row)
+    return rows
+
+
+def read_window(uri: str, datasets: Datasets) -> Window:
+    """Every row of a CSV or Parquet file or folder, or of a dataset ``ZONE/NAME[:V]``."""
+    if is_dataset_ref(uri):
+        info = datasets.get(uri)
+        frame = datasets.read(info.ref)
+        return Window(frame, f"dataset {info.ref} ({len(frame):,} rows)")
+    path = Path(uri).expanduser().resolve()
+    if not path.exists():
+        raise DataSourceError(
+            f"{uri} does not exist: give a CSV or Parquet file or folder, or a dataset "
+            "ZONE/NAME[:VERSION] such as processed/customers"
+        )
+    try:
+        if path.is_file() and path.suffix.lower() in (".csv", ".txt"):
+            # an empty field is a missing value, as pandas and the batch engine read it
+            options = pacsv.ConvertOptions(strings_can_be_null=True)
+            table = pacsv.read_csv(path, convert_options=options)
+        else:
+            table = pq.read_table(path)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise DataSourceError(f"cannot read {path}: {exc}; give a CSV or Parquet file") from exc
+    frame = table.to_pandas()
+    return Window(frame, f"{path.name} ({len(frame):,} rows)")
+
+
+def output_columns(frame: pd.DataFrame) -> list[str]:
+    """The model-output columns of a window, in order."""
+    return [c for c in frame.columns if c == PREDICTION or str(c).startswith("proba_")]
+
+
+def numeric_outputs(frame: pd.DataFrame) -> pd.DataFrame:
+    """A window's output columns with probabilities as floats (the log keeps JSON numbers)."""
+    out = frame[output_columns(frame)].copy()
+    for column in out.columns:
+        if str(column).startswith("proba_"):
+            out[column] = pd.to_numeric(out[column], errors="coerce").astype(np.float64)
+    return out
