@@ -90,6 +90,26 @@ def test_the_demo_ends_with_batch_predictions_read_through_the_exposure_api(
     assert "predict churn@production --input" in output
 
 
+def test_the_demo_ends_with_a_monitoring_report_on_a_drifted_month(
+    first_run: tuple[Path, dict[str, Any], str],
+) -> None:
+    directory, summary, output = first_run
+    monitoring = summary["monitoring"]
+    assert monitoring["dataset_drift"] is True
+    assert {"monthly_charges", "internet_service", "contract"} <= set(monitoring["drifted"])
+    assert monitoring["prediction_drift"] is True
+    assert 0.5 < monitoring["performance"]["roc_auc"] <= 1.0
+    html = Path(monitoring["html"])
+    assert html == directory / "reports" / "monitoring.html"
+    assert html.read_text(encoding="utf-8").count("<svg") >= 3
+    assert "9. Next month drifts" in output
+    with Project(directory) as project:
+        from shipyard.monitoring.results import Results
+
+        stored = Results(project.database).history("churn")
+        assert monitoring["result_id"] in [r.id for r in stored]
+
+
 def test_a_second_run_continues_the_project(first_run: tuple[Path, dict[str, Any], str]) -> None:
     directory, _, _ = first_run
     summary = run_quickstart(directory, Console(file=io.StringIO()))
