@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo-project
 AIRFLOW_VENV := .venv-airflow
+EVIDENTLY_VENV := .venv-evidently
 
-.PHONY: demo test lint bench bench-batch clean
+.PHONY: demo test lint bench bench-batch bench-monitor clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +24,11 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 $(AIRFLOW_VENV)/bin/python:
 	$(PYTHON) -m venv $(AIRFLOW_VENV)
 	$(AIRFLOW_VENV)/bin/pip install --quiet 'apache-airflow==3.3.*' || (rm -rf $(AIRFLOW_VENV); exit 1)
+
+# Evidently 0.7 needs pandas < 3: its own virtualenv, used only by the drift benchmark.
+$(EVIDENTLY_VENV)/bin/python:
+	$(PYTHON) -m venv $(EVIDENTLY_VENV)
+	$(EVIDENTLY_VENV)/bin/pip install --quiet 'evidently==0.7.*' 'pandas<3' pyarrow || (rm -rf $(EVIDENTLY_VENV); exit 1)
 
 demo: $(VENV)/.installed-runtime
 	$(BIN)/shipyard quickstart $(DEMO_DIR)
@@ -42,10 +48,14 @@ bench: $(VENV)/.installed-dev
 bench-batch: $(VENV)/.installed-dev
 	$(BIN)/python bench/batch_bench.py
 
+# The drift benchmark (1M reference + 1M current rows, shipyard vs Evidently); results go in docs/benchmarks.md.
+bench-monitor: $(VENV)/.installed-dev $(EVIDENTLY_VENV)/bin/python
+	$(BIN)/python bench/monitor_bench.py
+
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) $(AIRFLOW_VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(AIRFLOW_VENV) $(EVIDENTLY_VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

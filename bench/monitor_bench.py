@@ -1,0 +1,430 @@
+"""Benchmark drift detection: shipyard's ``compare`` vs Evidently's ``DataDriftPreset``.
+
+Run from the repository root (``make bench-monitor`` also creates ``.venv-evidently``)::
+
+    .venv/bin/python bench/monitor_bench.py                       # 1,000,000 rows, ~8 minutes
+    .venv/bin/python bench/monitor_bench.py --rows 100000 --repeat 1
+    .venv/bin/python bench/monitor_bench.py --skip-evidently      # shipyard only
+
+What it does, in a temporary folder that is removed at the end:
+
+1. writes the workload once (``bench/monitor_data.py``, in a child process): a reference and a
+   current Parquet file of ``--rows`` rows each, 20 float64 and 5 string columns, from one
+   seeded generator, with drift in 7 columns by construction;
+2. runs every contender in its own fresh process (``--repeat`` times, round robin), after
+   waiting (``--idle-wait``, at most 60 s) for other processes to leave the cores idle:
+
+   - ``evidently``: ``bench/monitor_evidently.py`` in ``.venv-evidently`` (Evidently 0.7 needs
+     pandas < 3): ``pd.read_parquet`` + ``Dataset.from_pandas`` with an explicit
+     ``DataDefinition`` (timed apart, as "load"), then ``Report([DataDriftPreset()]).run``
+     with the default methods and thresholds (timed);
+   - ``shipyard``: ``shipyard.statistics.drift.compare([reference], [current])`` timed as a
+     whole (it reads the Parquet files itself); imports are done before the timer;
+
+   peak memory is the child's own ``ru_maxrss`` as ``wait4`` returns it to this launcher (a
+   child's high-water mark starts at the RSS of the process that forked it: the launcher
+   imports nothing heavy);
+3. prints the timing table (median of the repeats, min-max), the largest absolute difference
+   between the two tools' per-column scores for each method, every column whose method
+   differs, the per-column table, and PASS/FAIL for the targets of issue 6 (shipyard ≤ 3 s,
+   ≤ 500 MB, scores equal to Evidently's within 1e-6 where both compute the statistic from
+   raw rows). The exit status is 0 whatever the verdicts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from batch_bench import busy_cpu_seconds, code_version, wait_for_idle
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_SECONDS = 3.0
+TARGET_MB = 500.0
+TARGET_DIFF = 1e-6
+# one spelling per method: registered names, Evidently's display names, common aliases
+METHODS = {
+    "wasserstein": "wasserstein",
+    "wassersteindistancenormed": "wasserstein",
+    "wassersteinnormed": "wasserstein",
+    "jensenshannon": "jensenshannon",
+    "jensenshannondistance": "jensenshannon",
+    "js": "jensenshannon",
+    "ks": "ks",
+    "kspvalue": "ks",
+    "chisquare": "chisquare",
+    "chisquarepvalue": "chisquare",
+    "chi2": "chisquare",
+    "z": "z",
+    "ztestpvalue": "z",
+    "psi": "psi",
+}
+
+
+def canonical(method: str | None) -> str:
+    """One name per statistic, whatever the tool calls it."""
+    key = "".join(ch for ch in str(method).lower() if ch.isalnum())
+    return METHODS.get(key, str(method))
+
+
+# ---------------------------------------------------------------- children
+
+
+def child_setup(work: Path, rows: int) -> dict[str, Any]:
+    """Write the two Parquet files (in a child, so the launcher stays small)."""
+    from monitor_data import write_pair
+
+    started = time.perf_counter()
+    reference, current = write_pair(work, rows)
+    return {
+        "seconds": time.perf_counter() - started,
+        "bytes": reference.stat().st_size + current.stat().st_size,
+    }
+
+
+def child_shipyard(work: Path) -> dict[str, Any]:
+    """``compare([reference], [current])``, timed; the per-column results."""
+    started = time.perf_counter()
+    import shipyard
+    from shipyard.statistics.drift import compare
+
+    imports = time.perf_counter() - started
+    reference, current = str(work / "reference.parquet"), str(work / "current.parquet")
+    started = time.perf_counter()
+    report = compare([reference], [current])
+    seconds = time.perf_counter() - started
+    columns = {
+        c.column: {
+            "method": c.method,
+            "kind": c.kind,
+            "score": float(c.score),
+            "threshold": c.threshold,
+            "drifted": bool(c.drifted),
+            "source": c.source,
+            "bound": c.bound,
+        }
+        for c in report.columns
+    }
+    return {
+        "seconds": seconds,
+        "import_seconds": imports,
+        "version": getattr(shipyard, "__version__", "?"),
+        "columns": columns,
+        "drift_share": float(report.drift_share),
+        "dataset_drift": bool(report.dataset_drift),
+        "self_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+# ---------------------------------------------------------------- the launcher
+
+
+def run_child(command: list[str], args: argparse.Namespace, wait: bool = True) -> dict[str, Any]:
+    """Run one child; its JSON result (last stdout line) plus peak RSS and others' CPU.
+
+    ``peak_mb`` is the child's ``ru_maxrss`` from ``wait4`` (Linux: KiB), its process tree's
+    largest member; ``others_cores`` the CPU other processes of the machine used meanwhile.
+    """
+    if wait and args.idle_wait > 0:
+        wait_for_idle(args.idle_wait)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        busy, started = busy_cpu_seconds(), time.perf_counter()
+        process = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=ROOT)
+        timer = threading.Timer(args.timeout, process.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        finally:
+            timer.cancel()
+        process.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - started
+        own = usage.ru_utime + usage.ru_stime
+        others = busy_cpu_seconds() - busy - own
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if process.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"{' '.join(command)} failed ({process.returncode}):\n{stdout[-2000:]}{stderr[-4000:]}"
+        )
+    result: dict[str, Any] = json.loads(lines[-1])
+    result |= {
+        "peak_mb": usage.ru_maxrss / 1024,
+        "wall": wall,
+        "cpu_seconds": own,
+        "others_cores": max(others, 0.0) / wall,
+    }
+    return result
+
+
+def commands(work: Path, args: argparse.Namespace) -> dict[str, list[str]]:
+    """The command line of every contender measured."""
+    me = str(Path(__file__).resolve())
+    plan: dict[str, list[str]] = {}
+    if not args.skip_evidently:
+        script = str(ROOT / "bench/monitor_evidently.py")
+        plan["evidently"] = [
+            str(args.evidently_python),
+            script,
+            str(work / "reference.parquet"),
+            str(work / "current.parquet"),
+        ]
+    if not args.skip_shipyard:
+        plan["shipyard"] = [sys.executable, me, "--child", "shipyard", "--work", str(work)]
+    return plan
+
+
+def machine() -> str:
+    """Date, cores and CPU model, for the record."""
+    model = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"{now}; {os.cpu_count()} cores ({model}); Linux {platform.release()}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the whole benchmark and print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows in each file")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per contender")
+    parser.add_argument("--skip-evidently", action="store_true", help="do not run Evidently")
+    parser.add_argument("--skip-shipyard", action="store_true", help="do not run shipyard")
+    parser.add_argument(
+        "--evidently-python",
+        type=Path,
+        default=ROOT / ".venv-evidently/bin/python",
+        help="the interpreter of Evidently's virtualenv (make .venv-evidently/bin/python)",
+    )
+    parser.add_argument(
+        "--idle-wait",
+        type=float,
+        default=60.0,
+        help="before each run, wait up to this many seconds for other processes to use "
+        "< 0.3 cores (0: do not wait)",
+    )
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per child")
+    parser.add_argument("--child", choices=["setup", "shipyard"], help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child == "setup":
+        print(json.dumps(child_setup(args.work, args.rows)), flush=True)
+        return 0
+    if args.child == "shipyard":
+        print(json.dumps(child_shipyard(args.work)), flush=True)
+        return 0
+    if not args.skip_evidently and not args.evidently_python.exists():
+        parser.error(
+            f"{args.evidently_python} not found: run `make .venv-evidently/bin/python` "
+            "or pass --skip-evidently"
+        )
+
+    print(f"machine: {machine()}")
+    print(f"code: {code_version()}")
+    print(
+        f"{args.rows:,} reference + {args.rows:,} current rows, 20 float64 + 5 string "
+        f"columns, {args.repeat} repeat(s), each run in a fresh process",
+        flush=True,
+    )
+    runs: dict[str, list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory(prefix="shipyard-monitor-bench-") as tmp:
+        work = Path(tmp)
+        me = str(Path(__file__).resolve())
+        setup = [sys.executable, me, "--child", "setup", "--work", tmp, "--rows", str(args.rows)]
+        done = run_child(setup, args, wait=False)
+        print(
+            f"workload written in {done['seconds']:.1f} s ({done['bytes'] / 2**20:.0f} MB of "
+            f"Parquet)",
+            flush=True,
+        )
+        plan = commands(work, args)
+        for repeat in range(args.repeat):
+            for kind, command in plan.items():
+                result = run_child(command, args)
+                runs.setdefault(kind, []).append(result)
+                load = f" + load {result['load_seconds']:.2f} s" if "load_seconds" in result else ""
+                print(
+                    f"  [{repeat + 1}/{args.repeat}] {kind:9} {result['seconds']:8.2f} s{load}"
+                    f"  peak {result['peak_mb']:6.0f} MB  process CPU {result['cpu_seconds']:.1f} s"
+                    f"  others {result['others_cores']:.2f} cores",
+                    flush=True,
+                )
+    launcher = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"launcher peak RSS {launcher:.0f} MB (the floor of every child's ru_maxrss)")
+    report(runs)
+    return 0
+
+
+def spread(values: Sequence[float], digits: int = 2) -> str:
+    """``median (min-max)``."""
+    median = statistics.median(values)
+    return f"{median:,.{digits}f} ({min(values):,.{digits}f}-{max(values):,.{digits}f})"
+
+
+def report(runs: dict[str, list[dict[str, Any]]]) -> None:
+    """Print the tables and the verdicts."""
+    evidently, shipyard = runs.get("evidently"), runs.get("shipyard")
+    rows: list[tuple[str, list[float], list[float] | None, list[dict[str, Any]]]] = []
+    if evidently:
+        report_s = [r["seconds"] for r in evidently]
+        total_s = [r["seconds"] + r["load_seconds"] for r in evidently]
+        version = evidently[0]["version"]
+        rows.append(
+            (
+                f"Evidently {version} `Report([DataDriftPreset()]).run`",
+                report_s,
+                [r["load_seconds"] for r in evidently],
+                evidently,
+            )
+        )
+        rows.append((f"Evidently {version}, load + report", total_s, None, evidently))
+    if shipyard:
+        rows.append(
+            (
+                "shipyard `compare([ref], [cur])` (reads the Parquet itself)",
+                [r["seconds"] for r in shipyard],
+                None,
+                shipyard,
+            )
+        )
+    print()
+    print(
+        "Seconds: median (min-max) of the runs; load = `pd.read_parquet` + "
+        "`Dataset.from_pandas` (Evidently); peak = the child process's ru_maxrss."
+    )
+    print()
+    print(
+        "| contender | seconds | load s | peak RSS MB | vs Evidently report | "
+        "vs Evidently load + report | others' CPU, cores (max) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, seconds, load, results in rows:
+        median = statistics.median(seconds)
+        versus = ["", ""]
+        if evidently:
+            versus = [
+                f"{statistics.median(report_s) / median:.1f}x",
+                f"{statistics.median(total_s) / median:.1f}x",
+            ]
+        others = [r["others_cores"] for r in results]
+        print(
+            f"| {name} | {spread(seconds)} | {spread(load) if load else ''} | "
+            f"{spread([r['peak_mb'] for r in results], 0)} | {versus[0]} | {versus[1]} | "
+            f"{statistics.median(others):.2f} ({max(others):.2f}) |"
+        )
+    for name, results in runs.items():
+        imports = spread([r["import_seconds"] for r in results])
+        print(f"{name}: imports before the timer {imports} s")
+    if evidently:
+        print(f"Evidently's own pandas: {evidently[0]['pandas_version']}")
+    if shipyard:
+        compare_scores(evidently[0] if evidently else None, shipyard[0])
+        seconds = statistics.median([r["seconds"] for r in shipyard])
+        peak = statistics.median([r["peak_mb"] for r in shipyard])
+        print()
+        verdict = "PASS" if seconds <= TARGET_SECONDS else "FAIL"
+        print(f"target: shipyard <= {TARGET_SECONDS:g} s: {verdict} ({seconds:.2f} s, median)")
+        verdict = "PASS" if peak <= TARGET_MB else "FAIL"
+        print(f"target: shipyard peak RSS <= {TARGET_MB:g} MB: {verdict} ({peak:.0f} MB, median)")
+
+
+def compare_scores(evidently: dict[str, Any] | None, shipyard: dict[str, Any]) -> None:
+    """Per-column table, largest |score difference| per method, differing methods, verdict.
+
+    The 1e-6 target holds where both tools compute the statistic from raw rows: shipyard's
+    ``source == "raw"`` (Evidently always reads rows). A column shipyard scores from a
+    profile is checked against its own ``bound`` instead.
+    """
+    ours = shipyard["columns"]
+    theirs = evidently["columns"] if evidently else {}
+    both = [c for c in ours if c in theirs]
+    print()
+    print(
+        "| column | Evidently method | shipyard method | Evidently score | shipyard score | "
+        "abs difference | drifted (Evidently/shipyard) | shipyard source (bound) |"
+    )
+    print("|---|---|---|---:|---:|---:|---|---|")
+    worst: dict[str, tuple[float, str, int]] = {}
+    differing: list[str] = []
+    beyond: list[str] = []  # profile columns whose difference exceeds their own bound
+    for column, s in ours.items():
+        e = theirs.get(column)
+        bound = f" ({s['bound']:.1e})" if s.get("bound") is not None else ""
+        if e is None:
+            print(
+                f"| {column} | | {s['method']} | | {s['score']:.9g} | | /{s['drifted']} | "
+                f"{s['source']}{bound} |"
+            )
+            continue
+        diff = abs(e["score"] - s["score"])
+        method = canonical(e["method"])
+        if method != canonical(s["method"]):
+            differing.append(f"{column} (Evidently {e['method']}, shipyard {s['method']})")
+        elif s["source"] == "raw":
+            top, where, count = worst.get(method, (-1.0, "", 0))
+            worst[method] = (diff, column, count + 1) if diff > top else (top, where, count + 1)
+        elif s.get("bound") is not None and diff > s["bound"]:
+            beyond.append(f"{column} ({diff:.2e} > bound {s['bound']:.2e})")
+        print(
+            f"| {column} | {e['method']} | {s['method']} | {e['score']:.9g} | "
+            f"{s['score']:.9g} | {diff:.2e} | {e['drifted']}/{s['drifted']} | "
+            f"{s['source']}{bound} |"
+        )
+    if evidently is None:
+        print(
+            f"shipyard drift share {shipyard['drift_share']:.2f}, dataset drift "
+            f"{shipyard['dataset_drift']}"
+        )
+        print("target: scores equal to Evidently's within 1e-6: not measured (--skip-evidently)")
+        return
+    print()
+    print("Raw rows on both sides, same method:")
+    print()
+    print("| method | columns | max abs score difference | column |")
+    print("|---|---:|---:|---|")
+    for method, (diff, column, count) in sorted(worst.items()):
+        print(f"| {method} | {count} | {diff:.2e} | {column} |")
+    print(f"columns whose method differs: {', '.join(differing) or 'none'}")
+    missing = sorted(set(theirs) ^ set(ours))
+    if missing:
+        print(f"columns in one report only: {', '.join(missing)}")
+    if beyond:
+        print(f"profile columns off by more than their bound: {', '.join(beyond)}")
+    verdicts = [c for c in both if theirs[c]["drifted"] != ours[c]["drifted"]]
+    print(f"columns whose drift verdict differs: {', '.join(verdicts) or 'none'}")
+    print(
+        f"drift share: Evidently {evidently['drift_share']:.2f}, shipyard "
+        f"{shipyard['drift_share']:.2f}; dataset drift: Evidently "
+        f"{evidently['dataset_drift']}, shipyard {shipyard['dataset_drift']}"
+    )
+    largest = max((diff for diff, _, _ in worst.values()), default=float("nan"))
+    ok = largest <= TARGET_DIFF and not differing and not missing
+    problems = [
+        text for text, bad in (("methods differ", differing), ("columns missing", missing)) if bad
+    ]
+    print(
+        f"target: scores equal to Evidently's within {TARGET_DIFF:g} where both read raw "
+        f"rows: {'PASS' if ok else 'FAIL'} (largest {largest:.2e} over "
+        f"{sum(n for _, _, n in worst.values())} columns{''.join('; ' + p for p in problems)})"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
