@@ -183,7 +183,7 @@ def test_a_window_outside_the_log_is_refused(monitored: Project, trained: Traine
 def test_bad_requests_say_what_to_do(monitored: Project, tmp_path: Path, trained: Trained) -> None:
     frame, _ = drifted_rows(50)
     path = write(frame, tmp_path / "x.parquet")
-    with pytest.raises(InvalidArgumentError, match="--window applies to the prediction log"):
+    with pytest.raises(InvalidArgumentError, match="give one of --window"):
         monitored.monitor("churn", current=path, window="1d")
     with pytest.raises(SchemaError, match="--target 'nope' is not a column"):
         monitored.monitor("churn", current=path, target="nope")
@@ -211,3 +211,72 @@ def test_a_profile_on_demand_becomes_the_reference(monitored: Project, tmp_path:
     report = monitored.monitor("churn", current=write(again, tmp_path / "again.parquet")).report
     assert report["dataset_drift"] is False  # next month looks like the new reference
     assert np.isfinite(report["drift_share"])
+
+
+def test_a_batch_job_is_monitored_with_its_input_and_feedback_by_key(
+    monitored_any: Project, tmp_path: Path, trained: Trained
+) -> None:
+    frame, target = drifted_rows(800)
+    frame.insert(0, "customer_id", [f"c{i:04d}" for i in range(len(frame))])
+    path = write(frame, tmp_path / "month.parquet")
+    job = monitored_any.predict("churn", path, keys=("customer_id",), chunk_rows=300).job
+    FeedbackStore(monitored_any.database).add(
+        "churn", [Label(int(target[i]), key=f"c{i:04d}") for i in range(0, 800, 2)]
+    )
+    report = monitored_any.monitor("churn", batch="latest").report
+    assert report["current"].startswith(f"batch job {job.id} of churn:1 (800 rows")
+    assert report["dataset_drift"] is True
+    assert {c["column"] for c in report["prediction_drift"]["columns"]} == {
+        "prediction",
+        "proba_0",
+        "proba_1",
+    }
+    assert "customer_id" not in report["quality"]["extra_columns"]
+    performance = report["performance"]
+    assert performance["rows"] == 400
+    model = trained[0]
+    expected = (model.predict(frame[FEATURES].iloc[::2]) == target[::2]).mean()
+    assert performance["metrics"]["accuracy"] == pytest.approx(expected)
+    by_id = monitored_any.monitor("churn", batch=job.id, save=False).report
+    assert by_id["columns"] == report["columns"]
+    with pytest.raises(NotFoundError, match="no batch job"):
+        monitored_any.predictions.job("nope")
+
+
+VALUE_TOML = """
+[project]
+name = "valued"
+
+[value]
+currency = "EUR"
+decisions_per_period = 20000
+running_cost_per_period = 2500
+bootstrap = 200
+
+[value.classification]
+true_positive = 120
+false_positive = -15
+threshold = 0.5
+"""
+
+
+def test_the_business_value_of_a_labelled_window(tmp_path: Path, trained: Trained) -> None:
+    from tests.helpers import make_settings
+    from tests.monitoring.conftest import register_with_reference
+
+    from shipyard.value import business_value
+
+    root = tmp_path / "valued"
+    settings = make_settings(root, f"sqlite:///{root / 'meta.db'}", VALUE_TOML)
+    with Project(settings=settings) as project:
+        register_with_reference(project, trained)
+        frame, target = drifted_rows(1000)
+        current = write(frame.assign(churned=target), tmp_path / "labelled.parquet")
+        performance = project.monitor("churn", current=current, target="churned").report[
+            "performance"
+        ]
+        assert project.value is not None
+        proba = trained[0].predict_proba(frame[FEATURES])[:, 1]
+        expected = business_value(project.value, target, proba=proba).metrics()
+        assert performance["value"] == pytest.approx(expected)
+        assert performance["value"]["net_per_period"] == pytest.approx(expected["net_per_period"])

@@ -40,6 +40,10 @@ def monitor_command(
         str | None,
         typer.Option(help="Rows to monitor (file or ZONE/NAME); default: the prediction log."),
     ] = None,
+    batch: Annotated[
+        str | None,
+        typer.Option(help="A batch job's rows and predictions: its id, or latest."),
+    ] = None,
     window: Annotated[
         str | None,
         typer.Option(
@@ -81,6 +85,7 @@ def monitor_command(
         ref,
         reference=reference,
         current=current,
+        batch=batch,
         window=window,
         key=key,
         target=target,

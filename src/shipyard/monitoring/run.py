@@ -30,6 +30,7 @@ from shipyard.core.schema import PREDICTION, Signature, proba_column
 from shipyard.core.settings import Settings
 from shipyard.datasets import Datasets
 from shipyard.datasets.feedback import FeedbackStore
+from shipyard.datasets.predictions import PredictionStore
 from shipyard.monitoring.alerts import Alerts, parse_rules, psi_columns
 from shipyard.monitoring.distributions import distributions
 from shipyard.monitoring.results import Results, history_points
@@ -37,6 +38,7 @@ from shipyard.monitoring.settings import describe, load_monitoring, parse_window
 from shipyard.monitoring.windows import (
     META_COLUMNS,
     Window,
+    batch_window,
     log_window,
     numeric_outputs,
     output_columns,
@@ -59,6 +61,7 @@ class MonitorRequest:
     ref: str
     reference: str | None = None
     current: str | None = None
+    batch: str | None = None
     window: str | None = None
     end: datetime | None = None
     key: str | None = None
@@ -145,7 +148,7 @@ def run_monitor(
         previous_columns=_previous_dtypes(Results(database), info.name),
         ignore=META_COLUMNS
         | set(output_columns(frame))
-        | {request.key or "", request.target or ""},
+        | {request.key or current.key or "", request.target or ""},
     )
     now = datetime.now(UTC)
     report: dict[str, Any] = {
@@ -162,7 +165,9 @@ def run_monitor(
         **_drift_part(drift),
         "prediction_drift": _drift_part(prediction) if prediction is not None else None,
         "quality": quality.to_dict(),
-        "performance": _performance(request, info, signature, frame, datasets, database, value),
+        "performance": _performance(
+            request, request.key or current.key, info, signature, frame, database, value
+        ),
         "psi": psi,
         "settings": describe(config),
         "notes": notes,
@@ -203,17 +208,41 @@ def _signature(info: VersionInfo) -> Signature:
 def _current(
     request: MonitorRequest, info: VersionInfo, database: Database, datasets: Datasets, default: str
 ) -> Window:
+    given = [o for o in (request.window, request.current, request.batch) if o is not None]
+    if len(given) > 1:
+        raise InvalidArgumentError(
+            "give one of --window (the prediction log), --current (rows from a file) and "
+            "--batch (a batch job's rows); with --current or --batch the whole input is the "
+            "window"
+        )
     if request.current is not None:
-        if request.window is not None:
-            raise InvalidArgumentError(
-                "--window applies to the prediction log; with --current the whole input is "
-                "the window: drop one of them"
-            )
         return read_window(request.current, datasets)
+    if request.batch is not None:
+        return _batch(request.batch, info, database, datasets)
     span = parse_window(request.window or default)
     end = request.end or datetime.now(UTC)
     end = end.replace(tzinfo=UTC) if end.tzinfo is None else end.astimezone(UTC)
     return log_window(database, info.name, end - span, end, version=info.version)
+
+
+def _batch(which: str, info: VersionInfo, database: Database, datasets: Datasets) -> Window:
+    store = PredictionStore(database, datasets)
+    if which == "latest":
+        jobs = store.jobs(info.name, info.version, status="succeeded", limit=1)
+        if not jobs:
+            raise NotFoundError(
+                f"{info.name}:{info.version} has no finished batch job; run 'shipyard predict "
+                f"{info.name}:{info.version} --input FILE' first"
+            )
+        job = jobs[0]
+    else:
+        job = store.job(which)
+    if job.model != info.name:
+        raise InvalidArgumentError(
+            f"batch job {job.id} scored {job.model}:{job.version}, not {info.name}; monitor it "
+            f"with 'shipyard monitor {job.model}:{job.version} --batch {job.id}'"
+        )
+    return batch_window(job, datasets)
 
 
 def _reference(
@@ -271,7 +300,7 @@ def _drift_part(drift: DriftReport) -> dict[str, Any]:
 
 
 def _truth(
-    request: MonitorRequest, model: str, frame: pd.DataFrame, database: Database
+    request: MonitorRequest, key: str | None, model: str, frame: pd.DataFrame, database: Database
 ) -> pd.DataFrame:
     """The rows of ``frame`` that have ground truth, with a ``label`` column."""
     if request.target is not None:
@@ -285,15 +314,15 @@ def _truth(
     labels = FeedbackStore(database).read(model)
     if labels.empty:
         return frame.iloc[:0].assign(label=[])
-    if request.key is not None:
-        if request.key not in frame.columns:
+    if key is not None:
+        if key not in frame.columns:
             raise SchemaError(
-                f"--key {request.key!r} is not a column of the current data; its columns: "
+                f"--key {key!r} is not a column of the current data; its columns: "
                 f"{', '.join(map(str, frame.columns))}",
-                column=request.key,
+                column=key,
             )
         keyed = labels[labels["key"] != ""][["key", "label"]].drop_duplicates("key", keep="last")
-        joined = frame.assign(key=frame[request.key].astype(str))
+        joined = frame.assign(key=frame[key].astype(str))
         return joined.merge(keyed, on="key", how="inner")
     if "request_id" in frame.columns:
         online = labels[labels["request_id"] != ""][["request_id", "row", "label"]]
@@ -303,15 +332,14 @@ def _truth(
 
 def _performance(
     request: MonitorRequest,
+    key: str | None,
     info: VersionInfo,
     signature: Signature,
     frame: pd.DataFrame,
-    datasets: Datasets,
     database: Database,
     value: ValueSettings | None,
 ) -> dict[str, Any] | None:
-    del datasets  # feedback is matched on the window's own columns
-    truth = _truth(request, info.name, frame, database)
+    truth = _truth(request, key, info.name, frame, database)
     if truth.empty or PREDICTION not in truth.columns:
         return None
     classes = signature.outputs.classes if signature.outputs is not None else None

@@ -20,10 +20,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from shipyard.core.exceptions import DataSourceError
+from shipyard.core.exceptions import DataSourceError, InvalidArgumentError
 from shipyard.core.refs import is_dataset_ref
 from shipyard.core.schema import PREDICTION, proba_column
 from shipyard.datasets import Datasets
+from shipyard.datasets.predictions import JobInfo
 from shipyard.store import Database
 from shipyard.store.tables import PredictionLogEntry
 
@@ -52,6 +53,8 @@ class Window:
     description: str
     start: datetime | None = None
     end: datetime | None = None
+    #: the column whose values feedback labels name (a batch job's first key, or row_id)
+    key: str | None = None
 
     @property
     def rows(self) -> int:
@@ -138,6 +141,37 @@ def read_window(uri: str, datasets: Datasets) -> Window:
         raise DataSourceError(f"cannot read {path}: {exc}; give a CSV or Parquet file") from exc
     frame = table.to_pandas()
     return Window(frame, f"{path.name} ({len(frame):,} rows)")
+
+
+def batch_window(job: JobInfo, datasets: Datasets) -> Window:
+    """A finished batch job's input rows beside its predictions, keyed as its feedback is.
+
+    The job's parts hold its rows in input order, so the input (re-read from where the job
+    read it: a CSV or Parquet file or folder, or a dataset version) lines up row for row.
+    """
+    if job.status != "succeeded" or job.dataset is None:
+        raise InvalidArgumentError(
+            f"batch job {job.id} is {job.status}, so it has no predictions to monitor; "
+            "finish it with 'shipyard predict ... --resume' or choose another job"
+        )
+    kind, _, where = job.input.partition(":")
+    if kind not in ("csv", "parquet", "dataset"):
+        raise InvalidArgumentError(
+            f"batch job {job.id} read {job.input.split(':', 1)[0]} input, which shipyard does not "
+            "read again; export the rows it scored to a file and pass --current FILE"
+        )
+    inputs = read_window(where, datasets).frame
+    outputs = datasets.read(job.dataset)
+    if len(inputs) != len(outputs):
+        raise DataSourceError(
+            f"the input of batch job {job.id} ({where}) now has {len(inputs):,} rows but the job "
+            f"scored {len(outputs):,}: it changed since; pass the rows it scored with --current"
+        )
+    extra = [c for c in inputs.columns if c not in outputs.columns]
+    frame = pd.concat([inputs[extra].reset_index(drop=True), outputs], axis=1)
+    key = job.key_columns[0] if job.key_columns else "row_id"
+    described = f"batch job {job.id} of {job.model}:{job.version} ({len(frame):,} rows of {where})"
+    return Window(frame, described, job.started_at, job.finished_at, key)
 
 
 def output_columns(frame: pd.DataFrame) -> list[str]:
