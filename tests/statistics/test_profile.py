@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from shipyard.core.exceptions import InvalidArgumentError
+from shipyard.core.exceptions import InvalidArgumentError, SchemaError
 from shipyard.statistics import ColumnProfile, DatasetProfile, DriftOptions, compare, profile
 
 Maker = Callable[[np.random.Generator, int, float], np.ndarray]
@@ -140,6 +140,8 @@ def test_invalid_profile_arguments_and_dicts() -> None:
     reference = profile(frame(rng, 500))
     with pytest.raises(InvalidArgumentError, match="cannot be combined with edges_from"):
         profile(frame(rng, 500), bins=10, edges_from=reference)
+    with pytest.raises(SchemaError, match="'num' is numeric in the edges_from profile"):
+        profile(pa.table({"num": ["a"]}), edges_from=reference, columns=["num"])
     with pytest.raises(InvalidArgumentError, match="format=1"):
         DatasetProfile.from_dict({"rows": 3})
     data = reference.to_dict()
@@ -187,6 +189,18 @@ def test_profile_scores_are_within_their_bound(
     if current_as == "profile":
         flipped = compare(ref, current, options).columns[0]
         assert abs(flipped.score - raw.score) <= (flipped.bound or 0.0)
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.05, 0.2])
+def test_ks_from_a_profile_with_scipys_exact_distribution(shift: float) -> None:
+    rng = np.random.default_rng(int(shift * 100))
+    ref = pa.table({"x": rng.normal(0, 1, 3000)})  # > 1,000 values: only the histogram
+    cur = pa.table({"x": rng.normal(shift, 1, 2500)})  # both <= 10,000: exact p-values
+    options = DriftOptions(methods={"x": "ks"})
+    raw = compare(ref, cur, options).columns[0]
+    approx = compare(profile(ref), profile(cur, edges_from=profile(ref)), options).columns[0]
+    assert approx.bound is not None
+    assert abs(approx.score - raw.score) <= approx.bound
 
 
 def test_wasserstein_from_a_profile_is_close_on_a_large_sample() -> None:
@@ -242,3 +256,20 @@ def test_profile_kind_wins_and_must_agree() -> None:
     reference = profile(frame(rng, 2000))
     with pytest.raises(InvalidArgumentError, match="numeric in a profile"):
         compare(reference, frame(rng, 2000), DriftOptions(categorical=frozenset({"num"})))
+
+
+def test_values_too_many_to_expand_still_count_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("shipyard.statistics._columns._REBUILD_LIMIT", 100)
+    rng = np.random.default_rng(10)
+    ref = pa.table({"x": rng.integers(0, 4, 3000).astype(float)})
+    cur = pa.table({"x": rng.integers(0, 5, 2000).astype(float)})
+    reference = profile(ref)
+    for method in (None, "psi", "wasserstein"):
+        options = DriftOptions(methods={"x": method} if method else {})
+        raw = compare(ref, cur, options).columns[0]
+        approx = compare(reference, profile(cur, edges_from=reference), options).columns[0]
+        assert approx.method == raw.method == (method or "jensenshannon")
+        if method == "wasserstein":  # from the histogram, within its bound
+            assert abs(approx.score - raw.score) <= (approx.bound or 0.0)
+        else:  # from the value counts: exact
+            assert (approx.score, approx.bound) == (pytest.approx(raw.score, rel=1e-12), 0.0)

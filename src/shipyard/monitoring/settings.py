@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shipyard.core.exceptions import ConfigError, InvalidArgumentError
 from shipyard.core.settings import Settings
-from shipyard.statistics._stattests import METHODS
+from shipyard.statistics import METHODS
 
 
 def parse_window(text: str) -> timedelta:

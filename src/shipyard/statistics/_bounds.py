@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import rel_entr
 
+from shipyard.core.exceptions import InvalidArgumentError
 from shipyard.statistics._stattests import (
     FILL,
     JENSENSHANNON,
@@ -72,16 +73,6 @@ def bin_sorted(sorted_values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.asarray(np.diff(np.r_[0, at, sorted_values.size]), dtype=np.int64)
 
 
-def bin_values(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Counts [below, bins..., above] of an unsorted sample on ``edges`` (last bin closed)."""
-    slots = np.searchsorted(edges, values, side="right")
-    counts = np.bincount(slots, minlength=edges.size + 1).astype(np.int64)
-    on_last_edge = int(np.count_nonzero(values == edges[-1]))
-    counts[-1] -= on_last_edge
-    counts[-2] += on_last_edge
-    return np.asarray(counts, dtype=np.int64)
-
-
 def _slack(low: float, high: float) -> tuple[float, float]:
     """Widen an interval by a rounding allowance (sums of many float terms)."""
     pad = 1e-12 + 1e-9 * max(abs(low), abs(high))
@@ -109,36 +100,87 @@ def wasserstein_interval(ref: Binned, cur: Binned) -> tuple[float, float]:
 def _wasserstein_one_known(binned: Binned, sample: np.ndarray) -> tuple[float, float]:
     """W1 bounds when one side's values are known: only the binned side's CDF ``F`` is free.
 
-    On a cell ``F`` is any monotone function in its band ``[A_lo, A_hi]`` while ``G`` is the
-    exact step function of ``sample``. The smallest integral takes ``F`` as close to ``G``
-    as the band allows (``clip(G, A_lo, A_hi)``, monotone); ``|F - G|`` is convex in ``F``,
-    so the largest is at an extreme point of the band: ``F`` at ``A_lo`` then, from some
-    step of ``G`` on, at ``A_hi``.
+    On a cell ``F`` is any monotone function in its band ``[A_lo, A_hi]`` and ``G`` the
+    exact step function of ``sample``. The smallest ``∫|F - G|`` takes ``F = clip(G, A_lo,
+    A_hi)`` (monotone), i.e. ``∫ dist(G, band)``. ``|F - G|`` is convex in ``F``, so the
+    largest is at a one-step ``F`` (``A_lo``, then ``A_hi``); as ``G`` grows, moving the step
+    gains first less then more, so a constant ``F`` wins: ``max(∫|A_lo - G|, ∫|A_hi - G|)``.
+    Each integral comes from prefix sums over the sorted sample, per cell, in O(cells).
     """
     low_all = min(binned.minimum, float(sample[0]))
     high_all = max(binned.maximum, float(sample[-1]))
-    edges = binned.edges
-    inner = edges[(edges > low_all) & (edges < high_all)]
-    points = np.concatenate((sample, inner, [low_all, high_all]))
-    order = np.argsort(points, kind="stable")  # sorted runs: a merge
-    points = points[order]
-    m = sample.size
-    g = np.cumsum(order < m) / m  # G just after each point (right for the last of ties)
-    passed = np.cumsum((order >= m) & (order < m + inner.size), dtype=np.int64)
-    cell = passed + int(np.searchsorted(edges, low_all, side="right"))
-    lengths = np.diff(points)
-    g, cell = g[:-1], cell[:-1]
-    a = np.r_[0, np.cumsum(binned.counts)] / binned.size
-    a_lo, a_hi = a[cell], a[cell + 1]
-    below = np.abs(a_lo - g) * lengths  # F at the bottom of its band
-    above = np.abs(a_hi - g) * lengths  # F at the top
-    lower = float(np.dot(np.maximum(0.0, np.maximum(a_lo - g, g - a_hi)), lengths))
-    starts = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]])
-    gain = np.cumsum(below - above)
-    before = np.r_[0.0, gain][starts]  # running gain where each cell starts
-    best = np.maximum(np.maximum.reduceat(gain, starts) - before, 0.0)
-    upper = float(above.sum() + best.sum())
+    left = np.maximum(np.r_[-np.inf, binned.edges], low_all)
+    right = np.minimum(np.r_[binned.edges, np.inf], high_all)
+    cum = np.r_[0, np.cumsum(binned.counts)]
+    keep = right > left
+    left, right = left[keep], right[keep]
+    band_lo, band_hi = cum[:-1][keep], cum[1:][keep]  # F * n at the cell's ends
+    gaps = _GapSums(sample)
+    first = np.asarray(np.searchsorted(sample, left, side="right"))  # G * m from left on
+    last = np.asarray(np.searchsorted(sample, right, side="left"))  # G * m just below right
+    n = binned.size
+
+    def integral(lo_count: np.ndarray, hi_count: np.ndarray) -> np.ndarray:
+        """∫ over each cell of the distance from G to [lo_count/n, hi_count/n]."""
+        return gaps.distance(lo_count, hi_count, n, first, last, left, right)
+
+    lower = float(integral(band_lo, band_hi).sum())
+    upper = float(np.maximum(integral(band_lo, band_lo), integral(band_hi, band_hi)).sum())
     return _slack(lower, upper)
+
+
+class _GapSums:
+    """Prefix sums over a sorted sample to integrate functions of its CDF ``G`` quickly."""
+
+    def __init__(self, sample: np.ndarray) -> None:
+        self.sample = sample
+        self.m = sample.size
+        gaps = np.diff(sample)
+        self.length = np.r_[0.0, np.cumsum(gaps)]  # Σ_{s<t} gap_s
+        gaps *= np.arange(1, self.m, dtype=np.float64)
+        self.weighted = np.r_[0.0, np.cumsum(gaps)]  # Σ_{s<t} (s + 1) gap_s
+
+    def distance(
+        self,
+        lo_count: np.ndarray,
+        hi_count: np.ndarray,
+        n: int,
+        first: np.ndarray,
+        last: np.ndarray,
+        left: np.ndarray,
+        right: np.ndarray,
+    ) -> np.ndarray:
+        """Per cell ``[left, right)``: ∫ max(0, lo - G, G - hi) dx with lo, hi = count / n.
+
+        On the cell ``G * m`` is ``first`` up to the first value inside, then steps by one
+        at each value, and is ``last`` after the last value inside; between values s and
+        s+1 (gap s) it is s + 1.
+        """
+        m, sample = self.m, self.sample
+        lo, hi = lo_count / n, hi_count / n
+
+        def dist(k: np.ndarray) -> np.ndarray:
+            g = k / m
+            return np.asarray(np.maximum(0.0, np.maximum(lo - g, g - hi)))
+
+        inside = last > first  # at least one value strictly inside the cell
+        at_first = sample[np.minimum(first, m - 1)]
+        at_last = sample[np.maximum(last - 1, 0)]
+        head = np.where(inside, at_first - left, right - left) * dist(first)
+        tail = np.where(inside, (right - at_last) * dist(last), 0.0)
+        # Gaps first .. last-2: G*m = s+1 <= lo*m below s = floor(lo*m), > hi*m from floor(hi*m).
+        start = np.where(inside, first, 0)
+        stop = np.where(inside, last - 1, 0)
+        under = np.clip((lo_count * m) // n, start, stop)
+        over = np.clip((hi_count * m) // n, start, stop)
+        below = (
+            lo * (self.length[under] - self.length[start])
+            - (self.weighted[under] - self.weighted[start]) / m
+        )
+        above = (self.weighted[stop] - self.weighted[over]) / m - hi * (
+            self.length[stop] - self.length[over]
+        )
+        return np.asarray(head + tail + np.maximum(below, 0.0) + np.maximum(above, 0.0))
 
 
 def ks_interval(ref: Binned, cur: Binned) -> tuple[float, float]:
@@ -223,7 +265,9 @@ def binned_interval(method: str, ref: Binned, cur: Binned, integer: bool) -> tup
         low, high = _box_bounds(_js_term, p_lo, p_hi, q_lo, q_hi)
         return _slack(float(np.sqrt(max(low, 0.0))), float(np.sqrt(max(high, 0.0))))
     if method != PSI:
-        raise ValueError(f"no binned bound for {method!r}")
+        raise InvalidArgumentError(
+            f"Method must be jensenshannon or psi to bound on bins but got {method!r}"
+        )
     p_lo, p_hi = _fill_interval(p_lo, p_hi, p_exact, ref.size)
     q_lo, q_hi = _fill_interval(q_lo, q_hi, q_exact, cur.size)
     return _slack(*_box_bounds(psi_terms, p_lo, p_hi, q_lo, q_hi))

@@ -1,9 +1,12 @@
 """One column's drift test: read both sides, pick Evidently's test, compute the score.
 
-Numeric sides become exact sorted samples (rows, or a profile's kept values) or
-histograms (a profile's fine bins); two exact samples give the exact statistic, anything
-else the interval of :mod:`shipyard.statistics._bounds`. Categorical sides become value
-counts, which is all every categorical test uses, so they are always exact.
+A numeric side is its values (rows, or a profile's kept values expanded), or a
+histogram (a profile's fine bins) with, when the profile kept them, the count of each
+distinct value. Tests that count values (chi-squared, Z, and JS / PSI when the reference
+has at most 20 distinct values) need only those counts; KS, Wasserstein and binned JS /
+PSI are exact from two sides' values and otherwise the midpoint of the interval of
+:mod:`shipyard.statistics._bounds`. A categorical side is its value counts, which is all
+every categorical test uses, so it is always exact.
 """
 
 from __future__ import annotations
@@ -40,13 +43,13 @@ from shipyard.statistics._stattests import (
     PSI,
     WASSERSTEIN,
     Z,
+    align_values,
     default_method,
     distinct_count,
     ks_pvalue,
-    numeric_frequencies,
     score_counts,
+    sturges_counts,
     unique_counts,
-    value_counts_union,
     wasserstein_norm,
 )
 from shipyard.statistics.profile import ColumnProfile, DatasetProfile, require_profile_column
@@ -72,19 +75,26 @@ def column_score(name: str, kind: str, ref: Side, cur: Side, method: str | None)
 
 @dataclass
 class _Numeric:
-    """One side of a numeric column: its exact values (in any order), or a histogram."""
+    """One side of a numeric column: its values (in any order), or a histogram, and, when
+    known, its distinct values with their counts (``atoms``)."""
 
     count: int
     integer: bool
     values: np.ndarray | None = None
     binned: Binned | None = None
+    atoms: tuple[np.ndarray, np.ndarray] | None = None
     profile_std: float | None = None
     is_sorted: bool = False
 
     @property
     def exact(self) -> bool:
-        """Whether every value is known."""
+        """Whether every value is at hand."""
         return self.values is not None
+
+    @property
+    def counted(self) -> bool:
+        """Whether the count of every distinct value is known."""
+        return self.atoms is not None or self.values is not None
 
     def sorted(self) -> np.ndarray:
         """The values sorted (sorted once, on first use)."""
@@ -94,15 +104,23 @@ class _Numeric:
             self.values, self.is_sorted = np.sort(self.values), True
         return self.values
 
+    def value_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct values, ascending, and their counts."""
+        if self.atoms is None:
+            self.atoms = unique_counts(self.sorted())
+        return self.atoms
+
     @property
     def std(self) -> float:
-        """Population standard deviation (of the exact values when there are)."""
+        """Population standard deviation (of the values when at hand)."""
         if self.values is not None:
             return float(np.std(self.values))
         return float(self.profile_std or 0.0)
 
     def few_values(self, limit: int) -> bool:
         """Whether there are at most ``limit`` distinct values (cheap when there are many)."""
+        if self.atoms is not None:
+            return self.atoms[0].size <= limit
         if self.values is None:
             return False  # a profile drops its values only above 1,000 distinct ones
         if not self.is_sorted and np.unique(self.values[:256]).size > limit:
@@ -125,21 +143,24 @@ def _numeric_side(side: Side, name: str, label: str) -> _Numeric:
 
 def _numeric_from_profile(found: ColumnProfile) -> _Numeric:
     integer = found.dtype.startswith(("int", "uint")) and found.nulls == 0
-    if found.frequencies is not None and found.count <= _REBUILD_LIMIT:
+    side = _Numeric(count=found.count, integer=integer, profile_std=found.std)
+    if found.frequencies is not None:
         values = np.array([float(k) for k in found.frequencies], dtype=np.float64)
         counts = np.array(list(found.frequencies.values()), dtype=np.int64)
         order = np.argsort(values)
-        sample = np.repeat(values[order], counts[order])
-        return _Numeric(count=found.count, integer=integer, values=sample, is_sorted=True)
+        side.atoms = values[order], counts[order]
+        if found.count <= _REBUILD_LIMIT:
+            side.values, side.is_sorted = np.repeat(values[order], counts[order]), True
+            return side
     if found.edges is None or found.counts is None:
         raise InvalidArgumentError(f"The profile of column {found.name!r} has no histogram")
-    binned = Binned(
+    side.binned = Binned(
         edges=np.asarray(found.edges, dtype=np.float64),
         counts=np.asarray(found.counts, dtype=np.int64),
         minimum=float(found.minimum if found.minimum is not None else found.edges[0]),
         maximum=float(found.maximum if found.maximum is not None else found.edges[-1]),
     )
-    return _Numeric(count=found.count, integer=integer, binned=binned, profile_std=found.std)
+    return side
 
 
 def _require_values(name: str, count: int, label: str) -> None:
@@ -153,17 +174,21 @@ def _require_values(name: str, count: int, label: str) -> None:
 def _numeric_drift(name: str, ref_side: Side, cur_side: Side, method: str | None) -> Score:
     ref = _numeric_side(ref_side, name, "reference")
     cur = _numeric_side(cur_side, name, "current")
+    chosen = method or default_method(NUMERIC, ref.count, _distinct(ref, cur))
+    by_value = chosen in (CHISQUARE, Z) or (
+        chosen in (JENSENSHANNON, PSI) and ref.few_values(BINNING_VALUES)
+    )
+    if by_value:  # Evidently counts each value: counts are all it takes
+        if not cur.counted:
+            raise InvalidArgumentError(
+                f"Column {name!r}: Evidently's {chosen} counts each value when the reference "
+                f"has at most {BINNING_VALUES} distinct values, and the current profile did "
+                "not keep its values; compare with the current rows instead of its profile"
+            )
+        counts = align_values(ref.value_counts(), cur.value_counts())
+        return chosen, score_counts(chosen, *counts), None
     if ref.exact and cur.exact:
-        chosen = method or default_method(NUMERIC, ref.count, _distinct(ref, cur))
         return chosen, _exact_numeric(chosen, ref, cur), None
-    # At least one side is a histogram with more than 1,000 distinct values.
-    chosen = method or default_method(NUMERIC, ref.count, FEW_VALUES + 1)
-    if chosen in (JENSENSHANNON, PSI) and ref.few_values(BINNING_VALUES):
-        raise InvalidArgumentError(
-            f"Column {name!r}: Evidently's {chosen} counts each value when the reference "
-            f"has at most {BINNING_VALUES} distinct values, and the current profile did not "
-            "keep its values; compare with the current rows instead of its profile"
-        )
     ref_binned, cur_binned = _common_bins(name, ref, cur)
     if chosen == KS:
         low, high = ks_interval(ref_binned, cur_binned)
@@ -180,21 +205,19 @@ def _distinct(ref: _Numeric, cur: _Numeric) -> int:
     """Distinct values of both sides together, exact up to FEW_VALUES + 1."""
     if not (ref.few_values(FEW_VALUES) and cur.few_values(FEW_VALUES)):
         return FEW_VALUES + 1
-    return int(np.union1d(unique_counts(ref.sorted())[0], unique_counts(cur.sorted())[0]).size)
+    return int(np.union1d(ref.value_counts()[0], cur.value_counts()[0]).size)
 
 
 def _exact_numeric(method: str, ref: _Numeric, cur: _Numeric) -> float:
+    """KS, Wasserstein, or JS / PSI on Sturges bins, from the values of both sides."""
     if ref.values is None or cur.values is None:
         raise InvalidArgumentError("Exact statistics need the values of both sides")
     if method == KS:
         return ks_pvalue(ref.values, cur.values)
     if method == WASSERSTEIN:
         return wasserstein_norm(ref.values, cur.values)
-    if method in (CHISQUARE, Z):  # defaults for numeric columns with few values
-        return score_counts(method, *value_counts_union(ref.sorted(), cur.sorted()))
-    integer = ref.integer and cur.integer
-    ref_counts, cur_counts = numeric_frequencies(ref.sorted(), cur.sorted(), integer)
-    return score_counts(method, ref_counts, cur_counts)
+    counts = sturges_counts(ref.sorted(), cur.sorted(), ref.integer and cur.integer)
+    return score_counts(method, *counts)
 
 
 def _common_bins(name: str, ref: _Numeric, cur: _Numeric) -> tuple[Binned, Binned]:

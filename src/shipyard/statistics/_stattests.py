@@ -34,6 +34,7 @@ import numpy as np
 from scipy import stats
 from scipy.spatial import distance
 
+from shipyard.core.exceptions import InvalidArgumentError
 from shipyard.statistics._sources import CATEGORICAL, NUMERIC
 from shipyard.statistics._wasserstein import wasserstein
 
@@ -166,22 +167,22 @@ def histogram_sorted(sorted_values: np.ndarray, edges: np.ndarray) -> np.ndarray
     return np.diff(at).astype(np.int64)
 
 
-def numeric_frequencies(
+def sturges_counts(
     reference: np.ndarray, current: np.ndarray, integer: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Evidently's ``get_binned_data`` counts for a numeric column (sorted samples)."""
-    if distinct_count(reference) > BINNING_VALUES:
-        low = min(reference[0], current[0])
-        high = max(reference[-1], current[-1])
-        edges = sturges_edges(low, high, reference.size + current.size, integer)
-        return histogram_sorted(reference, edges), histogram_sorted(current, edges)
-    return value_counts_union(reference, current)
+    """Evidently's ``get_binned_data`` counts for a numeric column with more than 20 distinct
+    reference values (sorted samples): Sturges bins over both samples."""
+    low = min(reference[0], current[0])
+    high = max(reference[-1], current[-1])
+    edges = sturges_edges(low, high, reference.size + current.size, integer)
+    return histogram_sorted(reference, edges), histogram_sorted(current, edges)
 
 
-def value_counts_union(reference: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Counts of each distinct value of two sorted samples over the union of their values."""
-    ref_values, ref_counts = unique_counts(reference)
-    cur_values, cur_counts = unique_counts(current)
+def align_values(
+    reference: tuple[np.ndarray, np.ndarray], current: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of two (distinct values, counts) pairs over the union of the values, ascending."""
+    (ref_values, ref_counts), (cur_values, cur_counts) = reference, current
     union = np.union1d(ref_values, cur_values)
     ref = np.zeros(union.size, dtype=np.int64)
     cur = np.zeros(union.size, dtype=np.int64)
@@ -223,7 +224,9 @@ def score_counts(method: str, reference: np.ndarray, current: np.ndarray) -> flo
         return float(distance.jensenshannon(p, q))
     if method == PSI:
         return float(np.sum(psi_terms(fill_empty(p), fill_empty(q))))
-    raise ValueError(f"no count-based score for {method!r}")
+    raise InvalidArgumentError(
+        f"Method must be chisquare, z, jensenshannon or psi to score counts but got {method!r}"
+    )
 
 
 def z_pvalue(reference: np.ndarray, current: np.ndarray) -> float:

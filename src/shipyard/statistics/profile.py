@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from shipyard.core.exceptions import InvalidArgumentError, SchemaError
-from shipyard.statistics._bounds import bin_sorted, bin_values
+from shipyard.statistics._bounds import bin_sorted
 from shipyard.statistics._sources import (
     CATEGORICAL,
     NUMERIC,
@@ -40,6 +40,7 @@ from shipyard.statistics._sources import (
     category_counts,
     finite_values,
     infer_kind,
+    is_numeric_type,
     value_type,
 )
 from shipyard.statistics._stattests import distinct_count, unique_counts
@@ -298,7 +299,14 @@ def _plan(
                     f"Column {name!r} is numeric in the edges_from profile and cannot be "
                     "profiled as categorical against it"
                 )
-            source.field(name, "profiled")
+            kind_of = source.field(name, "profiled").type
+            numeric = is_numeric_type(kind_of) and not pa.types.is_dictionary(kind_of)
+            if not (numeric if kind == NUMERIC else can_be_categorical(kind_of)):
+                raise SchemaError(
+                    f"Column {name!r} is {kind} in the edges_from profile but has type "
+                    f"{kind_of} here; give it the same type as in the reference",
+                    column=name,
+                )
             plan.append((name, kind))
         return plan
     explicit = columns is not None
@@ -339,32 +347,40 @@ def profile_column(
             frequencies=counted.as_dict(),
         )
     values = finite_values(column)
-    rows = len(column)
+    rows, count = len(column), int(values.size)
     del column
-    is_sorted = edges is None and values.size > 0
-    counts: np.ndarray | None
-    if is_sorted:
-        values = np.sort(values)
-        chosen = choose_edges(values, bins)
-        counts, edges = bin_sorted(values, chosen), chosen
-        distinct = distinct_count(values)
-    else:
-        counts = bin_values(values, edges) if edges is not None else None
-        distinct = _distinct_unsorted(values)
-    frequencies = _numeric_frequencies(values, distinct, is_sorted)
-    empty = values.size == 0
+    if count == 0:
+        empty_counts = None if edges is None else [0] * (edges.size + 1)
+        return ColumnProfile(
+            name=name,
+            kind=kind,
+            dtype=dtype,
+            count=0,
+            nulls=rows,
+            edges=None if edges is None else edges.tolist(),
+            counts=empty_counts,
+            frequencies={},
+        )
+    mean, std = float(values.mean()), float(values.std())  # in row order, as numpy on rows
+    values = np.sort(values)
+    if edges is None:
+        edges = choose_edges(values, bins)
+    frequencies = None
+    if distinct_count(values) <= EXACT_VALUES_LIMIT:
+        unique, repeats = unique_counts(values + 0.0)  # + 0.0 turns -0.0 into 0.0
+        frequencies = {repr(float(v)): int(c) for v, c in zip(unique, repeats, strict=True)}
     return ColumnProfile(
         name=name,
         kind=kind,
         dtype=dtype,
-        count=int(values.size),
-        nulls=rows - int(values.size),
-        minimum=None if empty else float(values.min()),
-        maximum=None if empty else float(values.max()),
-        mean=None if empty else float(values.mean()),
-        std=None if empty else float(values.std()),
-        edges=None if edges is None else edges.tolist(),
-        counts=None if counts is None else counts.tolist(),
+        count=count,
+        nulls=rows - count,
+        minimum=float(values[0]),
+        maximum=float(values[-1]),
+        mean=mean,
+        std=std,
+        edges=edges.tolist(),
+        counts=bin_sorted(values, edges).tolist(),
         frequencies=frequencies,
     )
 
@@ -376,30 +392,6 @@ def choose_edges(sorted_values: np.ndarray, bins: int) -> np.ndarray:
         return np.array([low - 0.5, high + 0.5])
     at = np.round(np.linspace(0, sorted_values.size - 1, bins + 1)).astype(np.int64)
     return np.unique(np.r_[sorted_values[at], np.linspace(low, high, bins + 1)])
-
-
-def _distinct_unsorted(values: np.ndarray) -> int:
-    """Distinct values, or more than the limit (then the exact number does not matter)."""
-    sample = np.unique(values[: 4 * EXACT_VALUES_LIMIT])
-    if sample.size > EXACT_VALUES_LIMIT:
-        return sample.size
-    counted = category_counts(pa.chunked_array([pa.array(values)]))
-    return len(counted.counts)
-
-
-def _numeric_frequencies(
-    values: np.ndarray, distinct: int, is_sorted: bool
-) -> dict[str, int] | None:
-    if distinct > EXACT_VALUES_LIMIT:
-        return None
-    if is_sorted:
-        unique, counts = unique_counts(values + 0.0)  # + 0.0 turns -0.0 into 0.0
-    else:
-        counted = category_counts(pa.chunked_array([pa.array(values)], type=pa.float64()))
-        order = np.argsort(np.asarray(counted.values.to_numpy(), dtype=np.float64))
-        unique = np.asarray(counted.values.to_numpy(), dtype=np.float64)[order]
-        counts = counted.counts[order]
-    return {repr(float(v)): int(c) for v, c in zip(unique, counts, strict=True)}
 
 
 def _combine_moments(a: ColumnProfile, b: ColumnProfile) -> tuple[float | None, float | None]:
