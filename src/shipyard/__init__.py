@@ -10,6 +10,9 @@ The Python surface mirrors the CLI::
     model.predict(rows)
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from shipyard.core.exceptions import (
     ArtifactIntegrityError,
     ConfigError,
@@ -31,11 +34,27 @@ from shipyard.core.exceptions import (
 from shipyard.core.refs import ModelRef
 from shipyard.core.schema import ColumnSpec, OutputSpec, Signature
 from shipyard.core.settings import Settings
-from shipyard.flavors import LoadedModel
-from shipyard.pipelines import step
-from shipyard.project import Project
+
+if TYPE_CHECKING:
+    from shipyard.flavors import LoadedModel
+    from shipyard.pipelines import step
+    from shipyard.project import Project
 
 __version__ = "0.1.0"
+
+#: Imported on first use, so ``import shipyard.statistics`` (a monitoring job, a benchmark)
+#: does not load the server, the engines and every model library with it.
+_LAZY = {
+    "LoadedModel": "shipyard.flavors",
+    "Project": "shipyard.project",
+    "step": "shipyard.pipelines",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'shipyard' has no attribute {name!r}")
 
 __all__ = [
     "ArtifactIntegrityError",

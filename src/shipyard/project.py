@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
@@ -11,7 +12,9 @@ from shipyard.core.exceptions import ConfigError, ConflictError
 from shipyard.core.refs import is_dataset_ref
 from shipyard.core.settings import CONFIG_FILE, STATE_DIR, Settings, find_project_root
 from shipyard.datasets import Datasets, SourceSettings, parse_sources
+from shipyard.datasets.feedback import FeedbackStore
 from shipyard.datasets.predictions import PredictionStore
+from shipyard.monitoring.results import Results
 from shipyard.monitoring.run import MonitorOutcome, MonitorRequest, profile_reference, run_monitor
 from shipyard.monitoring.settings import load_monitors, project_path
 from shipyard.pipelines.runs import Runs
@@ -113,6 +116,14 @@ class Project:
             work_root=self.settings.state_dir / "batch",
             progress=progress,
         )
+
+    def prune(self, before: datetime) -> dict[str, int]:
+        """Apply retention: batch jobs, prediction datasets, online log rows, ground-truth
+        labels and monitoring reports older than ``before`` (see ``PredictionStore.prune``)."""
+        removed = self.predictions.prune(before)
+        removed["feedback"] = FeedbackStore(self.database).prune(None, before)
+        removed["monitoring"] = Results(self.database).prune(before)
+        return removed
 
     def monitor(self, ref: str, **options: object) -> MonitorOutcome:
         """A monitoring report of ``ref``: drift, quality, performance, alerts; stored.

@@ -145,7 +145,10 @@ def test_predictions_prune(folder: Path) -> None:
         assert shipyard(folder, "predict", "churn", "-i", str(folder / "in.csv"))[0] == 0
     code, out, _ = shipyard(folder, "predictions", "prune", "--older-than-days", "30")
     assert code == 0
-    assert "removed 0 batch jobs, 0 prediction datasets and 0 online log rows older than 30" in out
+    assert (
+        "removed 0 batch jobs, 0 prediction datasets, 0 online log rows, 0 feedback labels and "
+        "0 monitoring reports older than 30"
+    ) in out
 
     config = folder / "shipyard.toml"
     config.write_text(config.read_text() + "\n[predictions]\nretention_days = 30\n")
@@ -158,7 +161,13 @@ def test_predictions_prune(folder: Path) -> None:
     engine.dispose()
     code, out, _ = shipyard(folder, "predictions", "prune", "--json")
     assert code == 0
-    assert json.loads(out) == {"jobs": 1, "datasets": 1, "online": 0}  # the newest stays
+    assert json.loads(out) == {
+        "jobs": 1,
+        "datasets": 1,
+        "online": 0,
+        "feedback": 0,
+        "monitoring": 0,
+    }
     with Project(folder) as project:
         assert [j.dataset for j in project.predictions.jobs()] == ["predictions/churn:2"]
         assert [d.ref for d in project.datasets.versions("predictions/churn")] == [

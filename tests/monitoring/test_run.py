@@ -280,3 +280,20 @@ def test_the_business_value_of_a_labelled_window(tmp_path: Path, trained: Traine
         expected = business_value(project.value, target, proba=proba).metrics()
         assert performance["value"] == pytest.approx(expected)
         assert performance["value"]["net_per_period"] == pytest.approx(expected["net_per_period"])
+
+
+def test_retention_removes_old_reports_and_labels(monitored: Project, tmp_path: Path) -> None:
+    from shipyard.monitoring.results import Results
+
+    same, _ = reference_rows(500, seed=3)
+    monitored.monitor("churn", current=write(same, tmp_path / "w.parquet"))
+    FeedbackStore(monitored.database).add("churn", [Label(1, key="c1"), Label(0, key="c2")])
+    kept = monitored.prune(datetime.now(UTC) - timedelta(days=1))
+    assert (kept["feedback"], kept["monitoring"]) == (0, 0)
+    removed = monitored.prune(datetime.now(UTC) + timedelta(seconds=1))
+    assert (removed["feedback"], removed["monitoring"]) == (2, 1)
+    assert Results(monitored.database).history("churn") == []
+    with monitored.database.engine.connect() as connection:
+        assert (
+            connection.execute(sa.select(sa.func.count()).select_from(MonitorValue)).scalar() == 0
+        )

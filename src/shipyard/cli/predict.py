@@ -187,7 +187,8 @@ def prune(
     as_json: JsonOption = False,
     project: ProjectOption = None,
 ) -> None:
-    """Apply the retention setting: forget old batch jobs, prediction datasets and log rows."""
+    """Apply the retention setting: old batch jobs, prediction datasets, log rows, feedback and
+    monitoring reports."""
     opened = open_project(ctx, project)
     days = (
         older_than_days
@@ -199,11 +200,12 @@ def prune(
             "no retention set: give --older-than-days N or set [predictions] retention_days "
             "in shipyard.toml"
         )
-    removed = opened.predictions.prune(utcnow() - timedelta(days=days))
+    removed = opened.prune(utcnow() - timedelta(days=days))
     if as_json:
         print_json(removed)
         return
     console.print(
-        f"removed {removed['jobs']} batch jobs, {removed['datasets']} prediction datasets and "
-        f"{removed['online']} online log rows older than {days} days"
+        f"removed {removed['jobs']} batch jobs, {removed['datasets']} prediction datasets, "
+        f"{removed['online']} online log rows, {removed['feedback']} feedback labels and "
+        f"{removed['monitoring']} monitoring reports older than {days} days"
     )
