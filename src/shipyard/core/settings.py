@@ -141,10 +141,19 @@ class Settings(_Section):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-            )
-            raise ConfigError(f"{path} has invalid settings: {problems}") from exc
+            raise ConfigError(f"{path} has invalid settings: {problems(exc)}") from exc
+
+
+def problems(exc: ValidationError, whole: str = "table") -> str:
+    """A settings table's validation errors as one line: ``field: reason; field: reason``.
+
+    ``whole`` names an error about the table itself (no field).
+    """
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or whole}: "
+        f"{str(err['msg']).removeprefix('Value error, ')}"
+        for err in exc.errors()
+    )
 
 
 def find_project_root(start: Path) -> Path:

@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shipyard.core.exceptions import ConfigError, DataSourceError
+from shipyard.core.settings import problems
 
 
 class SourceSettings(BaseModel):
@@ -77,11 +78,9 @@ def parse_sources(raw: dict[str, dict[str, Any]]) -> dict[str, SourceSettings]:
         try:
             parsed[name] = SourceSettings.model_validate(table)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'source'}: {err['msg']}"
-                for err in exc.errors()
-            )
-            raise ConfigError(f"[sources.{name}] in shipyard.toml is invalid: {problems}") from exc
+            raise ConfigError(
+                f"[sources.{name}] in shipyard.toml is invalid: {problems(exc, 'source')}"
+            ) from exc
     return parsed
 
 

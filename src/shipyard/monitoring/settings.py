@@ -33,7 +33,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shipyard.core.exceptions import ConfigError, InvalidArgumentError
-from shipyard.core.settings import Settings
+from shipyard.core.settings import Settings, problems
 from shipyard.statistics import METHODS
 
 
@@ -115,21 +115,13 @@ class MonitorConfig(_Table):
         return value
 
 
-def _problems(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'table'}: "
-        f"{str(err['msg']).removeprefix('Value error, ')}"
-        for err in exc.errors()
-    )
-
-
 def load_monitoring(settings: Settings) -> MonitoringConfig:
     """The validated ``[monitoring]`` table (defaults when absent)."""
     try:
         return MonitoringConfig.model_validate(settings.monitoring)
     except ValidationError as exc:
         raise ConfigError(
-            f"[monitoring] in {settings.root / 'shipyard.toml'} is invalid: {_problems(exc)}"
+            f"[monitoring] in {settings.root / 'shipyard.toml'} is invalid: {problems(exc)}"
         ) from exc
 
 
@@ -142,7 +134,7 @@ def load_monitors(settings: Settings) -> dict[str, MonitorConfig]:
         except ValidationError as exc:
             raise ConfigError(
                 f"[monitors.{name}] in {settings.root / 'shipyard.toml'} is invalid: "
-                f"{_problems(exc)}"
+                f"{problems(exc)}"
             ) from exc
     return monitors
 
