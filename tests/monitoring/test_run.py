@@ -297,3 +297,41 @@ def test_retention_removes_old_reports_and_labels(monitored: Project, tmp_path: 
         assert (
             connection.execute(sa.select(sa.func.count()).select_from(MonitorValue)).scalar() == 0
         )
+
+
+def test_a_regression_model_gets_regression_metrics(monitored: Project, tmp_path: Path) -> None:
+    from sklearn.compose import make_column_transformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame, _ = reference_rows(2000, seed=31)
+    price = 3.0 * frame["tenure"] + frame["charges"].fillna(70) + (frame["plan"] == "pro") * 40
+    model = make_pipeline(
+        make_column_transformer(
+            (OneHotEncoder(handle_unknown="ignore"), ["plan"]),
+            (SimpleImputer(), ["charges"]),
+            remainder="passthrough",
+        ),
+        LinearRegression(),
+    ).fit(frame, price)
+    monitored.registry.register(
+        "price", model, input_example=frame.head(5), reference=frame, metrics={"mae": 1.0},
+        trust=True,
+    )  # fmt: skip
+    current, _ = drifted_rows(1000)
+    truth = (
+        3.0 * current["tenure"] + current["charges"].fillna(70) + (current["plan"] == "pro") * 40
+    )
+    path = write(current.assign(price=truth), tmp_path / "prices.parquet")
+    report = monitored.monitor("price", current=path, target="price").report
+    performance = report["performance"]
+    assert performance["task"] == "regression"
+    assert set(performance["metrics"]) == {"mae", "rmse", "mape", "r2"}
+    expected = float(np.abs(model.predict(current[FEATURES]) - truth).mean())
+    assert performance["metrics"]["mae"] == pytest.approx(expected)
+    assert performance["comparison"]["mae"]["baseline"] == 1.0
+    outputs = {c["column"]: c for c in report["prediction_drift"]["columns"]}
+    assert set(outputs) == {"prediction"}
+    assert outputs["prediction"]["kind"] == "numeric"
