@@ -161,8 +161,12 @@ def list_jobs(
         console.print("No batch jobs yet: 'shipyard predict MODEL --input FILE' runs one.")
         return
     grid = Table(title="Batch jobs")
-    for column in ("job", "model", "status", "rows", "reused", "input", "dataset", "started"):
-        grid.add_column(column)
+    # job ids are what --batch and the API take: never cut them; long inputs fold instead
+    grid.add_column("job", no_wrap=True, min_width=16)
+    for column in ("model", "status", "rows", "reused"):
+        grid.add_column(column, no_wrap=True)
+    for column in ("input", "dataset", "started"):
+        grid.add_column(column, overflow="fold")
     for j in jobs:
         grid.add_row(
             j.id,
