@@ -152,6 +152,31 @@ def test_open_input_refuses_mismatched_arguments(local: Project, tmp_path: Path)
         open_input("nope.csv", query=None, datasets=local.datasets, scratch=scratch)
 
 
+def test_csv_reads_empty_fields_as_missing_and_float_features_as_floats(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    rows = ["charges,plan"] + [f"{i},basic" for i in range(2000)] + ["12.5,", ",pro"]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    source = CsvInput(path, block_bytes=4096, column_types={"charges": pa.float64()})
+    table = pa.concat_tables(list(source.tables()))  # the first blocks hold only integers
+    assert table.schema.field("charges").type == pa.float64()
+    assert table.column("charges").to_pylist()[-2:] == [12.5, None]
+    assert table.column("plan").to_pylist()[-2:] == [None, "pro"]  # as pandas reads it
+    inferred = CsvInput(path, block_bytes=4096)
+    with pytest.raises(DataSourceError, match="is not a readable CSV file"):
+        list(inferred.tables())  # what a job without the signature's types would meet
+
+
+def test_a_job_reads_its_float_features_as_floats(
+    local: Project, trained: Trained, tmp_path: Path
+) -> None:
+    frame = customers(400)
+    frame["charges"] = frame["charges"].fillna(70.0).round()  # integers ...
+    frame.loc[399, "charges"] = 70.25  # ... but the last one
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    result = local.predict("churn", str(tmp_path / "in.csv"), chunk_rows=100)
+    assert_scored(local.datasets.read(result.job.dataset or ""), trained[0], frame)
+
+
 # -- every input kind, scored end to end ----------------------------------------------------
 
 

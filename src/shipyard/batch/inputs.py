@@ -181,18 +181,30 @@ class ParquetInput(BatchInput):
 
 @dataclass
 class CsvInput(BatchInput):
-    """A CSV file with a header row, parsed by pyarrow in blocks."""
+    """A CSV file with a header row, parsed by pyarrow in blocks.
+
+    An empty field is a missing value in every column (as pandas reads it). Column types are
+    inferred from the first block, except those given in ``column_types`` (the job passes the
+    model's floating-point features, so a column whose first rows look like integers does
+    not fail on a fraction further down).
+    """
 
     path: Path
     block_bytes: int = 16 << 20
+    column_types: dict[str, pa.DataType] = field(default_factory=dict)
 
     def describe(self) -> str:
         return f"csv:{self.path}"
 
     def tables(self) -> Iterator[pa.Table]:
+        convert = pacsv.ConvertOptions(
+            strings_can_be_null=True, column_types=self.column_types or None
+        )
         try:
             reader = pacsv.open_csv(
-                self.path, read_options=pacsv.ReadOptions(block_size=self.block_bytes)
+                self.path,
+                read_options=pacsv.ReadOptions(block_size=self.block_bytes),
+                convert_options=convert,
             )
             for batch in reader:
                 yield pa.Table.from_batches([batch])
@@ -276,7 +288,14 @@ def check_query(uri: str, query: str | None) -> None:
         raise InvalidArgumentError("--query goes with a database URL as --input, not a file")
 
 
-def open_input(uri: str, *, query: str | None, datasets: Datasets, scratch: Path) -> BatchInput:
+def open_input(
+    uri: str,
+    *,
+    query: str | None,
+    datasets: Datasets,
+    scratch: Path,
+    column_types: dict[str, pa.DataType] | None = None,
+) -> BatchInput:
     """The input named by ``uri`` (a path, ``ZONE/NAME[:V]``, or a database URL with ``query``).
 
     Paths are relative to the current folder.
@@ -304,5 +323,5 @@ def open_input(uri: str, *, query: str | None, datasets: Datasets, scratch: Path
             "with --query"
         )
     if path.is_file() and path.suffix.lower() in (".csv", ".txt"):
-        return CsvInput(path)
+        return CsvInput(path, column_types=dict(column_types or {}))
     return ParquetInput.open(path)

@@ -189,7 +189,10 @@ def _run(
 ) -> JobInfo:
     loaded = registry.load(f"{job.model}:{job.version}")  # a resumed job keeps its version
     scorer = Scorer(loaded, request.keys, job.id)
-    source = open_input(request.input, query=request.query, datasets=datasets, scratch=work_dir)
+    source = open_input(
+        request.input, query=request.query, datasets=datasets, scratch=work_dir,
+        column_types=scorer.float_features(),
+    )  # fmt: skip
     store.update_job(job.id, input=source.describe(), status="running", error="")
     parts_dir = work_dir / "parts"
     parts_dir.mkdir(parents=True, exist_ok=True)

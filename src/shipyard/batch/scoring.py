@@ -82,6 +82,12 @@ class Scorer:
         """The model's version."""
         return int(self.model.version or 0)
 
+    def float_features(self) -> dict[str, pa.DataType]:
+        """The floating-point features, as the Arrow type a text input should read them as."""
+        signature = self.model.signature
+        inputs = signature.inputs if signature is not None else ()
+        return {c.name: pa.float64() for c in inputs if c.dtype.startswith("float")}
+
     def check_columns(self, names: Sequence[str]) -> None:
         """Refuse an input that lacks a feature or key column, naming it."""
         present = set(names)
