@@ -164,12 +164,15 @@ class Project:
         reference = config.reference or None
         if reference is not None and not is_dataset_ref(reference):
             reference = str(project_path(self.settings, reference))
+        report = project_path(self.settings, config.report) if config.report else None
+        if report is not None:  # a folder named in shipyard.toml is the project's to make
+            report.parent.mkdir(parents=True, exist_ok=True)
         return self.monitor(
             config.model,
             reference=reference,
             window=config.window or None,
             monitor=name,
-            report=project_path(self.settings, config.report) if config.report else None,
+            report=report,
         )
 
     def profile(self, ref: str, data: str) -> tuple[VersionInfo, DatasetProfile, str]:

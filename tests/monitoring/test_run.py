@@ -196,7 +196,10 @@ def test_bad_requests_say_what_to_do(monitored: Project, tmp_path: Path, trained
         monitored.monitor("noprofile", current=path)
     with monitored.database.session() as session:  # a version whose profile was lost
         session.execute(sa.delete(ReferenceProfile).where(ReferenceProfile.model == "bare"))
-    with pytest.raises(NotFoundError, match="bare:1 has no reference profile; run 'shipyard"):
+    with pytest.raises(
+        NotFoundError,
+        match="bare:1 has no reference profile; run 'shipyard profile bare:1 --data FILE'",
+    ):
         monitored.monitor("bare", current=path)
 
 

@@ -107,11 +107,44 @@ def parse_rules(configs: Sequence[AlertRuleConfig]) -> list[Rule]:
         rules.append(
             Rule(name, text, quantity, arg, match.group("op"), float(match.group("number")))
         )
+    long = next((r for r in rules if len(r.name) > 128), None)
+    if long is not None:
+        raise ConfigError(
+            f"the alert {long.name[:40]!r}… has a name over 128 characters; give it a shorter "
+            'name = "..."'
+        )
     names = [r.name for r in rules]
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate is not None:
         raise ConfigError(f"two [[monitoring.alerts]] are named {duplicate!r}; name each once")
     return rules
+
+
+#: Names a performance quantity may take (``f1``, ``change(f1)``, ``value(roi)``).
+METRICS = frozenset(
+    {"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "mae", "rmse", "mape", "r2"}
+)
+
+
+def check_rules(rules: Sequence[Rule], columns: Sequence[str], values: Sequence[str]) -> None:
+    """Refuse a rule naming a column the model does not have, or an unknown metric."""
+    for rule in rules:
+        if rule.quantity in ("missing_share", "score", "psi") and rule.argument is not None:
+            known, what = columns, "column"
+        elif rule.quantity == "change":
+            known, what = sorted(METRICS), "metric"
+        elif rule.quantity == "value":
+            known, what = values, "business value"
+        elif rule.quantity not in (*_FLAGS, *_PLAIN):
+            known, what = sorted(METRICS), "metric"
+        else:
+            continue
+        name = rule.argument if rule.argument is not None else rule.quantity
+        if name not in known:
+            raise ConfigError(
+                f"alert {rule.name!r} ({rule.when}) names the {what} {name!r}, which this "
+                f"model's reports do not have; choose from {', '.join(known)}"
+            )
 
 
 def psi_columns(rules: Sequence[Rule]) -> list[str]:
@@ -193,58 +226,66 @@ def _post(url: str, body: Mapping[str, Any], timeout: float) -> bool:
 
 
 class Alerts:
-    """Evaluates rules on reports, keeps their state and sends what changed."""
+    """Evaluates rules on reports, keeps their state and sends what changed.
+
+    State is kept per rule and ``subject``: a monitor (``churn/hourly``) or a model version
+    (``churn:3``), so two versions or two monitors of one model never reset each other's
+    alerts. A change of state is claimed with one conditional ``UPDATE`` before it is sent,
+    so two monitors running at once send it once.
+    """
 
     def __init__(
-        self, database: Database, rules: Sequence[Rule], webhook: str = "", timeout: float = 5.0
+        self,
+        database: Database,
+        rules: Sequence[Rule],
+        webhook: str = "",
+        timeout: float = 5.0,
+        *,
+        subject: str,
     ) -> None:
         self.database = database
         self.rules = list(rules)
         self.webhook = webhook
         self.timeout = timeout
+        self.subject = subject
 
-    def evaluate(self, report: Mapping[str, Any]) -> list[AlertEvent]:
-        """Apply every rule to ``report``; send and record what started or cleared."""
-        model = str(report["model"])
+    def evaluate(self, report: Mapping[str, Any], *, dry_run: bool = False) -> list[AlertEvent]:
+        """Apply every rule to ``report``; send and record what started or cleared.
+
+        ``dry_run`` (a report that is not stored) says what would happen and changes nothing.
+        """
         events = []
+        where = f"{report['model']}:{report.get('version')}"
         for rule in self.rules:
             holds = rule.holds(report)
             value = rule.value(report)
-            active = self._active(rule.name, model)
-            where = f"{model}:{report.get('version')}"
+            active = self._active(rule.name)
             if holds is None:
                 note = f"{rule.name}: not measurable in this report"
                 events.append(AlertEvent(rule.name, rule.when, "unknown", None, note))
-                continue
-            if holds and not active:
-                message = f"[shipyard] {where}: {rule.name} — {rule.when} ({_shown(value)})"
-                delivered = self._send(message, rule, model, report, value, "firing")
-                if delivered:
-                    self._set(rule.name, model, True, value)
-                events.append(AlertEvent(rule.name, rule.when, "fired", value, message, delivered))
-            elif holds:
-                note = f"{rule.name}: still holds ({_shown(value)})"
-                events.append(AlertEvent(rule.name, rule.when, "active", value, note))
-            elif active:
-                message = f"[shipyard] {where}: {rule.name} resolved ({_shown(value)})"
-                delivered = self._send(message, rule, model, report, value, "resolved")
-                if delivered:
-                    self._set(rule.name, model, False, value)
-                events.append(
-                    AlertEvent(rule.name, rule.when, "resolved", value, message, delivered)
-                )
+            elif holds == active:
+                state, note = ("active", "still holds") if holds else ("quiet", "")
+                shown = f"{rule.name}: {note} ({_shown(value)})" if note else ""
+                events.append(AlertEvent(rule.name, rule.when, state, value, shown))
             else:
-                events.append(AlertEvent(rule.name, rule.when, "quiet", value, ""))
+                state = "fired" if holds else "resolved"
+                text = f"{rule.when} ({_shown(value)})" if holds else f"resolved ({_shown(value)})"
+                message = f"[shipyard] {where}: {rule.name} — {text}"
+                if dry_run:
+                    events.append(AlertEvent(rule.name, rule.when, state, value,
+                                             f"{message} (not sent: the report is not stored)",
+                                             delivered=False))  # fmt: skip
+                    continue
+                if not self._claim(rule.name, holds, value):  # another monitor just did
+                    continue
+                delivered = self._send(message, rule, report, value, state)
+                if not delivered:  # back as it was: the next run sends it again
+                    self._claim(rule.name, not holds, value)
+                events.append(AlertEvent(rule.name, rule.when, state, value, message, delivered))
         return events
 
     def _send(
-        self,
-        message: str,
-        rule: Rule,
-        model: str,
-        report: Mapping[str, Any],
-        value: float | None,
-        state: str,
+        self, message: str, rule: Rule, report: Mapping[str, Any], value: float | None, state: str
     ) -> bool:
         logger.warning(message)
         if not self.webhook:
@@ -254,43 +295,51 @@ class Alerts:
             "shipyard": {
                 "rule": rule.name,
                 "when": rule.when,
-                "state": state,
-                "model": model,
+                "state": "firing" if state == "fired" else state,
+                "model": report["model"],
                 "version": report.get("version"),
+                "subject": self.subject,
                 "value": value,
                 "computed_at": report.get("computed_at"),
             },
         }
         return _post(self.webhook, body, self.timeout)
 
-    def _active(self, rule: str, model: str) -> bool:
+    def _active(self, rule: str) -> bool:
         query = sa.select(AlertState.active).where(
-            AlertState.rule == rule, AlertState.model == model
+            AlertState.rule == rule, AlertState.model == self.subject
         )
         with self.database.session() as session:
             return bool(session.scalar(query))
 
-    def _set(self, rule: str, model: str, active: bool, value: float | None) -> None:
+    def _claim(self, rule: str, active: bool, value: float | None) -> bool:
+        """Move the rule to ``active`` if it is not there yet; False if someone else did."""
         now = utcnow()
-        for attempt in range(2):
-            try:
-                with self.database.session() as session:
-                    row = session.scalar(
-                        sa.select(AlertState).where(
-                            AlertState.rule == rule, AlertState.model == model
-                        )
+        changed = (
+            sa.update(AlertState)
+            .where(
+                AlertState.rule == rule,
+                AlertState.model == self.subject,
+                AlertState.active.is_not(active),
+            )
+            .values(active=active, value=value, since=now if active else None, updated_at=now)
+        )
+        try:
+            with self.database.session() as session:
+                if session.execute(changed).rowcount:  # type: ignore[attr-defined]
+                    return True
+                exists = session.scalar(
+                    sa.select(AlertState.id).where(
+                        AlertState.rule == rule, AlertState.model == self.subject
                     )
-                    if row is None:
-                        row = AlertState(rule=rule, model=model, active=active)
-                        session.add(row)
-                    row.active = active
-                    row.value = value
-                    row.since = now if active else None
-                    row.updated_at = now
-                return
-            except IntegrityError:  # another monitor created the row at the same instant
-                if attempt == 1:
-                    raise
+                )
+                if exists is not None or not active:
+                    return False
+                session.add(AlertState(rule=rule, model=self.subject, active=True, value=value,
+                                       since=now, updated_at=now))  # fmt: skip
+            return True
+        except IntegrityError:  # another monitor created the row at the same instant
+            return False
 
     def states(self) -> list[dict[str, Any]]:
         """Every rule's stored state."""

@@ -17,24 +17,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from shipyard.core.exceptions import InvalidArgumentError, NotFoundError, SchemaError
 from shipyard.core.schema import PREDICTION, Signature, proba_column
 from shipyard.core.settings import Settings
 from shipyard.datasets import Datasets
-from shipyard.datasets.feedback import FeedbackStore
 from shipyard.datasets.predictions import PredictionStore
-from shipyard.monitoring.alerts import Alerts, parse_rules, psi_columns
+from shipyard.monitoring.alerts import Alerts, check_rules, parse_rules, psi_columns
 from shipyard.monitoring.distributions import distributions
 from shipyard.monitoring.results import Results, history_points
 from shipyard.monitoring.settings import describe, load_monitoring, parse_window
+from shipyard.monitoring.truth import labelled_rows, window_performance
 from shipyard.monitoring.windows import (
     META_COLUMNS,
     Window,
@@ -47,11 +46,13 @@ from shipyard.monitoring.windows import (
 from shipyard.registry import Registry, VersionInfo
 from shipyard.registry.profiles import categorical_columns, with_outputs
 from shipyard.statistics.drift import DriftOptions, DriftReport, compare
-from shipyard.statistics.performance import compare_to_baseline, performance
 from shipyard.statistics.profile import DatasetProfile, profile
 from shipyard.statistics.quality import check_quality
 from shipyard.store import Database
-from shipyard.value import ValueSettings, business_value
+from shipyard.value import METRIC_NAMES, ValueSettings
+
+#: What ``value(NAME)`` alert rules may name.
+VALUE_NAMES = (*METRIC_NAMES, "uplift_per_period")
 
 
 @dataclass(frozen=True)
@@ -106,22 +107,21 @@ def run_monitor(
             f"no rows to monitor in {current.description}; serve the model and send it "
             "requests, widen --window, or pass --current FILE"
         )
+    outputs_known = [PREDICTION]
+    if signature.outputs is not None and signature.outputs.classes is not None:
+        outputs_known += [proba_column(c) for c in signature.outputs.classes]
+    check_rules(rules, [*signature.columns, *outputs_known], VALUE_NAMES)
     loaded = registry.load(f"{info.name}:{info.version}")
-    frame = current.frame
-    notes: list[str] = []
-    if PREDICTION not in frame.columns and set(signature.columns) <= set(frame.columns):
-        try:
-            scored = with_outputs(loaded, frame).drop(columns=signature.columns)
-            frame = pd.concat([frame, scored], axis=1)
-        except SchemaError as exc:  # the quality section says what is wrong with the rows
-            notes.append(f"the current rows could not be scored, so no prediction drift: {exc}")
+    key = request.key or current.key
+    frame, notes = _scored(current.frame, signature, loaded)
     reference, reference_text, reference_rows = _reference(request, info, registry, datasets)
     if isinstance(reference, pd.DataFrame) and PREDICTION not in reference.columns:
         reference = with_outputs(loaded, reference)
-    features = [c for c in signature.columns if c in frame.columns]
-    outputs = [c for c in output_columns(frame) if _has(reference, c)]
     classifier = signature.outputs is not None and signature.outputs.classes is not None
     categorical = categorical_columns(signature, frame, classifier=classifier)
+    features, skipped = _testable(frame, signature, categorical)
+    notes += skipped
+    outputs = [c for c in output_columns(frame) if _has(reference, c)]
     options = DriftOptions(
         methods=config.methods,
         thresholds=config.thresholds,
@@ -129,27 +129,28 @@ def run_monitor(
         categorical=categorical,
     )
     current_outputs = numeric_outputs(frame)
-    drift = compare(reference, frame[features], options, columns=features)
+    inputs = _numbers(frame[features], signature)
+    drift = compare(reference, inputs, options, columns=features)
     prediction = (
         compare(reference, current_outputs[outputs], options, columns=outputs) if outputs else None
     )
     psi: dict[str, float] = {}
     for column in psi_columns(rules):
         if column in features or column in outputs:
-            data = frame if column in features else current_outputs
+            data = inputs if column in features else current_outputs
             only = DriftOptions(methods={column: "psi"}, categorical=categorical)
             psi[column] = (
                 compare(reference, data[[column]], only, columns=[column]).columns[0].score
             )
     quality = check_quality(
         frame,
-        signature,
-        reference_categories=_categories(reference, categorical, features),
+        _with_reference_ranges(signature, reference),
+        reference_categories=_categories(reference, categorical, signature.columns),
         previous_columns=_previous_dtypes(Results(database), info.name),
-        ignore=META_COLUMNS
-        | set(output_columns(frame))
-        | {request.key or current.key or "", request.target or ""},
+        ignore=META_COLUMNS | set(output_columns(frame)) | {key or "", request.target or ""},
     )
+    truth = labelled_rows(frame, info.name, database, key=key, target=request.target)
+    measured = window_performance(truth, info, signature, value, current.description)
     now = datetime.now(UTC)
     report: dict[str, Any] = {
         "model": info.name,
@@ -165,9 +166,7 @@ def run_monitor(
         **_drift_part(drift),
         "prediction_drift": _drift_part(prediction) if prediction is not None else None,
         "quality": quality.to_dict(),
-        "performance": _performance(
-            request, request.key or current.key, info, signature, frame, database, value
-        ),
+        "performance": measured,
         "psi": psi,
         "settings": describe(config),
         "notes": notes,
@@ -178,9 +177,9 @@ def run_monitor(
         plotted += [c["column"] for c in report["prediction_drift"]["columns"] if c["drifted"]]
     merged = pd.concat([frame[features], current_outputs[outputs]], axis=1)
     shapes = distributions(reference, merged, plotted, categorical)
-    report["alerts"] = [
-        e.to_dict() for e in Alerts(database, rules, config.webhook).evaluate(report)
-    ]
+    subject = f"{info.name}/{request.monitor}" if request.monitor else info.ref
+    alerts = Alerts(database, rules, config.webhook, subject=subject)
+    report["alerts"] = [e.to_dict() for e in alerts.evaluate(report, dry_run=not request.save)]
     outcome = MonitorOutcome(report, shapes)
     results = Results(database)
     if request.save:
@@ -191,6 +190,87 @@ def run_monitor(
         history = history_points(results.history(info.name)) if request.save else []
         outcome.html = write_report(request.report, report, shapes, history)
     return outcome
+
+
+def _scored(
+    frame: pd.DataFrame, signature: Signature, loaded: Any
+) -> tuple[pd.DataFrame, list[str]]:
+    """The window with the model's outputs (scored here when it has none), and notes."""
+    if PREDICTION in frame.columns:
+        return frame, []
+    missing = [c for c in signature.columns if c not in frame.columns]
+    if missing:
+        return frame, [
+            f"no prediction drift: the current rows lack {', '.join(missing)}, so the model "
+            "cannot score them"
+        ]
+    try:
+        scored = with_outputs(loaded, frame).drop(columns=signature.columns)
+    except SchemaError as exc:  # the quality section says what is wrong with the rows
+        return frame, [f"the current rows could not be scored, so no prediction drift: {exc}"]
+    return pd.concat([frame, scored], axis=1), []
+
+
+def _testable(
+    frame: pd.DataFrame, signature: Signature, categorical: frozenset[str]
+) -> tuple[list[str], list[str]]:
+    """The input columns whose drift can be tested, and notes on the others."""
+    present = [c for c in signature.columns if c in frame.columns]
+    if not present:
+        raise SchemaError(
+            f"the current data has none of the model's input columns "
+            f"({', '.join(signature.columns)}); its columns: "
+            f"{', '.join(map(str, frame.columns))}. To monitor a batch job's predictions, "
+            "pass --batch JOB (its input is read beside them)"
+        )
+    notes = [f"{c}: not in the current rows (see quality)" for c in signature.columns
+             if c not in frame.columns]  # fmt: skip
+    testable = []
+    for column in present:
+        values = frame[column]
+        if signature.column(column).is_numeric and column not in categorical:
+            values = pd.to_numeric(values, errors="coerce")
+        if values.notna().any():
+            testable.append(column)
+        else:
+            notes.append(f"{column}: no value in the current rows, so no drift test (see quality)")
+    return testable, notes
+
+
+def _numbers(frame: pd.DataFrame, signature: Signature) -> pd.DataFrame:
+    """Numeric inputs as numbers: the log's JSON and text files may carry them as objects."""
+    out = frame.copy()
+    for column in out.columns:
+        if signature.column(column).is_numeric and out[column].dtype == object:
+            out[column] = pd.to_numeric(out[column], errors="coerce")
+    return out
+
+
+def _with_reference_ranges(
+    signature: Signature, reference: pd.DataFrame | DatasetProfile
+) -> Signature:
+    """The signature with each numeric input's range taken from the reference rows.
+
+    The signature's own range is the input example's (often a few rows): the reference's
+    is what "out of range" should mean for a window.
+    """
+    specs = []
+    for spec in signature.inputs:
+        low = high = None
+        if spec.is_numeric and isinstance(reference, DatasetProfile):
+            column = reference.columns.get(spec.name)
+            if column is not None:
+                low, high = column.minimum, column.maximum
+        elif (
+            spec.is_numeric
+            and isinstance(reference, pd.DataFrame)
+            and spec.name in reference.columns
+        ):
+            values = pd.to_numeric(reference[spec.name], errors="coerce")
+            if values.notna().any():
+                low, high = float(values.min()), float(values.max())
+        specs.append(replace(spec, minimum=low, maximum=high) if low is not None else spec)
+    return Signature(tuple(specs), signature.outputs)
 
 
 def _signature(info: VersionInfo) -> Signature:
@@ -254,8 +334,8 @@ def _reference(
     stored = registry.profiles.latest(info.name, info.version)
     if stored is None:
         raise NotFoundError(
-            f"{info.name}:{info.version} has no reference profile; run 'shipyard monitor "
-            f"profile {info.name}:{info.version} --data FILE' with its training or evaluation "
+            f"{info.name}:{info.version} has no reference profile; run 'shipyard profile "
+            f"{info.name}:{info.version} --data FILE' with its training or evaluation "
             "rows, or pass --reference FILE"
         )
     record, data = stored
@@ -297,86 +377,6 @@ def _drift_part(drift: DriftReport) -> dict[str, Any]:
         "share_threshold": data["share_threshold"],
         "columns": data["columns"],
     }
-
-
-def _truth(
-    request: MonitorRequest, key: str | None, model: str, frame: pd.DataFrame, database: Database
-) -> pd.DataFrame:
-    """The rows of ``frame`` that have ground truth, with a ``label`` column."""
-    if request.target is not None:
-        if request.target not in frame.columns:
-            raise SchemaError(
-                f"--target {request.target!r} is not a column of the current data; its "
-                f"columns: {', '.join(map(str, frame.columns))}",
-                column=request.target,
-            )
-        return frame.assign(label=frame[request.target]).dropna(subset=["label"])
-    labels = FeedbackStore(database).read(model)
-    if labels.empty:
-        return frame.iloc[:0].assign(label=[])
-    if key is not None:
-        if key not in frame.columns:
-            raise SchemaError(
-                f"--key {key!r} is not a column of the current data; its columns: "
-                f"{', '.join(map(str, frame.columns))}",
-                column=key,
-            )
-        keyed = labels[labels["key"] != ""][["key", "label"]].drop_duplicates("key", keep="last")
-        joined = frame.assign(key=frame[key].astype(str))
-        return joined.merge(keyed, on="key", how="inner")
-    if "request_id" in frame.columns:
-        online = labels[labels["request_id"] != ""][["request_id", "row", "label"]]
-        return frame.merge(online, on=["request_id", "row"], how="inner")
-    return frame.iloc[:0].assign(label=[])
-
-
-def _performance(
-    request: MonitorRequest,
-    key: str | None,
-    info: VersionInfo,
-    signature: Signature,
-    frame: pd.DataFrame,
-    database: Database,
-    value: ValueSettings | None,
-) -> dict[str, Any] | None:
-    truth = _truth(request, key, info.name, frame, database)
-    if truth.empty or PREDICTION not in truth.columns:
-        return None
-    classes = signature.outputs.classes if signature.outputs is not None else None
-    y_true, y_pred = truth["label"].to_numpy(), truth[PREDICTION].to_numpy()
-    proba = None
-    task: Literal["classification", "regression"]
-    if classes is not None:
-        task = "classification"
-        names = [proba_column(c) for c in classes]
-        if all(n in truth.columns for n in names):
-            proba = truth[names].to_numpy(dtype=np.float64)
-        # labels arrive as JSON values (feedback, the log): read them as the classes' type
-        kind, dtype = type(classes[0]), np.asarray(classes).dtype
-        y_true = np.asarray([kind(v) for v in y_true]).astype(dtype)
-        y_pred = np.asarray([kind(v) for v in y_pred]).astype(dtype)
-    else:
-        task = "regression"
-        y_true, y_pred = y_true.astype(np.float64), y_pred.astype(np.float64)
-    try:
-        measured = performance(task, y_true, y_pred, proba=proba, classes=classes)
-    except InvalidArgumentError as exc:
-        return {"task": task, "rows": len(truth), "error": exc.message}
-    part: dict[str, Any] = measured.to_dict()
-    baseline = {k: v for k, v in info.metrics.items() if k in measured.metrics}
-    part["baseline"] = baseline
-    part["comparison"] = compare_to_baseline(measured.metrics, baseline)
-    part["value"] = None
-    if value is not None:
-        try:
-            positive = proba[:, -1] if proba is not None and proba.shape[1] == 2 else None
-            worth = business_value(value, y_true.astype(np.float64) if task == "regression"
-                                   else y_true.astype(int), y_pred if positive is None else None,
-                                   proba=positive)  # fmt: skip
-            part["value"] = worth.metrics()
-        except (InvalidArgumentError, ValueError, TypeError) as exc:
-            part["value"] = {"error": str(getattr(exc, "message", exc))}
-    return part
 
 
 def profile_reference(

@@ -4,7 +4,7 @@ A profile (:class:`~shipyard.statistics.profile.DatasetProfile`) summarises ever
 column of the reference data and the model's outputs on it (``prediction`` and, for
 classifiers, one ``proba_<class>`` column per class) in a few kilobytes, so a window is
 monitored without the raw reference. One is stored when a version is registered (from the
-``reference`` rows, else the input example) and on demand (``shipyard monitor profile``);
+``reference`` rows, else the input example) and on demand (``shipyard profile``);
 the newest profile of a version is the one used.
 
 The profile's JSON is a blob of the artifact store; ``reference_profiles`` indexes it.
@@ -56,7 +56,12 @@ def categorical_columns(
 ) -> frozenset[str]:
     """Columns monitored as categories: the signature's text, category and boolean inputs,
     text columns, and a classifier's predicted label."""
-    names: set[str] = {str(c) for c in frame.columns if frame[c].dtype == object}
+    numeric = {c.name for c in signature.inputs if c.is_numeric} if signature is not None else set()
+    # a numeric input arrives as objects when a window has only nulls (or text) in it: it
+    # stays numeric, and the window's quality says what is wrong with it
+    names: set[str] = {
+        str(c) for c in frame.columns if frame[c].dtype == object and str(c) not in numeric
+    }
     if signature is not None:
         names |= {c.name for c in signature.inputs if not c.is_numeric}
     if classifier:
@@ -92,7 +97,9 @@ class Profiles:
     def build(self, loaded: LoadedModel, frame: pd.DataFrame) -> DatasetProfile:
         """The profile of ``frame`` (reference rows) and of ``loaded``'s outputs on it."""
         data = with_outputs(loaded, frame)
-        classifier = loaded.has_proba and loaded.classes is not None
+        # the same rule as the signature's outputs (``OutputSpec.classes``): a model with
+        # classes is a classifier, with or without probabilities
+        classifier = loaded.classes is not None
         chosen = categorical_columns(loaded.signature, data, classifier=classifier)
         return profile(data, categorical=chosen)
 
