@@ -124,7 +124,6 @@ report = "reports/churn.html"
         from tests.monitoring.test_run import log_requests
 
         reference_rows(2000)[0].to_parquet(root / "reference.parquet")
-        (root / "reports").mkdir()
         log_requests(project, drifted_rows(300)[0], trained, rows_each=5)
         schedules = project.monitor_schedules()
         assert list(schedules) == ["monitor:hourly"]
