@@ -164,3 +164,24 @@ def test_gauges_of_the_newest_report_on_metrics(monitored: Project, tmp_path: Pa
     assert 'shipyard_data_quality{feature="plan",metric="missing_share",model="churn"}' in lines
     assert 0.0 < lines['shipyard_model_performance{metric="accuracy",model="churn"}'] <= 1.0
     assert 'shipyard_monitor_last_run_timestamp_seconds{model="churn"}' in lines
+
+
+def test_a_quiet_hour_is_not_a_failed_monitor(tmp_path: Path, trained: Trained) -> None:
+    toml = '[monitors.quiet]\nmodel = "churn"\ncron = "0 * * * *"\nwindow = "1h"\n'
+    root = tmp_path / "quiet"
+    settings = make_settings(root, f"sqlite:///{root / 'meta.db'}", toml)
+    with Project(settings=settings) as project:
+        register_with_reference(project, trained)
+        start = datetime(2026, 12, 1, 0, 30, tzinfo=UTC)
+        clock = Clock(start)
+        scheduler = Scheduler(
+            project.settings, project.database, build_launcher(project),
+            schedules=project.monitor_schedules(), clock=clock,
+        )  # fmt: skip
+        scheduler.tick()
+        clock.now = start + timedelta(minutes=30, seconds=5)
+        assert scheduler.tick() == ["monitor:quiet"]
+        scheduler.wait()
+        scheduler.close()
+        assert [f.status for f in scheduler.fires] == ["succeeded"]  # nothing logged: no report
+        assert Results(project.database).history("churn") == []

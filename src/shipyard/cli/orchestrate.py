@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 
 from shipyard.cli.context import Group, ProjectOption, open_project
-from shipyard.core.exceptions import ConfigError
+from shipyard.core.exceptions import ConfigError, EmptyWindowError
 from shipyard.pipelines.airflow import default_executable, export_airflow, project_pipelines
 from shipyard.pipelines.resolve import pipeline_names
 from shipyard.pipelines.runs import FAILED, KILLED, SUCCEEDED
@@ -40,7 +40,11 @@ def build_launcher(project: Project) -> Launch:
     def launch(name: str) -> str:
         if not name.startswith(MONITOR_PREFIX):
             return pipelines(name)
-        outcome = project.run_monitor(name.removeprefix(MONITOR_PREFIX))
+        try:
+            outcome = project.run_monitor(name.removeprefix(MONITOR_PREFIX))
+        except EmptyWindowError as exc:  # a quiet hour is not a failure: nothing to report
+            console.print(f"{escape(name)}: {escape(exc.message)}")
+            return SUCCEEDED
         fired = [a["message"] for a in outcome.report.get("alerts", []) if a["state"] == "fired"]
         for message in fired:
             err_console.print(escape(message))

@@ -10,6 +10,7 @@ failures in one place (the CLI prints one line, the server one JSON body)::
     ├── DataSourceError (502)          a data source (file, database, URL) could not be read
     ├── InvalidReferenceError (400)    "churn@@x" is not a model reference
     ├── NotFoundError (404)            a model, version or alias does not exist
+    │   └── EmptyWindowError (404)     a monitoring window holds no rows
     ├── ConflictError (409)            the action clashes with the current state
     │   └── GateFailedError (409)      a stage gate refused a promotion
     ├── SchemaError (422)              input does not match a model's signature
@@ -73,6 +74,10 @@ class NotFoundError(ShipyardError):
     """A registered model, version, alias or artifact does not exist."""
 
     status_code = 404
+
+
+class EmptyWindowError(NotFoundError):
+    """A monitoring window holds no rows (a quiet hour, or a window outside the log)."""
 
 
 class ConflictError(ShipyardError):

@@ -24,7 +24,12 @@ from typing import Any
 
 import pandas as pd
 
-from shipyard.core.exceptions import InvalidArgumentError, NotFoundError, SchemaError
+from shipyard.core.exceptions import (
+    EmptyWindowError,
+    InvalidArgumentError,
+    NotFoundError,
+    SchemaError,
+)
 from shipyard.core.schema import PREDICTION, Signature, proba_column
 from shipyard.core.settings import Settings
 from shipyard.datasets import Datasets
@@ -103,7 +108,7 @@ def run_monitor(
     signature = _signature(info)
     current = _current(request, info, database, datasets, config.window)
     if not current.rows:
-        raise NotFoundError(
+        raise EmptyWindowError(
             f"no rows to monitor in {current.description}; serve the model and send it "
             "requests, widen --window, or pass --current FILE"
         )
