@@ -300,6 +300,7 @@ class Feedback(Base):
     __tablename__ = "feedback"
     __table_args__ = (
         sa.UniqueConstraint("model", "request_id", "row", "key", name="uq_feedback_prediction"),
+        sa.Index("ix_feedback_model_received_at", "model", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

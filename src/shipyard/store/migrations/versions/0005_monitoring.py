@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_feedback")),
         sa.UniqueConstraint("model", "request_id", "row", "key", name="uq_feedback_prediction"),
     )
+    op.create_index("ix_feedback_model_received_at", "feedback", ["model", "received_at"])
     op.create_table(
         "monitor_results",
         sa.Column("id", sa.Integer(), nullable=False),
