@@ -7,11 +7,14 @@ models, metrics, the dataset and predictions stores — lives on ``app.state``; 
 global, so tests build as many apps as they like. Routes:
 
 - ``/health/live`` (always 200) and ``/health/ready`` (503 until every model is warm);
-- ``/metrics`` (Prometheus);
+- ``/metrics`` (Prometheus: serving metrics and the newest monitoring report of each model,
+  :mod:`shipyard.serving.monitor_metrics`);
 - the native protocol under ``/v1`` (:mod:`shipyard.serving.native`);
 - the exposure API under ``/v1`` (:mod:`shipyard.serving.exposure`): stored predictions
   (``/v1/predictions``, ``/v1/predictions/jobs``) and dataset versions and their rows
   (``/v1/datasets/...``), read from ``app.state.predictions`` and ``app.state.datasets``;
+- ``POST /v1/feedback`` (:mod:`shipyard.serving.feedback`): ground truth for logged or batch
+  predictions, for monitoring;
 - MLflow's scoring protocol: ``/invocations``, ``/ping``, ``/health``, ``/version``
   (:mod:`shipyard.serving.mlflow_protocol`).
 """
