@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from tests.batch.support import Trained, assert_scored, customers, write_parquet_folder
 
+import shipyard.batch.inputs as inputs_module
 from shipyard import Project
 from shipyard.batch.inputs import (
     BatchInput,
@@ -167,12 +168,14 @@ def test_csv_reads_empty_fields_as_missing_and_float_features_as_floats(tmp_path
 
 
 def test_a_job_reads_its_float_features_as_floats(
-    local: Project, trained: Trained, tmp_path: Path
+    local: Project, trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(inputs_module, "CSV_BLOCK_BYTES", 4096)  # many blocks in 400 rows
     frame = customers(400)
-    frame["charges"] = frame["charges"].fillna(70.0).round()  # integers ...
-    frame.loc[399, "charges"] = 70.25  # ... but the last one
-    frame.to_csv(tmp_path / "in.csv", index=False)
+    frame["charges"] = frame["charges"].fillna(70.0).round()
+    frame.loc[399, "charges"] = 70.25
+    text = [str(int(v)) for v in frame["charges"][:399]] + ["70.25"]  # "70", not "70.0"
+    frame.assign(charges=text).to_csv(tmp_path / "in.csv", index=False)
     result = local.predict("churn", str(tmp_path / "in.csv"), chunk_rows=100)
     assert_scored(local.datasets.read(result.job.dataset or ""), trained[0], frame)
 

@@ -179,6 +179,10 @@ class ParquetInput(BatchInput):
         return state
 
 
+#: Bytes pyarrow parses per CSV block (a job's chunks are cut from these).
+CSV_BLOCK_BYTES = 16 << 20
+
+
 @dataclass
 class CsvInput(BatchInput):
     """A CSV file with a header row, parsed by pyarrow in blocks.
@@ -190,7 +194,7 @@ class CsvInput(BatchInput):
     """
 
     path: Path
-    block_bytes: int = 16 << 20
+    block_bytes: int = CSV_BLOCK_BYTES
     column_types: dict[str, pa.DataType] = field(default_factory=dict)
 
     def describe(self) -> str:
@@ -323,5 +327,5 @@ def open_input(
             "with --query"
         )
     if path.is_file() and path.suffix.lower() in (".csv", ".txt"):
-        return CsvInput(path, column_types=dict(column_types or {}))
+        return CsvInput(path, CSV_BLOCK_BYTES, dict(column_types or {}))
     return ParquetInput.open(path)

@@ -249,10 +249,11 @@ class FeedbackStore:
         frame["received_at"] = pd.to_datetime(frame["received_at"], utc=True)
         return frame
 
-    def _labels(self, model: str, column: str, values: Iterable[str]) -> dict[Any, Any]:
+    def lookup(self, model: str, column: str, values: Iterable[str]) -> dict[Any, Any]:
         """The labels of ``model`` whose ``column`` (request_id or key) is one of ``values``.
 
         Keyed by request id → {row: label} for ``request_id``, by key → label for ``key``.
+        Only the labels asked for are read (``IN`` lists, or one scan past ``_IN_MAX``).
         """
         wanted = sorted({v for v in values if v})
         if not wanted:
@@ -300,7 +301,7 @@ class FeedbackStore:
             log = log[log["model"] == model]
         if "shadow" in log.columns:
             log = log[log["shadow"].astype(bool) == shadow]
-        labels = self._labels(model, "request_id", log["request_id"].astype(str))
+        labels = self.lookup(model, "request_id", log["request_id"].astype(str))
         out: dict[tuple[str, int], dict[str, Any]] = {}
         if labels:
             log = log[log["request_id"].isin(list(labels))]
@@ -330,12 +331,14 @@ class FeedbackStore:
         frame["at"] = pd.to_datetime(frame["at"], utc=True)
         return frame.sort_values(["at", "row"], kind="stable", ignore_index=True)
 
-    def batch_truth(self, model: str, predictions: pd.DataFrame, key: str) -> pd.DataFrame:
-        """The rows of a batch ``predictions`` frame that have a label, with a ``label`` column.
+    def batch_truth(
+        self, model: str, predictions: pd.DataFrame, key: str, *, label: str = "label"
+    ) -> pd.DataFrame:
+        """The rows of a batch ``predictions`` frame that have a label, in a ``label`` column.
 
         ``key`` is the column the labels' keys are values of: the job's first key column, or
         ``row_id`` for a job without keys; rows match on its value as text (``str``). The
-        rows keep their order and index.
+        rows keep their order and index. ``label`` names the added column.
         """
         _require(
             predictions,
@@ -343,16 +346,16 @@ class FeedbackStore:
             "predictions",
             "pass key= the job's first key column, or 'row_id' for a job scored without keys",
         )
-        if "label" in predictions.columns:
+        if label in predictions.columns:
             raise InvalidArgumentError(
-                "the predictions have a 'label' column already; rename or drop it first, "
-                "batch_truth adds the stored labels as 'label'"
+                f"the predictions have a {label!r} column already; rename or drop it first, "
+                f"or pass label= another name: batch_truth adds the stored labels as {label!r}"
             )
         keys = predictions[key].astype(str)
-        labels = self._labels(model, "key", keys.unique().tolist())
+        labels = self.lookup(model, "key", keys.unique().tolist())
         mask = keys.isin(list(labels))
         out = predictions[mask.to_numpy()].copy()
-        out["label"] = pd.Series(
+        out[label] = pd.Series(
             [labels[k] for k in keys[mask.to_numpy()]], index=out.index, dtype=object
         )
         return out

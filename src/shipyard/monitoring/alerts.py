@@ -341,21 +341,6 @@ class Alerts:
         except IntegrityError:  # another monitor created the row at the same instant
             return False
 
-    def states(self) -> list[dict[str, Any]]:
-        """Every rule's stored state."""
-        with self.database.session() as session:
-            rows = session.scalars(sa.select(AlertState).order_by(AlertState.id))
-            return [
-                {
-                    "rule": r.rule,
-                    "model": r.model,
-                    "active": r.active,
-                    "value": r.value,
-                    "since": r.since.isoformat() if r.since else None,
-                }
-                for r in rows
-            ]
-
 
 def _shown(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"

@@ -127,15 +127,6 @@ class Results:
             rows = [_stored(row) for row in session.scalars(query)]
         return rows[::-1]
 
-    def latest(self) -> list[StoredResult]:
-        """The newest report of every model."""
-        newest = (
-            sa.select(sa.func.max(MonitorResult.id)).group_by(MonitorResult.model).scalar_subquery()
-        )
-        query = sa.select(MonitorResult).where(MonitorResult.id.in_(newest))
-        with self.database.session() as session:
-            return [_stored(row) for row in session.scalars(query)]
-
     def prune(self, before: datetime) -> int:
         """Forget reports computed before ``before``; the number removed."""
         with self.database.session() as session:

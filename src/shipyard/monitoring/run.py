@@ -176,7 +176,6 @@ def run_monitor(
         "settings": describe(config),
         "notes": notes,
     }
-    report["quality"]["dtypes"] = dict(getattr(quality, "dtypes", {}))
     plotted = [c["column"] for c in report["columns"] if c["drifted"]]
     if report["prediction_drift"]:
         plotted += [c["column"] for c in report["prediction_drift"]["columns"] if c["drifted"]]
@@ -348,9 +347,7 @@ def _reference(
 
 
 def _has(reference: pd.DataFrame | DatasetProfile, column: str) -> bool:
-    if isinstance(reference, DatasetProfile):
-        return column in reference.columns
-    return column in reference.columns
+    return column in reference.columns  # a frame's columns, or a profile's by name
 
 
 def _categories(

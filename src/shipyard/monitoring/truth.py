@@ -32,24 +32,27 @@ _TRUE, _FALSE = {"true", "1", "1.0", "yes"}, {"false", "0", "0.0", "no"}
 def labelled_rows(
     frame: pd.DataFrame, model: str, database: Database, *, key: str | None, target: str | None
 ) -> pd.DataFrame:
-    """The rows of ``frame`` that have ground truth, with it in :data:`LABEL`."""
+    """The rows of ``frame`` that have ground truth, with it in :data:`LABEL`.
+
+    Only the labels of the window's keys or request ids are read from the feedback table.
+    """
     if target is not None:
         _require(frame, target, "--target")
         return frame.assign(**{LABEL: frame[target]}).dropna(subset=[LABEL])
-    labels = FeedbackStore(database).read(model).rename(columns={"label": LABEL})
-    if labels.empty:
-        return frame.iloc[:0].assign(**{LABEL: []})
+    store = FeedbackStore(database)
     if key is not None:
         _require(frame, key, "--key")
-        keyed = labels[labels["key"] != ""][["key", LABEL]].drop_duplicates("key", keep="last")
-        joined = frame.assign(__shipyard_key__=frame[key].astype(str))
-        return joined.merge(keyed, left_on="__shipyard_key__", right_on="key", how="inner")
-    if "request_id" in frame.columns:
-        online = labels[labels["request_id"] != ""][["request_id", "row", LABEL]]
-        # a client may reuse a request id (retries): its last logged answer is the one labelled
-        last = frame.drop_duplicates(subset=["request_id", "row"], keep="last")
-        return last.merge(online, on=["request_id", "row"], how="inner")
-    return frame.iloc[:0].assign(**{LABEL: []})
+        return store.batch_truth(model, frame, key, label=LABEL)
+    if "request_id" not in frame.columns:
+        return frame.iloc[:0].assign(**{LABEL: []})
+    # a client may reuse a request id (retries): its last logged answer is the one labelled
+    last = frame.drop_duplicates(subset=["request_id", "row"], keep="last")
+    found = store.lookup(model, "request_id", last["request_id"].astype(str).unique())
+    labels = pd.DataFrame(
+        [(rid, row, label) for rid, rows in found.items() for row, label in rows.items()],
+        columns=["request_id", "row", LABEL],
+    )
+    return last.merge(labels.astype({"row": "int64"}), on=["request_id", "row"], how="inner")
 
 
 def _require(frame: pd.DataFrame, column: str, option: str) -> None:

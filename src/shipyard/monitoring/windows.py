@@ -16,14 +16,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from shipyard.core.exceptions import DataSourceError, InvalidArgumentError
 from shipyard.core.refs import is_dataset_ref
 from shipyard.core.schema import PREDICTION, proba_column
-from shipyard.datasets import Datasets
+from shipyard.datasets import Datasets, SourceSettings, read_source
 from shipyard.datasets.predictions import JobInfo
 from shipyard.store import Database
 from shipyard.store.tables import PredictionLogEntry
@@ -130,16 +128,9 @@ def read_window(uri: str, datasets: Datasets) -> Window:
             f"{uri} does not exist: give a CSV or Parquet file or folder, or a dataset "
             "ZONE/NAME[:VERSION] such as processed/customers"
         )
-    try:
-        if path.is_file() and path.suffix.lower() in (".csv", ".txt"):
-            # an empty field is a missing value, as pandas and the batch engine read it
-            options = pacsv.ConvertOptions(strings_can_be_null=True)
-            table = pacsv.read_csv(path, convert_options=options)
-        else:
-            table = pq.read_table(path)
-    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-        raise DataSourceError(f"cannot read {path}: {exc}; give a CSV or Parquet file") from exc
-    frame = table.to_pandas()
+    text = path.is_file() and path.suffix.lower() in (".csv", ".txt")
+    source = SourceSettings(kind="csv" if text else "parquet", path=str(path))
+    frame = read_source(source, path.parent)  # pandas' reading: an empty field is missing
     return Window(frame, f"{path.name} ({len(frame):,} rows)")
 
 
