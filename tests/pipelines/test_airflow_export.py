@@ -17,7 +17,7 @@ import typer
 from tests.helpers import make_settings
 from typer.testing import CliRunner
 
-from shipyard import Settings
+from shipyard import InvalidArgumentError, Settings
 from shipyard.cli.context import Group
 from shipyard.cli.orchestrate import export_app
 from shipyard.pipelines import Pipeline
@@ -25,12 +25,14 @@ from shipyard.pipelines.airflow import (
     export_airflow,
     project_pipelines,
     render_dag,
+    render_dags,
     step_command,
 )
 from shipyard.pipelines.schedule import Schedule
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPYARD = "/opt/shipyard/bin/shipyard"
+APP = "/app"  # the project folder inside the shipyard image
 
 DIAMOND = """
 import pandas as pd
@@ -91,8 +93,9 @@ def settings(tmp_path: Path) -> Settings:
     return loaded
 
 
-def command(settings: Settings, pipeline: str, step: str) -> str:
-    return f"{SHIPYARD} run {pipeline} --step {step} --project {shlex.quote(str(settings.root))}"
+def command(settings: Settings, pipeline: str, step: str, project_dir: str | None = None) -> str:
+    folder = shlex.quote(project_dir or str(settings.root))
+    return f"{SHIPYARD} run {pipeline} --step {step} --project {folder}"
 
 
 def expected_dags(settings: Settings) -> dict[str, Pipeline]:
@@ -145,6 +148,52 @@ def test_a_disabled_schedule_exports_no_schedule(settings: Settings, tmp_path: P
     assert "schedule=None" in path.read_text(encoding="utf-8")
 
 
+def test_dags_for_a_container_name_only_its_paths(settings: Settings, tmp_path: Path) -> None:
+    texts = render_dags(settings, SHIPYARD, APP)
+
+    assert sorted(texts) == [f"{name}.py" for name in expected_dags(settings)]
+    for name, pipeline in expected_dags(settings).items():
+        text = texts[f"{name}.py"]
+        compile(text, name, "exec")
+        for step in pipeline.steps:
+            assert json.dumps(command(settings, pipeline.name, step, APP)) in text
+        assert f'description="shipyard pipeline {pipeline.name} (/app)"' in text
+        assert str(tmp_path) not in text  # no path of this machine, even in comments
+    churn = texts["shipyard_acme_ml_churn.py"]
+    assert f"--executable {SHIPYARD} --project-dir /app" in churn
+    assert 'schedule="0 6 * * *"' in churn
+
+
+def test_render_dags_takes_a_subset_and_export_writes_the_same_texts(
+    settings: Settings, tmp_path: Path
+) -> None:
+    churn = project_pipelines(settings, ["churn"])
+    texts = render_dags(settings, SHIPYARD, "/app/", pipelines=churn)  # trailing / normalised
+    assert list(texts) == ["shipyard_acme_ml_churn.py"]
+    assert '--project /app"' in texts["shipyard_acme_ml_churn.py"]
+    [path] = export_airflow(
+        settings, churn, tmp_path / "dags", executable=SHIPYARD, project_dir=APP
+    )
+    assert path.read_text(encoding="utf-8") == texts[path.name]
+
+
+def test_two_pipelines_with_one_dag_file_are_refused(settings: Settings) -> None:
+    churn = project_pipelines(settings, ["churn"])[0]
+    with pytest.raises(InvalidArgumentError, match=r"shipyard_acme_ml_churn\.py, like another"):
+        render_dags(settings, SHIPYARD, APP, [churn, churn])
+
+
+def test_default_project_dir_is_the_projects_root(settings: Settings) -> None:
+    texts = render_dags(settings, SHIPYARD)
+    assert json.dumps(command(settings, "report", "report")) in texts["shipyard_acme_ml_report.py"]
+
+
+@pytest.mark.parametrize("folder", ["app", "./app", "", "C:\\app"])
+def test_a_relative_project_dir_is_refused(settings: Settings, folder: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"must be an absolute path .* such as /app"):
+        render_dags(settings, SHIPYARD, folder)
+
+
 def test_export_command_writes_the_dags(settings: Settings, tmp_path: Path) -> None:
     app = typer.Typer(cls=Group)
     app.add_typer(export_app, name="export")
@@ -159,6 +208,40 @@ def test_export_command_writes_the_dags(settings: Settings, tmp_path: Path) -> N
     assert sorted(p.name for p in out.iterdir()) == [
         f"{name}.py" for name in expected_dags(settings)
     ]
+
+
+def test_export_command_takes_the_container_paths(settings: Settings, tmp_path: Path) -> None:
+    app = typer.Typer(cls=Group)
+    app.add_typer(export_app, name="export")
+    out = tmp_path / "dags"
+    args = ["export", "airflow", "--out", str(out), "--project", str(settings.root)]
+    result = CliRunner().invoke(
+        app,
+        [*args, "--executable", SHIPYARD, "--project-dir", APP],
+        env={"SHIPYARD_DATABASE_URL": f"sqlite:///{tmp_path / 'meta.db'}"},
+    )
+    assert result.exit_code == 0, result.output
+    assert f"Tasks run: {SHIPYARD} run PIPELINE --step STEP --project /app" in result.output
+    for path in out.iterdir():
+        text = path.read_text(encoding="utf-8")
+        assert "--project /app" in text
+        assert str(settings.root) not in text
+
+
+def test_export_command_refuses_a_relative_project_dir(settings: Settings, tmp_path: Path) -> None:
+    app = typer.Typer(cls=Group)
+    app.add_typer(export_app, name="export")
+    out = tmp_path / "dags"
+    args = ["export", "airflow", "--out", str(out), "--project-dir", "app"]
+    result = CliRunner().invoke(
+        app,
+        [*args, "--project", str(settings.root)],
+        env={"SHIPYARD_DATABASE_URL": f"sqlite:///{tmp_path / 'meta.db'}"},
+    )
+    assert result.exit_code == 1
+    assert "--project-dir" in result.output
+    assert "got 'app'" in result.output
+    assert not out.exists()  # nothing half-written
 
 
 def test_unknown_pipeline_is_refused_with_the_known_ones(
@@ -225,10 +308,14 @@ def airflow_python() -> Path:
 
 
 @pytest.mark.slow
-def test_airflow_parses_the_exported_dags(settings: Settings, tmp_path: Path) -> None:
+@pytest.mark.parametrize("project_dir", [None, APP], ids=["host", "container"])
+def test_airflow_parses_the_exported_dags(
+    settings: Settings, tmp_path: Path, project_dir: str | None
+) -> None:
     python = airflow_python()
     out = tmp_path / "dags"
-    export_airflow(settings, project_pipelines(settings), out, executable=SHIPYARD)
+    pipelines = project_pipelines(settings)
+    export_airflow(settings, pipelines, out, executable=SHIPYARD, project_dir=project_dir)
     script = tmp_path / "load_dags.py"
     script.write_text(LOAD_DAGS, encoding="utf-8")
     env = {
@@ -258,7 +345,7 @@ def test_airflow_parses_the_exported_dags(settings: Settings, tmp_path: Path) ->
         assert dag["tasks"] == {
             step: {
                 "upstream": sorted(pipeline.upstream(step)),
-                "bash_command": command(settings, pipeline.name, step),
+                "bash_command": command(settings, pipeline.name, step, project_dir),
             }
             for step in pipeline.steps
         }

@@ -16,7 +16,12 @@ from rich.markup import escape
 
 from shipyard.cli.context import Group, ProjectOption, open_project
 from shipyard.core.exceptions import ConfigError, EmptyWindowError
-from shipyard.pipelines.airflow import default_executable, export_airflow, project_pipelines
+from shipyard.pipelines.airflow import (
+    default_executable,
+    export_airflow,
+    project_pipelines,
+    task_project_dir,
+)
 from shipyard.pipelines.resolve import pipeline_names
 from shipyard.pipelines.runs import FAILED, KILLED, SUCCEEDED
 from shipyard.pipelines.schedule import Fire, Launch, Scheduler, load_schedules, make_launcher
@@ -145,7 +150,16 @@ def export_airflow_command(
     executable: Annotated[
         str | None,
         typer.Option(
-            help="The shipyard command the tasks run (default: the one running this export)."
+            help="The shipyard command the tasks run, as Airflow's workers see it "
+            "(default: the one running this export)."
+        ),
+    ] = None,
+    project_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--project-dir",
+            help="The project folder as the tasks see it, e.g. /app in the shipyard image "
+            "(default: this project's root).",
         ),
     ] = None,
     pipeline: Annotated[
@@ -153,13 +167,23 @@ def export_airflow_command(
     ] = None,
     project: ProjectOption = None,
 ) -> None:
-    """Write one Airflow 3 DAG file per pipeline (one task per step) into --out."""
+    """Write one Airflow 3 DAG file per pipeline (one task per step) into --out.
+
+    For Airflow in a container or on another host, give the paths the tasks will see:
+    --executable /opt/shipyard/bin/shipyard --project-dir /app.
+    """
     opened = open_project(ctx, project)
+    folder = task_project_dir(opened.settings, project_dir)
     pipelines = project_pipelines(opened.settings, pipeline or ())
     if not pipelines:
         console.print(f"No pipelines in {opened.root / 'pipelines'}: nothing to export.")
         return
     command = executable or default_executable()
-    for path in export_airflow(opened.settings, pipelines, out.resolve(), executable=command):
+    written = export_airflow(
+        opened.settings, pipelines, out.resolve(), executable=command, project_dir=project_dir
+    )
+    for path in written:
         console.print(f"wrote {path}")
-    console.print(f"Tasks run: {escape(command)} run PIPELINE --step STEP")
+    console.print(
+        f"Tasks run: {escape(command)} run PIPELINE --step STEP --project {escape(folder)}"
+    )
