@@ -74,7 +74,7 @@ class Settings(_Section):
     store: StoreSettings = Field(default_factory=StoreSettings)
     gates: dict[str, GateSettings] = Field(default_factory=dict)
     # Engine sections ([sources], [pipelines], [schedules], [value], [serving], [monitoring],
-    # [monitors]) are kept raw here (core imports nothing above it); each engine
+    # [monitors], [deploy]) are kept raw here (core imports nothing above it); each engine
     # validates its own section, and Project does so on open so a typo fails early.
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
     pipelines: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -83,6 +83,7 @@ class Settings(_Section):
     serving: dict[str, Any] = Field(default_factory=dict)
     monitoring: dict[str, Any] = Field(default_factory=dict)
     monitors: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    deploy: dict[str, Any] = Field(default_factory=dict)
     predictions: PredictionsSettings = Field(default_factory=PredictionsSettings)
     user: str = ""
 

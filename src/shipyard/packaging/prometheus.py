@@ -1,0 +1,138 @@
+"""Prometheus's files for the ``monitoring`` profile: scrape config and alert rules.
+
+Every api replica is its own scrape target (``replica`` label), so a replica that stops
+answering shows as ``up == 0`` and its traffic is never averaged away. The alert rules use
+the server's own metrics: error ratio, p99 latency from the request histogram, prediction
+log drops, replicas down, and data drift from the monitoring gauges.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from shipyard.packaging.settings import DeploySettings
+
+#: The port every api replica listens on inside the network.
+API_PORT = 8000
+#: Prometheus's scrape job for the api replicas.
+JOB = "shipyard-api"
+#: How often Prometheus scrapes (Grafana derives ``$__rate_interval`` from it).
+SCRAPE_INTERVAL = "5s"
+
+
+def replica_names(deploy: DeploySettings) -> list[str]:
+    """``api-1`` … ``api-N``: one Compose service per replica."""
+    return [f"api-{number}" for number in range(1, deploy.replicas + 1)]
+
+
+def prometheus_config(deploy: DeploySettings) -> dict[str, Any]:
+    """``prometheus.yml``: scrape every replica and load the alert rules."""
+    return {
+        "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": "15s"},
+        "rule_files": ["alerts.yml"],
+        "scrape_configs": [
+            {
+                "job_name": JOB,
+                "metrics_path": "/metrics",
+                "static_configs": [
+                    {"targets": [f"{name}:{API_PORT}"], "labels": {"replica": name}}
+                    for name in replica_names(deploy)
+                ],
+            },
+            {
+                "job_name": "prometheus",
+                "static_configs": [{"targets": ["localhost:9090"]}],
+            },
+        ],
+    }
+
+
+def _rule(name: str, expr: str, duration: str, severity: str, summary: str) -> dict[str, Any]:
+    return {
+        "alert": name,
+        "expr": expr,
+        "for": duration,
+        "labels": {"severity": severity},
+        "annotations": {"summary": summary},
+    }
+
+
+def alert_rules() -> dict[str, Any]:
+    """``alerts.yml``: the rules every deployment starts with (edit the thresholds freely)."""
+    errors = (
+        'sum by (model) (rate(shipyard_requests_total{status=~"5.."}[5m]))'
+        " / sum by (model) (rate(shipyard_requests_total[5m])) > 0.05"
+    )
+    latency = (
+        "histogram_quantile(0.99, sum by (le, model) "
+        "(rate(shipyard_request_duration_seconds_bucket[5m]))) > 0.25"
+    )
+    return {
+        "groups": [
+            {
+                "name": "shipyard-serving",
+                "rules": [
+                    _rule(
+                        "ShipyardReplicaDown",
+                        f'up{{job="{JOB}"}} == 0',
+                        "1m",
+                        "critical",
+                        "api replica {{ $labels.replica }} has not answered a scrape for 1 minute",
+                    ),
+                    _rule(
+                        "ShipyardHighErrorRatio",
+                        errors,
+                        "5m",
+                        "critical",
+                        "more than 5% of {{ $labels.model }}'s requests fail",
+                    ),
+                    _rule(
+                        "ShipyardSlowPredictions",
+                        latency,
+                        "10m",
+                        "warning",
+                        "p99 latency of {{ $labels.model }} is above 250 ms",
+                    ),
+                    _rule(
+                        "ShipyardPredictionLogDrops",
+                        "increase(shipyard_prediction_log_dropped_total[10m]) > 0",
+                        "0m",
+                        "warning",
+                        "replica {{ $labels.replica }} dropped prediction log entries",
+                    ),
+                ],
+            },
+            {
+                "name": "shipyard-monitoring",
+                "rules": [
+                    _rule(
+                        "ShipyardDataDrift",
+                        "max by (model) (shipyard_dataset_drift) == 1",
+                        "0m",
+                        "warning",
+                        "the newest monitoring report of {{ $labels.model }} found data drift",
+                    ),
+                    _rule(
+                        "ShipyardMonitorStale",
+                        "time() - max by (model) "
+                        "(shipyard_monitor_last_run_timestamp_seconds) > 2 * 86400",
+                        "0m",
+                        "warning",
+                        "{{ $labels.model }} has not been monitored for two days",
+                    ),
+                ],
+            },
+        ]
+    }
+
+
+def prometheus_files(deploy: DeploySettings) -> dict[str, str]:
+    """The files under ``prometheus/`` of the compose folder."""
+    header = "# Generated by 'shipyard compose'; regenerate rather than edit.\n"
+    return {
+        "prometheus/prometheus.yml": header
+        + yaml.safe_dump(prometheus_config(deploy), sort_keys=False),
+        "prometheus/alerts.yml": header + yaml.safe_dump(alert_rules(), sort_keys=False),
+    }
