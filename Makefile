@@ -8,6 +8,8 @@ EVIDENTLY_VENV := .venv-evidently
 
 .PHONY: demo test lint bench bench-batch bench-monitor clean
 
+include mk/superset.mk
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -33,12 +35,14 @@ $(EVIDENTLY_VENV)/bin/python:
 demo: $(VENV)/.installed-runtime
 	$(BIN)/shipyard quickstart $(DEMO_DIR)
 
-test: $(VENV)/.installed-dev $(AIRFLOW_VENV)/bin/python
+# The container tests (marked docker) need a Docker daemon: .ci/run starts one with
+# .ci/docker.sh (as root); elsewhere they skip, saying why. They stay on one worker.
+test: $(VENV)/.installed-dev $(AIRFLOW_VENV)/bin/python $(SUPERSET_VENV)/bin/python
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	OMP_NUM_THREADS=1 $(BIN)/pytest -n 2
+	OMP_NUM_THREADS=1 $(BIN)/pytest -n 2 --dist loadgroup
 
 # The model-server benchmark (needs wrk: apt-get install wrk); results go in docs/benchmarks.md.
 bench: $(VENV)/.installed-dev
@@ -58,4 +62,4 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) $(AIRFLOW_VENV) $(EVIDENTLY_VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(AIRFLOW_VENV) $(EVIDENTLY_VENV) $(SUPERSET_VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -9,8 +9,10 @@ from typing import Any
 import pandas as pd
 import pytest
 from rich.console import Console
+from typer.testing import CliRunner
 
 from shipyard import ConflictError, Project
+from shipyard.cli.app import app
 from shipyard.demo.quickstart import run_quickstart
 
 
@@ -121,3 +123,23 @@ def test_another_project_is_refused(tmp_path: Path) -> None:
     Project.init(tmp_path / "mine").close()
     with pytest.raises(ConflictError, match="did not create"):
         run_quickstart(tmp_path / "mine", Console(file=io.StringIO()))
+
+
+def test_the_demo_ends_with_the_two_commands_that_package_it(
+    first_run: tuple[Path, dict[str, Any], str], tmp_path: Path
+) -> None:
+    directory, _, output = first_run
+    assert f"build --project {directory}" in output
+    assert f"compose --project {directory}" in output
+    runner = CliRunner()
+    composed = runner.invoke(
+        app, ["compose", "--out", str(tmp_path / "deploy"), "--project", str(directory)]
+    )
+    assert composed.exit_code == 0, composed.output
+    assert (tmp_path / "deploy" / "compose.yaml").is_file()
+    built = runner.invoke(
+        app, ["build", "--out", str(tmp_path / "image"), "--project", str(directory)]
+    )
+    assert built.exit_code == 0, built.output
+    assert (tmp_path / "image" / "project" / "shipyard.toml").is_file()
+    assert not (tmp_path / "image" / "project" / "data").exists()

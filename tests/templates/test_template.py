@@ -123,8 +123,8 @@ def test_the_settings_parse_and_the_standard_road_validates(root: Path, clean_en
         "net_per_period >= production.net_per_period * 0.95",
     ]  # fmt: skip
     assert settings.gates["production"].require_tags == {"business_value": "approved"}
-    assert settings.schedules == {}  # the cron example is commented out
-    assert "# [schedules.train]" in (root / "shipyard.toml").read_text()
+    assert settings.schedules == {"train": {"cron": "0 6 * * 1", "timezone": "Europe/Paris"}}
+    assert settings.serving == {"models": ["churn@production"]}
 
 
 def test_a_name_with_quotes_stays_valid_toml(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from shipyard.cli.feedback import feedback_app
 from shipyard.cli.models import models_app
 from shipyard.cli.monitor import monitor_command, profile_command
 from shipyard.cli.orchestrate import export_app, scheduler
+from shipyard.cli.package import build_command, compose_command
 from shipyard.cli.predict import predict_command, predictions_app
 from shipyard.cli.runs import run_command, runs_app
 from shipyard.cli.serve import serve_command
@@ -51,6 +52,8 @@ app.add_typer(feedback_app, name="feedback")
 app.command("monitor")(monitor_command)
 app.command("profile")(profile_command)
 app.add_typer(export_app, name="export")
+app.command("build")(build_command)
+app.command("compose")(compose_command)
 
 
 @app.callback()

@@ -130,6 +130,12 @@ def run_quickstart(directory: str | Path, console: Console | None = None) -> dic
         ("monitoring over time", f"{exe} monitor {MODEL} --history --project {root}"),
     ):
         out.print(f"  {what:24} {escape(where)}", soft_wrap=True)  # commands stay copyable
+    out.print("Hand it to IT (the image, then the architecture as one Compose file):")
+    for command in (
+        f"{exe} build --project {root}",
+        f"{exe} compose --project {root}   # then: cd {root / 'deploy'} && docker compose up -d",
+    ):
+        out.print(f"  {escape(command)}", soft_wrap=True)
     return {
         "project": str(root),
         "resumed": resumed,
