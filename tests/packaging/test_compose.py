@@ -164,3 +164,16 @@ def test_a_folder_it_did_not_write_is_refused(churn: Path, tmp_path: Path) -> No
     with pytest.raises(ConflictError, match="not written by 'shipyard compose'"):
         write_compose(settings, load_deploy(settings), out)
     assert (out / "compose.yaml").read_text() == "services: {}\n"
+
+
+def test_the_folder_says_what_runs_where_and_how_to_deploy_first(
+    churn: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "deploy"
+    generate(churn, out, "--profile", "bi")
+    readme = (out / "README.md").read_text()
+    assert "| superset | bi | http://localhost:8088 |" in readme
+    assert "grafana" not in readme  # not a chosen profile
+    assert "exec scheduler shipyard run train" in readme
+    assert "models tag churn:1 business_value=approved" in readme
+    assert "models promote churn:1 --to production" in readme
