@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from shipyard import Project
 from shipyard.cli.app import app
-from shipyard.store.tables import utcnow
+from shipyard.core.clock import utcnow
 
 runner = CliRunner()
 

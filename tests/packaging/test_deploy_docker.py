@@ -25,9 +25,9 @@ import yaml
 from tests.packaging.docker_support import ComposeProject, DockerHost
 
 from shipyard import Project
+from shipyard.core.clock import utcnow
 from shipyard.core.settings import Settings
 from shipyard.packaging.grafana import promql_queries
-from shipyard.store.tables import utcnow
 from shipyard.templates import create_project
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.xdist_group("docker")]

@@ -11,9 +11,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from shipyard import ConfigError
+from shipyard.core.clock import utcnow
 from shipyard.store import Database, head_revision
 from shipyard.store.database import HEAD
-from shipyard.store.tables import Base, RegisteredModel, utcnow
+from shipyard.store.tables import Base, RegisteredModel
 
 
 def test_open_migrates_an_empty_database_to_head(database_url: str) -> None:

@@ -35,12 +35,12 @@ from shipyard.batch.inputs import BatchInput, check_query, is_sql_url, open_inpu
 from shipyard.batch.outputs import OutputSpec, check_output, parse_output, write_csv, write_sql
 from shipyard.batch.parts import clear_temporary, done_parts, write_part
 from shipyard.batch.scoring import Scorer
+from shipyard.core.clock import utcnow
 from shipyard.core.exceptions import DataSourceError, InvalidArgumentError, ShipyardError
 from shipyard.core.refs import is_dataset_ref
 from shipyard.datasets import Datasets
 from shipyard.datasets.predictions import JobInfo, PredictionStore
 from shipyard.registry import Registry
-from shipyard.store.tables import utcnow
 
 ENGINES = ("local", "dask")
 DEFAULT_CHUNK_ROWS = 100_000

@@ -32,9 +32,9 @@ from rich.table import Table
 
 from shipyard.batch.run import DEFAULT_CHUNK_ROWS
 from shipyard.cli.context import Group, JsonOption, ProjectOption, open_project
+from shipyard.core.clock import utcnow
 from shipyard.core.exceptions import InvalidArgumentError
 from shipyard.render import console, err_console, print_json
-from shipyard.store.tables import utcnow
 
 predictions_app = typer.Typer(
     cls=Group, help="The predictions store: batch jobs and their retention.", no_args_is_help=True

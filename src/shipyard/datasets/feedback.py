@@ -28,11 +28,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from shipyard.core.clock import utcnow
 from shipyard.core.exceptions import InvalidArgumentError
 from shipyard.core.refs import NAME_RE
 from shipyard.datasets.predictions import as_utc
 from shipyard.store import Database
-from shipyard.store.tables import Feedback, utcnow
+from shipyard.store.tables import Feedback
 
 #: The columns of :meth:`FeedbackStore.read`.
 LABEL_COLUMNS = ("request_id", "row", "key", "label", "received_at")

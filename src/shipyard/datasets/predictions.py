@@ -33,11 +33,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from shipyard.core.clock import utcnow
 from shipyard.core.exceptions import InvalidArgumentError, NotFoundError
 from shipyard.core.refs import DatasetRef
 from shipyard.datasets.store import Datasets
 from shipyard.store import Database
-from shipyard.store.tables import BatchJob, PredictionLogEntry, utcnow
+from shipyard.store.tables import BatchJob, PredictionLogEntry
 
 SOURCES = ("batch", "online")
 #: The columns of a prediction row as :meth:`PredictionStore.rows` gives it.

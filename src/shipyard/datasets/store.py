@@ -24,11 +24,12 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from shipyard.core.clock import utcnow
 from shipyard.core.exceptions import InvalidArgumentError, NotFoundError
 from shipyard.core.fingerprint import fingerprint_frame
 from shipyard.core.refs import ZONES, DatasetRef, check_name
 from shipyard.store import ArtifactStore, Database
-from shipyard.store.tables import DatasetVersion, utcnow
+from shipyard.store.tables import DatasetVersion
 
 
 @dataclass(frozen=True)

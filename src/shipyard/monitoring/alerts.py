@@ -35,10 +35,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from shipyard.core.clock import utcnow
 from shipyard.core.exceptions import ConfigError
 from shipyard.monitoring.settings import AlertRuleConfig
 from shipyard.store import Database
-from shipyard.store.tables import AlertState, utcnow
+from shipyard.store.tables import AlertState
 
 logger = logging.getLogger("shipyard.monitoring.alerts")
 

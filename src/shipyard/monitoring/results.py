@@ -21,8 +21,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from shipyard.core.clock import utcnow
 from shipyard.store import Database
-from shipyard.store.tables import MonitorResult, MonitorValue, utcnow
+from shipyard.store.tables import MonitorResult, MonitorValue
 
 
 @dataclass(frozen=True)

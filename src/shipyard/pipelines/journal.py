@@ -10,9 +10,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from shipyard.core.clock import utcnow
 from shipyard.pipelines.runs import PENDING, RUNNING
 from shipyard.store import Database
-from shipyard.store.tables import Run, StepRun, utcnow
+from shipyard.store.tables import Run, StepRun
 
 
 def new_run_id(now: datetime | None = None) -> str:

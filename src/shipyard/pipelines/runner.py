@@ -24,6 +24,7 @@ from typing import Any
 
 from rich.console import Console
 
+from shipyard.core.clock import utcnow
 from shipyard.core.exceptions import InvalidArgumentError
 from shipyard.core.settings import Settings
 from shipyard.datasets import Datasets
@@ -48,7 +49,6 @@ from shipyard.pipelines.runs import (
     Runs,
 )
 from shipyard.store import ArtifactStore, Database
-from shipyard.store.tables import utcnow
 
 #: Longest wait between checks of timeouts and retries.
 POLL_SECONDS = 0.5

@@ -37,6 +37,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from shipyard.core.clock import utcnow
 from shipyard.core.exceptions import ConfigError
 from shipyard.core.settings import Settings
 from shipyard.datasets import Datasets
@@ -44,7 +45,7 @@ from shipyard.pipelines.resolve import resolve_pipeline
 from shipyard.pipelines.runner import Runner
 from shipyard.pipelines.runs import FAILED
 from shipyard.store import ArtifactStore, Database
-from shipyard.store.tables import ScheduleState, utcnow
+from shipyard.store.tables import ScheduleState
 
 log = logging.getLogger(__name__)
 

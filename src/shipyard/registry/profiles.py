@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from shipyard.core.clock import utcnow
 from shipyard.core.schema import PREDICTION, Signature, proba_column
 from shipyard.flavors import LoadedModel
 from shipyard.statistics.profile import DatasetProfile, profile
 from shipyard.store import ArtifactStore, Database
-from shipyard.store.tables import ReferenceProfile, utcnow
+from shipyard.store.tables import ReferenceProfile
 
 
 @dataclass(frozen=True)

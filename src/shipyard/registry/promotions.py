@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from shipyard.core.clock import utcnow
 from shipyard.core.exceptions import (
     ConflictError,
     GateFailedError,
@@ -24,7 +25,7 @@ from shipyard.core.settings import Settings
 from shipyard.registry.gates import evaluate_gate, parse_gates
 from shipyard.registry.records import PromotionInfo, RuleResult, VersionInfo
 from shipyard.store import Database
-from shipyard.store.tables import ModelAlias, ModelVersion, Promotion, RegisteredModel, utcnow
+from shipyard.store.tables import ModelAlias, ModelVersion, Promotion, RegisteredModel
 
 #: The stages of a model's road, in order. Each is an alias that only ``promote`` moves.
 STAGES = ("poc", "prototype", "production")

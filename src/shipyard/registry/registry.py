@@ -20,6 +20,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from shipyard.core.clock import utcnow
 from shipyard.core.exceptions import (
     ConflictError,
     InvalidArgumentError,
@@ -34,7 +35,7 @@ from shipyard.registry.profiles import Profiles
 from shipyard.registry.promotions import Promotions
 from shipyard.registry.records import ModelInfo, VersionInfo
 from shipyard.store import ArtifactStore, Database
-from shipyard.store.tables import ModelVersion, RegisteredModel, utcnow
+from shipyard.store.tables import ModelVersion, RegisteredModel
 
 #: Rows of the input example kept with a version (the signature is inferred from all rows).
 EXAMPLE_ROWS = 5

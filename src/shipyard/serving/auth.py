@@ -36,9 +36,10 @@ import orjson
 import sqlalchemy as sa
 from starlette.types import Scope
 
+from shipyard.core.clock import utcnow
 from shipyard.core.exceptions import ConflictError, InvalidArgumentError, NotFoundError
 from shipyard.store import Database
-from shipyard.store.tables import ApiToken, utcnow
+from shipyard.store.tables import ApiToken
 
 logger = logging.getLogger("shipyard.serving.auth")
 

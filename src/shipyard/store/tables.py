@@ -12,6 +12,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shipyard.core.clock import utcnow
+
+__all__ = ["utcnow"]  # the tables' default times; import it from shipyard.core.clock
+
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
     """Timestamps stored in UTC and always read back timezone-aware (SQLite drops the zone)."""
@@ -30,11 +34,6 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def utcnow() -> datetime:
-    """The current time in UTC."""
-    return datetime.now(UTC)
 
 
 NAMING = {
