@@ -15,19 +15,21 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
 import yaml
+from croniter import croniter
 from tests.packaging.docker_support import ComposeProject, DockerHost
 
 from shipyard import Project
-from shipyard.core.clock import utcnow
 from shipyard.core.settings import Settings
 from shipyard.packaging.grafana import promql_queries
+from shipyard.store.tables import ScheduleState
 from shipyard.templates import create_project
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.xdist_group("docker")]
@@ -109,14 +111,18 @@ def test_the_image_is_non_root_labelled_and_checks_its_health(
 
 
 def _missed_fire(database: str) -> None:
-    """Make the train schedule's next fire time two hours ago: the scheduler missed it."""
+    """Make the train schedule's next fire time its last Monday 06:00: the scheduler missed it."""
+    paris = datetime.now(ZoneInfo("Europe/Paris"))
+    last_monday: datetime = croniter("0 6 * * 1", paris).get_prev(datetime)
     engine = sa.create_engine(database)
-    with engine.begin() as connection:
-        connection.execute(
-            sa.text("UPDATE schedule_state SET next_fire_at = :then WHERE pipeline = 'train'"),
-            {"then": utcnow() - timedelta(hours=2)},
-        )
+    with engine.begin() as connection:  # through the column's type: stored as the scheduler does
+        changed = connection.execute(
+            sa.update(ScheduleState)
+            .where(ScheduleState.pipeline == "train")
+            .values(next_fire_at=last_monday.astimezone(UTC))
+        ).rowcount
     engine.dispose()
+    assert changed == 1
 
 
 def test_one_image_runs_scheduler_serve_predict_and_monitor(
