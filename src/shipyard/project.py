@@ -7,7 +7,7 @@ from pathlib import Path
 from types import TracebackType
 
 from shipyard.batch import BatchRequest, BatchResult, predict_batch
-from shipyard.batch.run import Progress
+from shipyard.batch.request import Progress
 from shipyard.core.exceptions import ConfigError, ConflictError
 from shipyard.core.refs import is_dataset_ref
 from shipyard.core.settings import CONFIG_FILE, STATE_DIR, Settings, find_project_root

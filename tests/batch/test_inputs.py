@@ -18,11 +18,11 @@ from shipyard import Project
 from shipyard.batch.inputs import (
     BatchInput,
     CsvInput,
+    InputSpec,
     ParquetInput,
     SqlInput,
     is_dataset_ref,
     is_sql_url,
-    open_input,
 )
 from shipyard.core.exceptions import DataSourceError, InvalidArgumentError
 
@@ -140,17 +140,25 @@ def test_sql_query_that_fails_says_where(tmp_path: Path) -> None:
         list(source.chunks(10))
 
 
-def test_open_input_refuses_mismatched_arguments(local: Project, tmp_path: Path) -> None:
+def test_an_input_is_parsed_once_and_mismatched_arguments_refused(
+    local: Project, tmp_path: Path
+) -> None:
     scratch = tmp_path / "scratch"
     with pytest.raises(InvalidArgumentError, match="sqlite:// is a database: give the rows"):
-        open_input("sqlite:///x.db", query=None, datasets=local.datasets, scratch=scratch)
+        InputSpec.parse("sqlite:///x.db", None)
     (tmp_path / "in.csv").write_text("a\n1\n")
     with pytest.raises(InvalidArgumentError, match="--query goes with a database URL"):
-        open_input(
-            str(tmp_path / "in.csv"), query="SELECT 1", datasets=local.datasets, scratch=scratch
-        )
+        InputSpec.parse(str(tmp_path / "in.csv"), "SELECT 1")
+    missing = InputSpec.parse("nope.csv", None)
     with pytest.raises(DataSourceError, match=r"input nope\.csv does not exist"):
-        open_input("nope.csv", query=None, datasets=local.datasets, scratch=scratch)
+        missing.open(datasets=local.datasets, scratch=scratch)
+    with pytest.raises(DataSourceError, match=r"input nope\.csv does not exist"):
+        missing.identity(local.datasets)
+    assert InputSpec.parse("sqlite:///x.db", "SELECT 1").kind == "sql"
+    assert InputSpec.parse("raw/customers", None).kind == "dataset"
+    found = InputSpec.parse(str(tmp_path / "in.csv"), None)
+    assert found.identity(local.datasets) == found.identity(local.datasets)
+    assert found.open(datasets=local.datasets, scratch=scratch).describe().endswith("in.csv")
 
 
 def test_csv_reads_empty_fields_as_missing_and_float_features_as_floats(tmp_path: Path) -> None:

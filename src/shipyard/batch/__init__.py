@@ -6,6 +6,7 @@ work_root=...)`` is what ``shipyard predict`` and ``Project.predict`` call; see
 committed, and :mod:`shipyard.batch.dask_engine` for the Dask engine.
 """
 
-from shipyard.batch.run import BatchRequest, BatchResult, predict_batch
+from shipyard.batch.request import BatchRequest
+from shipyard.batch.run import BatchResult, predict_batch
 
 __all__ = ["BatchRequest", "BatchResult", "predict_batch"]

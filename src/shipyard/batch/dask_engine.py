@@ -23,12 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from shipyard.batch.inputs import BatchInput
 from shipyard.batch.parts import write_part
+from shipyard.batch.request import BatchRequest, Progress
 from shipyard.batch.scoring import Scorer
 from shipyard.core.exceptions import MissingDependencyError
 from shipyard.registry import Registry
-
-if TYPE_CHECKING:
-    from shipyard.batch.run import BatchRequest, Progress
 
 if TYPE_CHECKING:
     from distributed import WorkerPlugin

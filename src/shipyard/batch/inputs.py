@@ -12,13 +12,14 @@ Only one chunk (plus the row group it falls in, for Parquet) is in memory at a t
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -281,51 +282,78 @@ def _widen(known: pa.Schema | None, seen: pa.Schema) -> pa.Schema:
         ) from exc
 
 
-def check_query(uri: str, query: str | None) -> None:
-    """Refuse a database ``--input`` without ``--query``, and ``--query`` without a database."""
-    if is_sql_url(uri) and not query:
-        raise InvalidArgumentError(
-            f"{uri.split('://', 1)[0]}:// is a database: give the rows to score with "
-            "--query 'SELECT ... ORDER BY ...'"
-        )
-    if query and not is_sql_url(uri):
-        raise InvalidArgumentError("--query goes with a database URL as --input, not a file")
+@dataclass(frozen=True)
+class InputSpec:
+    """A batch ``--input`` parsed once: a database query, a dataset in a zone, or a path.
 
-
-def open_input(
-    uri: str,
-    *,
-    query: str | None,
-    datasets: Datasets,
-    scratch: Path,
-    column_types: dict[str, pa.DataType] | None = None,
-) -> BatchInput:
-    """The input named by ``uri`` (a path, ``ZONE/NAME[:V]``, or a database URL with ``query``).
-
-    Paths are relative to the current folder.
-
-    A dataset version in a zone is first copied to ``scratch`` (verified on the way), part by
-    part, so it can be read like any Parquet folder.
+    :meth:`parse` refuses a database without ``--query`` and ``--query`` without a database;
+    :meth:`identity` says what identifies the content (for a job's spec) without reading
+    rows; :meth:`open` gives the rows.
     """
-    check_query(uri, query)
-    if is_sql_url(uri) and query:
-        return SqlInput(os.path.expandvars(uri), query)
-    if is_dataset_ref(uri):
-        info = datasets.get(uri)
-        folder = scratch / "input"
-        folder.mkdir(parents=True, exist_ok=True)
-        for number, digest in enumerate(datasets.parts(info)):
-            target = folder / f"part-{number:06d}.parquet"
-            if not target.exists():  # a resumed job keeps its verified copy
-                datasets.artifacts.download(digest, target)
-        return ParquetInput.open(folder, label=f"dataset:{info.ref}")
-    path = Path(uri).resolve()  # relative to the current folder, like any command's argument
-    if not path.exists():
-        raise DataSourceError(
-            f"input {uri} does not exist: give a CSV or Parquet file or folder, "
-            f"ZONE/NAME (e.g. {DatasetRef('processed', 'customers')}), or a database URL "
-            "with --query"
-        )
-    if path.is_file() and path.suffix.lower() in (".csv", ".txt"):
-        return CsvInput(path, CSV_BLOCK_BYTES, dict(column_types or {}))
-    return ParquetInput.open(path)
+
+    uri: str
+    query: str | None
+    kind: Literal["sql", "dataset", "path"]
+
+    @classmethod
+    def parse(cls, uri: str, query: str | None) -> InputSpec:
+        """Classify ``uri``; refuse a query that does not fit it."""
+        if is_sql_url(uri):
+            if not query:
+                raise InvalidArgumentError(
+                    f"{uri.split('://', 1)[0]}:// is a database: give the rows to score with "
+                    "--query 'SELECT ... ORDER BY ...'"
+                )
+            return cls(uri, query, "sql")
+        if query:
+            raise InvalidArgumentError("--query goes with a database URL as --input, not a file")
+        return cls(uri, None, "dataset" if is_dataset_ref(uri) else "path")
+
+    def _path(self) -> Path:
+        path = Path(self.uri).resolve()  # relative to the current folder, like any argument
+        if not path.exists():
+            raise DataSourceError(
+                f"input {self.uri} does not exist: give a CSV or Parquet file or folder, "
+                f"ZONE/NAME (e.g. {DatasetRef('processed', 'customers')}), or a database URL "
+                "with --query"
+            )
+        return path
+
+    def identity(self, datasets: Datasets) -> str:
+        """What identifies the input's content for a job's spec, without reading its rows."""
+        if self.kind == "sql":
+            return hashlib.sha256(f"{self.uri}\x1f{self.query}".encode()).hexdigest()
+        if self.kind == "dataset":
+            return datasets.get(self.uri).fingerprint
+        path = self._path()
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        digest = hashlib.sha256()
+        for file in files:
+            stat = file.stat()
+            digest.update(f"{file.resolve()}\x1f{stat.st_size}\x1f{stat.st_mtime_ns}\x1e".encode())
+        return digest.hexdigest()
+
+    def open(
+        self,
+        *,
+        datasets: Datasets,
+        scratch: Path,
+        column_types: dict[str, pa.DataType] | None = None,
+    ) -> BatchInput:
+        """The rows. A dataset version in a zone is first copied to ``scratch`` (verified on
+        the way), part by part, so it can be read like any Parquet folder."""
+        if self.kind == "sql":
+            return SqlInput(os.path.expandvars(self.uri), str(self.query))
+        if self.kind == "dataset":
+            info = datasets.get(self.uri)
+            folder = scratch / "input"
+            folder.mkdir(parents=True, exist_ok=True)
+            for number, digest in enumerate(datasets.parts(info)):
+                target = folder / f"part-{number:06d}.parquet"
+                if not target.exists():  # a resumed job keeps its verified copy
+                    datasets.artifacts.download(digest, target)
+            return ParquetInput.open(folder, label=f"dataset:{info.ref}")
+        path = self._path()
+        if path.is_file() and path.suffix.lower() in (".csv", ".txt"):
+            return CsvInput(path, CSV_BLOCK_BYTES, dict(column_types or {}))
+        return ParquetInput.open(path)

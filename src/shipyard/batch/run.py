@@ -25,62 +25,24 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from shipyard.batch.inputs import BatchInput, check_query, is_sql_url, open_input
+from shipyard.batch.inputs import BatchInput, InputSpec
 from shipyard.batch.outputs import OutputSpec, check_output, parse_output, write_csv, write_sql
 from shipyard.batch.parts import clear_temporary, done_parts, write_part
+from shipyard.batch.request import BatchRequest, Progress
 from shipyard.batch.scoring import Scorer
 from shipyard.core.clock import utcnow
-from shipyard.core.exceptions import DataSourceError, InvalidArgumentError, ShipyardError
-from shipyard.core.refs import is_dataset_ref
+from shipyard.core.exceptions import DataSourceError, ShipyardError
 from shipyard.datasets import Datasets
 from shipyard.datasets.predictions import JobInfo, PredictionStore
 from shipyard.registry import Registry
 
-ENGINES = ("local", "dask")
-DEFAULT_CHUNK_ROWS = 100_000
-#: progress(rows scored so far, including reused ones; total rows when known)
-Progress = Callable[[int, int | None], None]
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class BatchRequest:
-    """What ``shipyard predict`` was asked to do."""
-
-    ref: str
-    input: str
-    query: str | None = None
-    output: str | None = None
-    table: str | None = None
-    keys: tuple[str, ...] = ()
-    chunk_rows: int = DEFAULT_CHUNK_ROWS
-    resume: bool = False
-    engine: str = "local"
-    #: a Dask scheduler address, or ``local-cluster`` for a LocalCluster of ``workers`` workers
-    scheduler: str | None = None
-    workers: int = 2
-
-    def __post_init__(self) -> None:
-        if self.chunk_rows < 1:
-            raise InvalidArgumentError(f"chunk rows must be at least 1 but got {self.chunk_rows}")
-        if self.workers < 1:  # a LocalCluster of no workers never runs a task: the job hangs
-            raise InvalidArgumentError(f"workers must be at least 1 but got {self.workers}")
-        if self.engine not in ENGINES:
-            raise InvalidArgumentError(
-                f"engine must be one of {', '.join(ENGINES)} but got {self.engine!r}"
-            )
-        if self.engine == "dask" and not self.scheduler:
-            raise InvalidArgumentError(
-                "the dask engine needs --scheduler ADDRESS (tcp://host:8786) or local-cluster"
-            )
-        if self.scheduler and self.engine != "dask":
-            raise InvalidArgumentError("--scheduler goes with --engine dask")
 
 
 @dataclass
@@ -109,26 +71,6 @@ class BatchResult:
         }
 
 
-def input_identity(uri: str, query: str | None, datasets: Datasets) -> str:
-    """What identifies the input's content for a job's spec, without reading its rows."""
-    if is_sql_url(uri):
-        return hashlib.sha256(f"{uri}\x1f{query}".encode()).hexdigest()
-    if is_dataset_ref(uri):
-        return datasets.get(uri).fingerprint
-    path = Path(uri).resolve()
-    if not path.exists():
-        raise DataSourceError(
-            f"input {uri} does not exist: give a CSV or Parquet file or folder, ZONE/NAME, "
-            "or a database URL with --query"
-        )
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    digest = hashlib.sha256()
-    for file in files:
-        stat = file.stat()
-        digest.update(f"{file.resolve()}\x1f{stat.st_size}\x1f{stat.st_mtime_ns}\x1e".encode())
-    return digest.hexdigest()
-
-
 def predict_batch(
     request: BatchRequest,
     *,
@@ -142,9 +84,9 @@ def predict_batch(
     started = time.perf_counter()
     info = registry.get(request.ref)
     output = parse_output(request.output, request.table, info.name)
-    check_query(request.input, request.query)  # refused before a job is recorded
+    source = InputSpec.parse(request.input, request.query)  # refused before a job is recorded
     check_output(output)
-    identity = input_identity(request.input, request.query, datasets)
+    identity = source.identity(datasets)
     spec = [request.ref, identity, output.describe(), output.dataset, request.chunk_rows,
             list(request.keys)]  # fmt: skip
     spec_hash = hashlib.sha256(json.dumps(spec).encode()).hexdigest()
@@ -168,7 +110,7 @@ def predict_batch(
         )
     work_dir = Path(job.work_dir)
     try:
-        result = _run(request, job, output, registry, datasets, store, work_dir, progress)
+        result = _run(request, source, job, output, registry, datasets, store, work_dir, progress)
     except BaseException as exc:
         message = exc.message if isinstance(exc, ShipyardError) else f"{type(exc).__name__}: {exc}"
         store.update_job(job.id, status="failed", error=message, finished_at=utcnow())
@@ -179,6 +121,7 @@ def predict_batch(
 
 def _run(
     request: BatchRequest,
+    spec: InputSpec,
     job: JobInfo,
     output: OutputSpec,
     registry: Registry,
@@ -189,10 +132,7 @@ def _run(
 ) -> JobInfo:
     loaded = registry.load(f"{job.model}:{job.version}")  # a resumed job keeps its version
     scorer = Scorer(loaded, request.keys, job.id)
-    source = open_input(
-        request.input, query=request.query, datasets=datasets, scratch=work_dir,
-        column_types=scorer.float_features(),
-    )  # fmt: skip
+    source = spec.open(datasets=datasets, scratch=work_dir, column_types=scorer.float_features())
     store.update_job(job.id, input=source.describe(), status="running", error="")
     parts_dir = work_dir / "parts"
     parts_dir.mkdir(parents=True, exist_ok=True)

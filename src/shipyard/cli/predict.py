@@ -30,7 +30,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from shipyard.batch.run import DEFAULT_CHUNK_ROWS
+from shipyard.batch.request import DEFAULT_CHUNK_ROWS
 from shipyard.cli.context import Group, JsonOption, ProjectOption, open_project
 from shipyard.core.clock import utcnow
 from shipyard.core.exceptions import InvalidArgumentError
