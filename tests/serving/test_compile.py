@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from tests.serving.conftest import records, serving
 
 from shipyard import Project
 from shipyard.cli.serve import SERVE_ENV, app_from_environment
-from shipyard.serving import ServeSettings, create_app
+from shipyard.serving import ServeSettings, WorkerConfig, create_app
 from shipyard.serving.compile import ONNX_ATOL, CompileError, compile_onnx, same_answers
 
 pytest.importorskip("skl2onnx")
@@ -167,17 +166,11 @@ def test_same_answers_tolerance() -> None:
 def test_workers_get_the_compile_setting(
     compile_project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = {
-        "project": str(compile_project.root),
-        "refs": ["linear:1"],
-        "max_batch": 8,
-        "max_wait_ms": 1.0,
-        "model_threads": 1,
-        "access_log": False,
-        "prediction_log": False,
-        "compile": "onnx",
-    }
-    monkeypatch.setenv(SERVE_ENV, json.dumps(config))
+    serve = ServeSettings(max_batch=8, max_wait_ms=1.0, prediction_log=False, compile="onnx")
+    config = WorkerConfig(
+        project=str(compile_project.root), refs=["linear:1"], access_log=False, serve=serve
+    )
+    monkeypatch.setenv(SERVE_ENV, config.model_dump_json())
     app = app_from_environment()
     assert app.state.settings.compile == "onnx"
 

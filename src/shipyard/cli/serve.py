@@ -31,7 +31,6 @@ on the input example (:mod:`shipyard.serving.compile`); ``GET /v1/models`` shows
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -49,13 +48,7 @@ from shipyard.core.settings import CONFIG_FILE, Settings
 from shipyard.flavors.kernels import limit_model_threads
 from shipyard.project import Project
 from shipyard.render import console
-from shipyard.serving import ServeSettings, create_app
-from shipyard.serving.routing import (
-    RoutingSettings,
-    parse_canary_option,
-    parse_routing,
-    parse_shadow_option,
-)
+from shipyard.serving import WorkerConfig, create_app, resolve_serve_settings
 
 
 class CompileTarget(StrEnum):
@@ -79,30 +72,6 @@ def configured_refs(settings: Settings) -> list[str]:
     return list(models)
 
 
-def serving_flag(project: Project, key: str, given: bool | None, default: bool) -> bool:
-    """A yes/no setting: the command-line flag when given, else ``[serving] key``, else default."""
-    if given is not None:
-        return given
-    value = project.settings.serving.get(key, default)
-    if not isinstance(value, bool):
-        raise ConfigError(
-            f"{project.root / CONFIG_FILE}: [serving] {key} must be true or false but got {value!r}"
-        )
-    return value
-
-
-def routing_settings(
-    project: Project, canary: list[str], shadow: list[str], poll_seconds: float | None
-) -> RoutingSettings:
-    """The ``[serving]`` canary and shadow tables and ``poll_seconds``, options on top."""
-    configured = parse_routing(project.settings.serving, str(project.root / CONFIG_FILE))
-    return configured.merged(
-        canary=dict(parse_canary_option(text) for text in canary),
-        shadow=dict(parse_shadow_option(text) for text in shadow),
-        poll_seconds=poll_seconds,
-    )
-
-
 def configure_logging(access_log: bool) -> None:
     """Print the ``shipyard.access`` JSON lines (and serving messages) on stderr."""
     for name, level in (("shipyard.access", logging.INFO), ("shipyard.serving", logging.INFO)):
@@ -117,21 +86,11 @@ def configure_logging(access_log: bool) -> None:
 
 def app_from_environment() -> FastAPI:
     """The app a uvicorn worker process builds (``--workers`` > 1), from :data:`SERVE_ENV`."""
-    config: dict[str, Any] = json.loads(os.environ[SERVE_ENV])
-    configure_logging(bool(config["access_log"]))
-    project = Project(config["project"])
-    limit_model_threads(int(config["model_threads"]))
-    settings = ServeSettings(
-        max_batch=config["max_batch"],
-        max_wait_ms=config["max_wait_ms"],
-        model_threads=int(config["model_threads"]),
-        freeze_gc=True,
-        routing=RoutingSettings.model_validate(config.get("routing", {})),
-        prediction_log=bool(config.get("prediction_log", True)),
-        auth=bool(config.get("auth", False)),
-        compile=config.get("compile"),
-    )
-    return create_app(project.registry, config["refs"], settings)
+    config = WorkerConfig.model_validate_json(os.environ[SERVE_ENV])
+    configure_logging(config.access_log)
+    project = Project(config.project)
+    limit_model_threads(config.serve.model_threads)
+    return create_app(project.registry, config.refs, config.serve)
 
 
 def serve_command(
@@ -221,11 +180,21 @@ def serve_command(
         )
     for ref in chosen:
         project.registry.get(ref)  # fail now, with a clear message, on a wrong reference
-    log_predictions = serving_flag(project, "prediction_log", prediction_log, True)
-    use_auth = serving_flag(project, "auth", auth, False)
-    routing = routing_settings(project, canary or [], shadow or [], poll_seconds)
+    settings = resolve_serve_settings(
+        project.settings,
+        prediction_log=prediction_log,
+        auth=auth,
+        canary=canary or (),
+        shadow=shadow or (),
+        poll_seconds=poll_seconds,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        model_threads=model_threads,
+        freeze_gc=True,
+        compile=compile_to.value if compile_to else None,
+    )
     configure_logging(access_log)
-    if use_auth:
+    if settings.auth:
         console.print("auth: on (Authorization: Bearer <token>; shipyard tokens create)")
     console.print(f"serving {', '.join(chosen)} on http://{host}:{port} ({workers} worker(s))")
     common: dict[str, Any] = {
@@ -239,31 +208,11 @@ def serve_command(
     }
     limit_model_threads(model_threads)  # the process default, before any model is loaded
     if workers == 1:
-        settings = ServeSettings(
-            max_batch=max_batch,
-            max_wait_ms=max_wait_ms,
-            model_threads=model_threads,
-            freeze_gc=True,
-            routing=routing,
-            prediction_log=log_predictions,
-            auth=use_auth,
-            compile=compile_to.value if compile_to else None,
-        )
         app = create_app(project.registry, chosen, settings)
         uvicorn.Server(uvicorn.Config(app, **common)).run()
         return
-    os.environ[SERVE_ENV] = json.dumps(
-        {
-            "project": str(project.root),
-            "refs": chosen,
-            "max_batch": max_batch,
-            "max_wait_ms": max_wait_ms,
-            "model_threads": model_threads,
-            "access_log": access_log,
-            "prediction_log": log_predictions,
-            "auth": use_auth,
-            "routing": routing.model_dump(),
-            "compile": compile_to.value if compile_to else None,
-        }
+    config = WorkerConfig(
+        project=str(project.root), refs=chosen, access_log=access_log, serve=settings
     )
+    os.environ[SERVE_ENV] = config.model_dump_json()
     uvicorn.run("shipyard.cli.serve:app_from_environment", factory=True, workers=workers, **common)

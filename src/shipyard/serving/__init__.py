@@ -4,11 +4,12 @@
 contract protocols code against is in :mod:`shipyard.serving.base`.
 """
 
-from shipyard.serving.app import ServeSettings, create_app
+from shipyard.serving.app import create_app
 from shipyard.serving.base import ModelLookup, Prediction, ServedModel
 from shipyard.serving.batching import BatchSettings, MicroBatcher, ModelFailedError
 from shipyard.serving.metrics import ServingMetrics
 from shipyard.serving.models import ModelManager, ServingModel
+from shipyard.serving.settings import ServeSettings, WorkerConfig, resolve_serve_settings
 
 __all__ = [
     "BatchSettings",
@@ -21,5 +22,7 @@ __all__ = [
     "ServedModel",
     "ServingMetrics",
     "ServingModel",
+    "WorkerConfig",
     "create_app",
+    "resolve_serve_settings",
 ]

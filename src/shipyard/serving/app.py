@@ -25,7 +25,6 @@ import asyncio
 import gc
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from importlib import metadata
 
 from fastapi import FastAPI
@@ -38,7 +37,6 @@ from shipyard.datasets import Datasets
 from shipyard.datasets.predictions import PredictionStore
 from shipyard.registry import Registry
 from shipyard.serving.auth import Authenticator
-from shipyard.serving.batching import BatchSettings
 from shipyard.serving.exposure import router as exposure_router
 from shipyard.serving.fastpath import ServingApp
 from shipyard.serving.feedback import router as feedback_router
@@ -49,47 +47,9 @@ from shipyard.serving.models import ModelManager
 from shipyard.serving.monitor_metrics import MonitoringCollector
 from shipyard.serving.native import router as native_router
 from shipyard.serving.predlog import PredictionLog
-from shipyard.serving.routing import CLIENT_REQUEST_ID, RoutingSettings
+from shipyard.serving.routing import CLIENT_REQUEST_ID
+from shipyard.serving.settings import ServeSettings
 from shipyard.serving.v2 import v2_router
-
-
-@dataclass(frozen=True)
-class ServeSettings:
-    """How the server batches and predicts.
-
-    ``max_batch`` rows per predict call, waiting at most ``max_wait_ms`` ms for a batch to
-    fill under load; ``threads`` prediction threads; ``model_threads`` caps each model's
-    native thread pools (OpenMP / BLAS) per prediction thread (0: the libraries' default);
-    ``freeze_gc`` moves everything alive once the models are warm (loaded libraries, models)
-    out of the garbage collector's reach (:func:`gc.freeze`), so full collections under
-    load scan only what requests allocate instead of stalling the loop for ~100 ms (what
-    ``shipyard serve`` does; off by default for apps built in tests).
-    ``prediction_log`` writes every answered prediction to the metadata database
-    (:mod:`shipyard.serving.predlog`) through a queue of ``prediction_log_queue`` entries;
-    ``auth`` requires API tokens (:mod:`shipyard.serving.auth`), reloaded every
-    ``token_refresh_s`` seconds.
-    ``compile`` (``"onnx"``) converts each scikit-learn / LightGBM / XGBoost model to ONNX
-    at load and serves it with onnxruntime when its answers match on the input example
-    (:mod:`shipyard.serving.compile`); ``None``: models run as registered.
-    """
-
-    max_batch: int = 64
-    max_wait_ms: float = 2.0
-    threads: int = 2
-    model_threads: int = 1
-    freeze_gc: bool = False
-    #: canary / shadow routes and alias polling (hot swap), see :mod:`shipyard.serving.routing`
-    routing: RoutingSettings = field(default_factory=RoutingSettings)
-    prediction_log: bool = True
-    prediction_log_queue: int = 10_000
-    auth: bool = False
-    token_refresh_s: float = 30.0
-    compile: str | None = None
-
-    @property
-    def batching(self) -> BatchSettings:
-        """The micro-batcher settings these give."""
-        return BatchSettings(max_batch=self.max_batch, max_wait=self.max_wait_ms / 1000)
 
 
 def create_app(

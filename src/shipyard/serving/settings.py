@@ -1,0 +1,120 @@
+"""The server's configuration: one Pydantic model, resolved here for the CLI and notebooks.
+
+:func:`resolve_serve_settings` reads ``[serving]`` of shipyard.toml (``prediction_log``,
+``auth``, canary / shadow tables, ``poll_seconds``) and applies what the caller gives on
+top, so ``shipyard serve`` and a notebook calling ``create_app`` get the same settings.
+Worker processes (``--workers`` > 1) receive a :class:`WorkerConfig` as JSON
+(``model_dump_json`` / ``model_validate_json``), never a hand-made mapping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shipyard.core.exceptions import ConfigError
+from shipyard.core.settings import CONFIG_FILE, Settings
+from shipyard.serving.batching import BatchSettings
+from shipyard.serving.routing import (
+    RoutingSettings,
+    parse_canary_option,
+    parse_routing,
+    parse_shadow_option,
+)
+
+
+class ServeSettings(BaseModel):
+    """How the server batches and predicts.
+
+    ``max_batch`` rows per predict call, waiting at most ``max_wait_ms`` ms for a batch to
+    fill under load; ``threads`` prediction threads; ``model_threads`` caps each model's
+    native thread pools (OpenMP / BLAS) per prediction thread (0: the libraries' default);
+    ``freeze_gc`` moves everything alive once the models are warm (loaded libraries, models)
+    out of the garbage collector's reach (:func:`gc.freeze`), so full collections under
+    load scan only what requests allocate instead of stalling the loop for ~100 ms (what
+    ``shipyard serve`` does; off by default for apps built in tests).
+    ``prediction_log`` writes every answered prediction to the metadata database
+    (:mod:`shipyard.serving.predlog`) through a queue of ``prediction_log_queue`` entries;
+    ``auth`` requires API tokens (:mod:`shipyard.serving.auth`), reloaded every
+    ``token_refresh_s`` seconds.
+    ``compile`` (``"onnx"``) converts each scikit-learn / LightGBM / XGBoost model to ONNX
+    at load and serves it with onnxruntime when its answers match on the input example
+    (:mod:`shipyard.serving.compile`); ``None``: models run as registered.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_batch: int = 64
+    max_wait_ms: float = 2.0
+    threads: int = 2
+    model_threads: int = 1
+    freeze_gc: bool = False
+    #: canary / shadow routes and alias polling (hot swap), see :mod:`shipyard.serving.routing`
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    prediction_log: bool = True
+    prediction_log_queue: int = 10_000
+    auth: bool = False
+    token_refresh_s: float = 30.0
+    compile: str | None = None
+
+    @property
+    def batching(self) -> BatchSettings:
+        """The micro-batcher settings these give."""
+        return BatchSettings(max_batch=self.max_batch, max_wait=self.max_wait_ms / 1000)
+
+
+class WorkerConfig(BaseModel):
+    """What a uvicorn worker process needs to build the same app as the parent."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    project: str
+    refs: list[str]
+    access_log: bool = True
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+
+
+def _flag(settings: Settings, key: str, given: bool | None, default: bool) -> bool:
+    if given is not None:
+        return given
+    value = settings.serving.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(
+            f"{settings.root / CONFIG_FILE}: [serving] {key} must be true or false but got "
+            f"{value!r}"
+        )
+    return value
+
+
+def resolve_serve_settings(
+    settings: Settings,
+    *,
+    prediction_log: bool | None = None,
+    auth: bool | None = None,
+    canary: Iterable[str] = (),
+    shadow: Iterable[str] = (),
+    poll_seconds: float | None = None,
+    **given: object,
+) -> ServeSettings:
+    """The project's ``[serving]`` settings with what the caller gives on top.
+
+    ``prediction_log`` and ``auth`` (``None``: ``[serving]``, else on / off), ``canary``
+    (``NAME=TARGET:PERCENT``) and ``shadow`` (``NAME=TARGET``) options merged over the
+    ``[serving.canary.NAME]`` / ``[serving.shadow.NAME]`` tables, ``poll_seconds`` over
+    ``[serving] poll_seconds``; any other :class:`ServeSettings` field as a keyword.
+    """
+    configured = parse_routing(settings.serving, str(settings.root / CONFIG_FILE))
+    routing = configured.merged(
+        canary=dict(parse_canary_option(text) for text in canary),
+        shadow=dict(parse_shadow_option(text) for text in shadow),
+        poll_seconds=poll_seconds,
+    )
+    return ServeSettings.model_validate(
+        {
+            **given,
+            "routing": routing,
+            "prediction_log": _flag(settings, "prediction_log", prediction_log, True),
+            "auth": _flag(settings, "auth", auth, False),
+        }
+    )
