@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
 from shipyard.batch import BatchRequest, BatchResult, predict_batch
-from shipyard.batch.request import Progress
+from shipyard.batch.request import DEFAULT_CHUNK_ROWS, Progress
 from shipyard.core.exceptions import ConfigError, ConflictError
 from shipyard.core.refs import is_dataset_ref
 from shipyard.core.settings import CONFIG_FILE, STATE_DIR, Settings, find_project_root
@@ -98,16 +99,35 @@ class Project:
         ref: str,
         input: str,
         *,
+        output: str | None = None,
+        table: str | None = None,
+        query: str | None = None,
+        keys: Sequence[str] = (),
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        resume: bool = False,
+        engine: str = "local",
+        scheduler: str | None = None,
+        workers: int = 2,
         progress: Progress | None = None,
-        **options: object,
     ) -> BatchResult:
         """Score ``input`` with the model ``ref`` into the predictions store (a batch job).
 
-        ``options`` are the other fields of :class:`~shipyard.batch.BatchRequest`: ``output``,
-        ``table``, ``query``, ``keys``, ``chunk_rows``, ``resume``, ``engine``, ``scheduler``,
-        ``workers``.
+        The keywords are those of :class:`~shipyard.batch.BatchRequest` (what ``shipyard
+        predict`` takes); ``progress(rows, total)`` is called as chunks are scored.
         """
-        request = BatchRequest(ref=ref, input=input, **options)  # type: ignore[arg-type]
+        request = BatchRequest(
+            ref=ref,
+            input=input,
+            query=query,
+            output=output,
+            table=table,
+            keys=tuple(keys),
+            chunk_rows=chunk_rows,
+            resume=resume,
+            engine=engine,
+            scheduler=scheduler,
+            workers=workers,
+        )
         return predict_batch(
             request,
             registry=self.registry,
@@ -125,14 +145,39 @@ class Project:
         removed["monitoring"] = Results(self.database).prune(before)
         return removed
 
-    def monitor(self, ref: str, **options: object) -> MonitorOutcome:
+    def monitor(
+        self,
+        ref: str,
+        *,
+        reference: str | None = None,
+        current: str | None = None,
+        batch: str | None = None,
+        window: str | None = None,
+        end: datetime | None = None,
+        key: str | None = None,
+        target: str | None = None,
+        monitor: str = "",
+        report: Path | None = None,
+        save: bool = True,
+    ) -> MonitorOutcome:
         """A monitoring report of ``ref``: drift, quality, performance, alerts; stored.
 
-        ``options`` are the other fields of :class:`~shipyard.monitoring.run.MonitorRequest`:
-        ``reference``, ``current``, ``window``, ``end``, ``key``, ``target``, ``monitor``,
-        ``report`` (an HTML path) and ``save``.
+        The keywords are those of :class:`~shipyard.monitoring.run.MonitorRequest` (what
+        ``shipyard monitor`` takes); ``report`` is an HTML path.
         """
-        request = MonitorRequest(ref=ref, **options)  # type: ignore[arg-type]
+        request = MonitorRequest(
+            ref=ref,
+            reference=reference,
+            current=current,
+            batch=batch,
+            window=window,
+            end=end,
+            key=key,
+            target=target,
+            monitor=monitor,
+            report=report,
+            save=save,
+        )
         return run_monitor(
             request,
             registry=self.registry,
