@@ -35,14 +35,15 @@ from typing import Any
 import numpy as np
 
 from shipyard.core.schema import Signature
+from shipyard.serving.answers import ONNX_PREDICTIONS, ONNX_PROBABILITIES, difference
 
 #: The compile targets ``--compile`` accepts.
 TARGETS = ("onnx",)
 
 #: Probabilities (and float predictions) agree within this absolute tolerance (float32 math).
-ONNX_ATOL = 1e-5
+ONNX_ATOL = ONNX_PROBABILITIES.atol
 #: Relative tolerance for float predictions (regression), on top of :data:`ONNX_ATOL`.
-ONNX_RTOL = 1e-5
+ONNX_RTOL = ONNX_PREDICTIONS.rtol
 
 
 class CompileError(Exception):
@@ -129,29 +130,10 @@ def same_answers(
     Labels must be equal; probabilities and float predictions within the module tolerance.
     """
     (labels, proba), (want_labels, want_proba) = got, expected
-    labels, want_labels = np.asarray(labels), np.asarray(want_labels)
-    if labels.shape != want_labels.shape:
-        return f"predictions have shape {labels.shape}, expected {want_labels.shape}"
-    if labels.dtype.kind in "fc" and want_labels.dtype.kind in "fc":
-        if not np.allclose(labels, want_labels, rtol=ONNX_RTOL, atol=ONNX_ATOL, equal_nan=True):
-            worst = float(np.nanmax(np.abs(labels - want_labels)))
-            return f"predictions differ by up to {worst:.3g} (tolerance {ONNX_ATOL:g})"
-    else:
-        if labels.dtype.kind in "fc" or want_labels.dtype.kind in "fc":  # float vs int labels
-            labels, want_labels = labels.astype(object), want_labels.astype(object)
-        differ = labels != want_labels
-        if np.any(differ):
-            return f"{int(np.sum(differ))} of {labels.size} labels differ"
-    if (proba is None) != (want_proba is None):
-        return "probabilities are missing" if proba is None else "unexpected probabilities"
-    if proba is not None and want_proba is not None:
-        proba, want_proba = np.asarray(proba), np.asarray(want_proba, dtype=np.float64)
-        if proba.shape != want_proba.shape:
-            return f"probabilities have shape {proba.shape}, expected {want_proba.shape}"
-        if not np.allclose(proba, want_proba, rtol=0, atol=ONNX_ATOL, equal_nan=True):
-            worst = float(np.nanmax(np.abs(proba - want_proba)))
-            return f"probabilities differ by up to {worst:.3g} (tolerance {ONNX_ATOL:g})"
-    return None
+    what = "predictions" if np.asarray(labels).dtype.kind in "fc" else "labels"
+    return difference(labels, want_labels, ONNX_PREDICTIONS, what) or difference(
+        proba, want_proba, ONNX_PROBABILITIES, "probabilities"
+    )
 
 
 def compile_onnx(native: Any, signature: Signature | None, classes: list[Any] | None) -> OnnxModel:

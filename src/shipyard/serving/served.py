@@ -40,6 +40,7 @@ from shipyard.flavors.kernels import (
     without_feature_names,
 )
 from shipyard.registry import VersionInfo
+from shipyard.serving.answers import SAME_MODEL, agree
 from shipyard.serving.base import Prediction
 from shipyard.serving.batching import BatcherClosedError, BatchSettings, MicroBatcher
 from shipyard.serving.columns import ColumnCaster, records_to_columns, to_frame, to_matrix
@@ -224,12 +225,14 @@ class ServingModel:
             except Exception as exc:  # a mode the model cannot take: try the next one
                 logger.debug("%r cannot take %s input: %s", self, mode, exc)
                 continue
-            if _same(got.predictions, expected) and _same(got.probabilities, expected_proba):
+            if agree(got.predictions, expected, SAME_MODEL) and agree(
+                got.probabilities, expected_proba, SAME_MODEL
+            ):
                 self.mode = mode
                 break
         if expected_proba is not None and self.classes is not None:
             derived = np.asarray(self.classes)[np.argmax(expected_proba, axis=1)]
-            self._derive_labels = _same(derived, expected)
+            self._derive_labels = agree(derived, expected, SAME_MODEL)
         first_row = {name: values[:1] for name, values in columns.items()}
         for _ in range(3):
             self.run_batch(first_row)
@@ -306,14 +309,3 @@ def _is_sklearn(native: object) -> bool:
     except ImportError:  # pragma: no cover - scikit-learn is a dependency
         return False
     return isinstance(native, BaseEstimator)
-
-
-def _same(got: np.ndarray | None, expected: np.ndarray | None) -> bool:
-    if got is None or expected is None:
-        return got is None and expected is None
-    got, expected = np.asarray(got), np.asarray(expected)
-    if got.shape != expected.shape:
-        return False
-    if got.dtype.kind in "fc" and expected.dtype.kind in "fc":
-        return bool(np.allclose(got, expected, rtol=1e-9, atol=1e-12, equal_nan=True))
-    return bool(np.array_equal(got, expected))
