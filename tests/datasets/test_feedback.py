@@ -19,6 +19,7 @@ from shipyard import Project
 from shipyard.core.exceptions import InvalidArgumentError
 from shipyard.datasets import feedback as feedback_module
 from shipyard.datasets.feedback import LABEL_COLUMNS, ONLINE_COLUMNS, FeedbackStore, Label
+from shipyard.datasets.prediction_log import PredictionLogStore
 from shipyard.serving.base import Prediction
 from shipyard.serving.predlog import PredictionLog
 from shipyard.store import Database
@@ -58,7 +59,7 @@ def log_requests(database: Database) -> pd.DataFrame:
     log.record("churn", 1, "req-1", 0.002, columns, again)
     assert log.flush() == 6
     return pd.concat(
-        [PredictionLog.read(database, "churn"), PredictionLog.read(database, "other")],
+        [PredictionLogStore(database).read("churn"), PredictionLogStore(database).read("other")],
         ignore_index=True,
     )
 
@@ -262,7 +263,9 @@ def test_online_truth_reads_many_request_ids_in_chunks_or_one_scan(
 
 
 def test_online_truth_says_what_a_log_frame_needs(store: FeedbackStore) -> None:
-    with pytest.raises(InvalidArgumentError, match=r"no column 'outputs'.*PredictionLog\.read"):
+    with pytest.raises(
+        InvalidArgumentError, match=r"no column 'outputs'.*PredictionLogStore\(database\)\.read"
+    ):
         store.online_truth("churn", pd.DataFrame({"request_id": [], "at": [], "version": []}))
 
 

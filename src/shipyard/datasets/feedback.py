@@ -285,7 +285,8 @@ class FeedbackStore:
     def online_truth(self, model: str, log: pd.DataFrame, *, shadow: bool = False) -> pd.DataFrame:
         """The rows of prediction ``log`` that have a label, one per (request, row), labelled.
 
-        ``log`` is a frame of :meth:`~shipyard.serving.predlog.PredictionLog.read` (columns
+        ``log`` is a frame of
+        :meth:`~shipyard.datasets.prediction_log.PredictionLogStore.read` (columns
         request_id, at, version, outputs; model and shadow when present). Only rows of
         ``model`` count, and only the answered predictions (``shadow=True``: only the shadow
         ones). A request id logged twice (a client reusing ``X-Request-ID``) takes its last
@@ -296,7 +297,7 @@ class FeedbackStore:
             log,
             ("request_id", "at", "version", "outputs"),
             "prediction log rows",
-            "pass a frame of PredictionLog.read(database, model)",
+            "pass a frame of PredictionLogStore(database).read(model)",
         )
         if "model" in log.columns:
             log = log[log["model"] == model]

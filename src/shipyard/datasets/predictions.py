@@ -3,7 +3,8 @@
 - Batch jobs write their predictions as dataset versions in the ``predictions`` zone (one
   Parquet part per chunk) and are indexed in ``batch_jobs`` (model, version, input, output,
   rows, times, the dataset version). A job's record is also its resume state.
-- The model server writes every answered request to ``prediction_log``.
+- The model server writes every answered request to ``prediction_log``, whose store is
+  :class:`~shipyard.datasets.prediction_log.PredictionLogStore`.
 
 :meth:`PredictionStore.rows` reads both as one stream of prediction rows, filtered by
 model, version, time range and key, in a stable order — succeeded batch jobs by the time
@@ -36,9 +37,10 @@ import sqlalchemy as sa
 from shipyard.core.clock import utcnow
 from shipyard.core.exceptions import InvalidArgumentError, NotFoundError
 from shipyard.core.refs import DatasetRef
+from shipyard.datasets.prediction_log import LoggedRequest, PredictionLogStore
 from shipyard.datasets.store import Datasets
 from shipyard.store import Database
-from shipyard.store.tables import BatchJob, PredictionLogEntry
+from shipyard.store.tables import BatchJob
 
 SOURCES = ("batch", "online")
 #: The columns of a prediction row as :meth:`PredictionStore.rows` gives it.
@@ -46,7 +48,6 @@ ROW_COLUMNS = (
     "source", "model", "version", "batch_id", "request_id", "key", "scored_at",
     "prediction", "probabilities",
 )  # fmt: skip
-_LOG = PredictionLogEntry.metadata.tables[PredictionLogEntry.__tablename__]
 _ROW_ID = "row_id"
 #: Rows turned into records at a time (a page stops early without converting the rest).
 _RECORD_SLICE = 1024
@@ -202,6 +203,7 @@ class PredictionStore:
     def __init__(self, database: Database, datasets: Datasets) -> None:
         self.database = database
         self.datasets = datasets
+        self.log = PredictionLogStore(database)
 
     # -- batch job records ----------------------------------------------------------------
 
@@ -380,20 +382,15 @@ class PredictionStore:
         after_id, after_row = int(position.get("id", 0)), int(position.get("r", -1))
         fetch = min(max(wanted, 1), _LOG_FETCH) + 1
         while True:
-            query = sa.select(_LOG).where(_LOG.c.id >= after_id, _LOG.c.shadow.is_(False))
-            if where.model:
-                query = query.where(_LOG.c.model == where.model)
-            if where.version is not None:
-                query = query.where(_LOG.c.version == where.version)
-            if where.since is not None:
-                query = query.where(_LOG.c.at >= where.since)
-            if where.until is not None:
-                query = query.where(_LOG.c.at <= where.until)
-            if where.key is not None:
-                query = query.where(_LOG.c.request_id == where.key)
-            query = query.order_by(_LOG.c.id).limit(fetch)
-            with self.database.engine.connect() as connection:
-                entries = list(connection.execute(query))
+            entries = self.log.page(
+                after_id,
+                fetch,
+                model=where.model,
+                version=where.version,
+                since=where.since,
+                until=where.until,
+                request_id=where.key,
+            )
             if not entries:
                 return
             for entry in entries:
@@ -431,9 +428,7 @@ class PredictionStore:
             # an unfinished job's scored parts (and input copy) go with its record
             shutil.rmtree(job.work_dir, ignore_errors=True)
             removed["jobs"] += 1
-        with self.database.engine.begin() as connection:
-            result = connection.execute(sa.delete(_LOG).where(_LOG.c.at < older_than))
-            removed["online"] = int(result.rowcount or 0)
+        removed["online"] = self.log.prune(older_than)
         return removed
 
 
@@ -484,8 +479,8 @@ def _batch_records(table: pa.Table, job: JobInfo) -> Iterator[dict[str, Any]]:
         }
 
 
-def _online_records(entry: Any) -> Iterator[dict[str, Any]]:
-    outputs = entry.outputs if isinstance(entry.outputs, dict) else json.loads(entry.outputs)
+def _online_records(entry: LoggedRequest) -> Iterator[dict[str, Any]]:
+    outputs = entry.outputs
     predictions = outputs.get("predictions", [])
     probabilities = outputs.get("probabilities")
     for number, prediction in enumerate(predictions):

@@ -8,7 +8,6 @@ ground truth: ``request_id`` and ``row`` (the online log), or the batch job's ke
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,15 +15,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 
 from shipyard.core.exceptions import DataSourceError, InvalidArgumentError
 from shipyard.core.refs import is_dataset_ref
 from shipyard.core.schema import PREDICTION, proba_column
 from shipyard.datasets import Datasets, SourceSettings, read_source
+from shipyard.datasets.prediction_log import LoggedRequest, PredictionLogStore
 from shipyard.datasets.predictions import JobInfo
 from shipyard.store import Database
-from shipyard.store.tables import PredictionLogEntry
 
 #: Columns of a window that say where a row came from, not what the model saw.
 META_COLUMNS = frozenset(
@@ -40,7 +38,6 @@ META_COLUMNS = frozenset(
         "batch_id",
     }
 )
-_LOG = PredictionLogEntry.__table__
 
 
 @dataclass(frozen=True)
@@ -69,20 +66,9 @@ def log_window(
     version: int | None = None,
 ) -> Window:
     """The answered (not shadow) predictions of ``model`` logged in ``[start, end)``."""
-    query = sa.select(
-        _LOG.c.request_id, _LOG.c.version, _LOG.c.at, _LOG.c.inputs, _LOG.c.outputs
-    ).where(
-        _LOG.c.model == model,
-        _LOG.c.shadow.is_(False),
-        _LOG.c.at >= start,
-        _LOG.c.at < end,
-    )
-    if version is not None:
-        query = query.where(_LOG.c.version == version)
     records: list[dict[str, Any]] = []
-    with database.engine.connect() as connection:
-        for entry in connection.execute(query.order_by(_LOG.c.id)):
-            records.extend(_log_rows(entry))
+    for entry in PredictionLogStore(database).answered(model, start, end, version=version):
+        records.extend(_log_rows(entry))
     frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
     which = f"{model}:{version}" if version is not None else model
     return Window(
@@ -94,14 +80,13 @@ def log_window(
     )
 
 
-def _log_rows(entry: Any) -> list[dict[str, Any]]:
-    inputs = entry.inputs if isinstance(entry.inputs, list) else json.loads(entry.inputs)
-    outputs = entry.outputs if isinstance(entry.outputs, dict) else json.loads(entry.outputs)
+def _log_rows(entry: LoggedRequest) -> list[dict[str, Any]]:
+    outputs = entry.outputs
     predictions = outputs.get("predictions") or []
     probabilities = outputs.get("probabilities")
     classes = outputs.get("classes") or []
     rows = []
-    for number, values in enumerate(inputs):
+    for number, values in enumerate(entry.inputs):
         row = dict(values)
         row["request_id"] = entry.request_id
         row["row"] = number

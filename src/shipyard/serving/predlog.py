@@ -14,8 +14,9 @@ in one transaction per batch. So:
 
 One row per request: ``inputs`` holds the validated request rows as records
 (``[{"col": value, ...}, ...]``), ``outputs`` ``{"predictions": [...]}`` plus
-``"probabilities"`` and ``"classes"`` for classifiers. :meth:`PredictionLog.read` gives them
-back as a DataFrame (for tests and monitoring).
+``"probabilities"`` and ``"classes"`` for classifiers. The table itself is owned by
+:class:`~shipyard.datasets.prediction_log.PredictionLogStore` (which inserts each batch and
+reads the rows back); this module only queues, encodes and hands the batches over.
 """
 
 from __future__ import annotations
@@ -31,13 +32,12 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
-import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter
 from starlette.requests import Request
 
+from shipyard.datasets.prediction_log import LogRow, PredictionLogStore
 from shipyard.serving.base import Prediction, ServedModel
 from shipyard.store import Database
-from shipyard.store.tables import PredictionLogEntry
 
 logger = logging.getLogger("shipyard.serving.predlog")
 
@@ -46,10 +46,6 @@ DEFAULT_BATCH_ROWS = 500
 DEFAULT_FLUSH_INTERVAL = 1.0
 _ERROR_LOG_EVERY = 60.0
 _YIELD_EVERY = 16
-_TABLE = PredictionLogEntry.metadata.tables[PredictionLogEntry.__tablename__]
-COLUMNS = [
-    "id", "model", "version", "request_id", "at", "latency_ms", "inputs", "outputs", "shadow",
-]  # fmt: skip
 
 # (model, version, request id, unix time, latency s, validated columns, prediction, shadow)
 _Entry = tuple[str, int, str, float, float, Mapping[str, Any], Prediction, bool]
@@ -70,7 +66,7 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value, default=_default, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
-def encode_entry(entry: _Entry) -> tuple[str, int, str, datetime, float, str, str, bool]:
+def encode_entry(entry: _Entry) -> LogRow:
     """One queued entry as insert parameters, ``inputs`` as records and JSON encoded here.
 
     Encoding with orjson and inserting through the driver's ``executemany`` keeps the
@@ -96,18 +92,6 @@ def encode_entry(entry: _Entry) -> tuple[str, int, str, datetime, float, str, st
     )
 
 
-_INSERT = (
-    "INSERT INTO prediction_log (model, version, request_id, at, latency_ms, inputs, outputs, "
-    "shadow) VALUES "
-)
-#: Placeholders per backend (PostgreSQL's JSON columns take the text with a cast).
-_VALUES = {
-    "sqlite": "(?, ?, ?, ?, ?, ?, ?, ?)",
-    "postgresql": "(%s, %s, %s, %s, %s, %s::json, %s::json, %s)",
-}
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite
-
-
 class PredictionLog:
     """A bounded queue of answered predictions and the thread writing them in batches."""
 
@@ -121,6 +105,7 @@ class PredictionLog:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
     ) -> None:
         self.database = database
+        self.store = PredictionLogStore(database)
         self.max_queue = max(1, max_queue)
         self.batch_rows = max(1, batch_rows)
         self.flush_interval = flush_interval
@@ -213,19 +198,11 @@ class PredictionLog:
 
     def _write(self, batch: list[_Entry]) -> int:
         try:
-            backend = self.database.backend
-            rows: list[tuple[Any, ...]] = []
+            rows: list[LogRow] = []
             for start in range(0, len(batch), _YIELD_EVERY):
                 rows.extend(encode_entry(entry) for entry in batch[start : start + _YIELD_EVERY])
                 time.sleep(0)  # let the event loop have the GIL between short stretches
-            if backend == "sqlite":
-                rows = [
-                    (*row[:3], row[3].strftime(_SQLITE_TIME), *row[4:7], int(row[7]))
-                    for row in rows
-                ]
-            sql = _INSERT + _VALUES.get(backend, _VALUES["postgresql"])
-            with self.database.engine.begin() as connection:
-                connection.exec_driver_sql(sql, rows)
+            written = self.store.append(rows)  # one transaction per batch
         except Exception:
             self.errors.inc(len(batch))
             now = time.monotonic()
@@ -236,39 +213,8 @@ class PredictionLog:
                     len(batch),
                 )
             return 0
-        self.written += len(rows)
-        return len(rows)
-
-    # -- reading --------------------------------------------------------------------------
-
-    @staticmethod
-    def read(
-        database: Database,
-        model: str,
-        since: datetime | None = None,
-        limit: int = 10_000,
-        *,
-        shadow: bool | None = None,
-    ) -> pd.DataFrame:
-        """Logged predictions of ``model`` (at or after ``since``), oldest first, at most ``limit``.
-
-        Columns: id, model, version, request_id, at (UTC), latency_ms, inputs (records),
-        outputs (``predictions``, ``probabilities``, ``classes``), shadow. ``shadow`` = True or
-        False keeps only shadow or only answered predictions (default: both).
-        """
-        query = sa.select(*(_TABLE.c[name] for name in COLUMNS)).where(_TABLE.c.model == model)
-        if since is not None:
-            if since.tzinfo is None:  # a naive time means UTC, as everywhere in shipyard
-                since = since.replace(tzinfo=UTC)
-            query = query.where(_TABLE.c.at >= since)
-        if shadow is not None:
-            query = query.where(_TABLE.c.shadow == shadow)
-        query = query.order_by(_TABLE.c.id).limit(limit)
-        with database.engine.connect() as connection:
-            rows = [tuple(row) for row in connection.execute(query)]
-        frame = pd.DataFrame(rows, columns=COLUMNS)
-        frame["at"] = pd.to_datetime(frame["at"], utc=True)
-        return frame
+        self.written += written
+        return written
 
 
 def note_prediction(
