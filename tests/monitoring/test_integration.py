@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from shipyard import Project
 from shipyard.cli.app import app
 from shipyard.cli.orchestrate import build_launcher
-from shipyard.monitoring.results import Results
+from shipyard.datasets.monitor_results import MonitorResults
 from shipyard.pipelines.schedule import Scheduler
 from shipyard.serving.app import create_app
 
@@ -139,7 +139,7 @@ report = "reports/churn.html"
         scheduler.wait()
         scheduler.close()
         assert [f.status for f in scheduler.fires] == ["succeeded"]
-        [stored] = Results(project.database).history("churn")
+        [stored] = MonitorResults(project.database).history("churn")
         assert stored.monitor == "hourly"
         assert stored.report["rows"]["current"] == 300
         assert stored.report["reference"].startswith("reference.parquet")
@@ -184,4 +184,4 @@ def test_a_quiet_hour_is_not_a_failed_monitor(tmp_path: Path, trained: Trained) 
         scheduler.wait()
         scheduler.close()
         assert [f.status for f in scheduler.fires] == ["succeeded"]  # nothing logged: no report
-        assert Results(project.database).history("churn") == []
+        assert MonitorResults(project.database).history("churn") == []

@@ -112,9 +112,9 @@ def test_results_are_kept_as_a_time_series(monitored: Project, tmp_path: Path) -
     drifted, _ = drifted_rows(1000)
     monitored.monitor("churn", current=write(same, tmp_path / "a.parquet"))
     monitored.monitor("churn", current=write(drifted, tmp_path / "b.parquet"))
-    from shipyard.monitoring.results import Results
+    from shipyard.datasets.monitor_results import MonitorResults
 
-    history = Results(monitored.database).history("churn")
+    history = MonitorResults(monitored.database).history("churn")
     assert [r.report["dataset_drift"] for r in history] == [False, True]
     query = sa.select(MonitorValue.value).where(
         MonitorValue.model == "churn",
@@ -286,7 +286,7 @@ def test_the_business_value_of_a_labelled_window(tmp_path: Path, trained: Traine
 
 
 def test_retention_removes_old_reports_and_labels(monitored: Project, tmp_path: Path) -> None:
-    from shipyard.monitoring.results import Results
+    from shipyard.datasets.monitor_results import MonitorResults
 
     same, _ = reference_rows(500, seed=3)
     monitored.monitor("churn", current=write(same, tmp_path / "w.parquet"))
@@ -295,7 +295,7 @@ def test_retention_removes_old_reports_and_labels(monitored: Project, tmp_path: 
     assert (kept["feedback"], kept["monitoring"]) == (0, 0)
     removed = monitored.prune(datetime.now(UTC) + timedelta(seconds=1))
     assert (removed["feedback"], removed["monitoring"]) == (2, 1)
-    assert Results(monitored.database).history("churn") == []
+    assert MonitorResults(monitored.database).history("churn") == []
     with monitored.database.engine.connect() as connection:
         assert (
             connection.execute(sa.select(sa.func.count()).select_from(MonitorValue)).scalar() == 0

@@ -21,7 +21,7 @@ from rich.table import Table
 
 from shipyard.cli.context import JsonOption, ProjectOption, open_project
 from shipyard.core.refs import ModelRef
-from shipyard.monitoring.results import Results
+from shipyard.datasets.monitor_results import MonitorResults
 from shipyard.render import console, print_json
 
 RefArgument = Annotated[
@@ -73,7 +73,7 @@ def monitor_command(
     opened = open_project(ctx, project)
     if history:
         name = ModelRef.parse(ref).name
-        stored = Results(opened.database).history(name)
+        stored = MonitorResults(opened.database).history(name)
         if as_json:
             print_json([{"id": r.id, "version": r.version, "computed_at": r.computed_at.isoformat(),
                          "monitor": r.monitor, "dataset_drift": r.report["dataset_drift"],

@@ -13,8 +13,9 @@ A rule is the ``when`` of a ``[[monitoring.alerts]]`` entry:
   5 %") or ``value(NAME)`` (the window's business value, e.g. ``value(net_per_period) < 0``).
 
 Each rule is one condition per model: it alerts once when it starts to hold, stays quiet
-while it holds, and sends a "resolved" message when it clears (state in ``alert_state``). A
-quantity the report does not have (no ground truth yet, say) leaves the state as it is.
+while it holds, and sends a "resolved" message when it clears (its state is kept by
+:class:`~shipyard.datasets.alert_state.AlertStates`). A quantity the report does not have
+(no ground truth yet, say) leaves the state as it is.
 Messages go to the log and, with ``[monitoring] webhook``, are POSTed as Slack-compatible
 JSON (``{"text": ...}`` plus a ``shipyard`` object with the details); a failed delivery is
 logged and the alert is sent again on the next run.
@@ -32,14 +33,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
-
-from shipyard.core.clock import utcnow
 from shipyard.core.exceptions import ConfigError
+from shipyard.datasets.alert_state import AlertStates
 from shipyard.monitoring.settings import AlertRuleConfig
 from shipyard.store import Database
-from shipyard.store.tables import AlertState
 
 logger = logging.getLogger("shipyard.monitoring.alerts")
 
@@ -245,6 +242,7 @@ class Alerts:
         subject: str,
     ) -> None:
         self.database = database
+        self.states = AlertStates(database)
         self.rules = list(rules)
         self.webhook = webhook
         self.timeout = timeout
@@ -260,7 +258,7 @@ class Alerts:
         for rule in self.rules:
             holds = rule.holds(report)
             value = rule.value(report)
-            active = self._active(rule.name)
+            active = self.states.active(rule.name, self.subject)
             if holds is None:
                 note = f"{rule.name}: not measurable in this report"
                 events.append(AlertEvent(rule.name, rule.when, "unknown", None, note))
@@ -277,11 +275,12 @@ class Alerts:
                                              f"{message} (not sent: the report is not stored)",
                                              delivered=False))  # fmt: skip
                     continue
-                if not self._claim(rule.name, holds, value):  # another monitor just did
+                claimed = self.states.claim(rule.name, self.subject, holds, value)
+                if not claimed:  # another monitor just did
                     continue
                 delivered = self._send(message, rule, report, value, state)
                 if not delivered:  # back as it was: the next run sends it again
-                    self._claim(rule.name, not holds, value)
+                    self.states.claim(rule.name, self.subject, not holds, value)
                 events.append(AlertEvent(rule.name, rule.when, state, value, message, delivered))
         return events
 
@@ -305,42 +304,6 @@ class Alerts:
             },
         }
         return _post(self.webhook, body, self.timeout)
-
-    def _active(self, rule: str) -> bool:
-        query = sa.select(AlertState.active).where(
-            AlertState.rule == rule, AlertState.model == self.subject
-        )
-        with self.database.session() as session:
-            return bool(session.scalar(query))
-
-    def _claim(self, rule: str, active: bool, value: float | None) -> bool:
-        """Move the rule to ``active`` if it is not there yet; False if someone else did."""
-        now = utcnow()
-        changed = (
-            sa.update(AlertState)
-            .where(
-                AlertState.rule == rule,
-                AlertState.model == self.subject,
-                AlertState.active.is_not(active),
-            )
-            .values(active=active, value=value, since=now if active else None, updated_at=now)
-        )
-        try:
-            with self.database.session() as session:
-                if session.execute(changed).rowcount:  # type: ignore[attr-defined]
-                    return True
-                exists = session.scalar(
-                    sa.select(AlertState.id).where(
-                        AlertState.rule == rule, AlertState.model == self.subject
-                    )
-                )
-                if exists is not None or not active:
-                    return False
-                session.add(AlertState(rule=rule, model=self.subject, active=True, value=value,
-                                       since=now, updated_at=now))  # fmt: skip
-            return True
-        except IntegrityError:  # another monitor created the row at the same instant
-            return False
 
 
 def _shown(value: float | None) -> str:

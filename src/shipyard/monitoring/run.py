@@ -11,7 +11,7 @@
   **performance** on the rows with ground truth — feedback joined by request id and row
   (log) or by ``key`` (batch), or a ``target`` column of the current data — next to the
   metrics recorded at registration, and the window's business value with a ``[value]`` table.
-- The report is stored (:mod:`shipyard.monitoring.results`), alert rules are applied
+- The report is stored (:mod:`shipyard.datasets.monitor_results`), alert rules are applied
   (:mod:`shipyard.monitoring.alerts`) and, on request, an HTML report is written.
 """
 
@@ -33,10 +33,10 @@ from shipyard.core.exceptions import (
 from shipyard.core.schema import PREDICTION, Signature, proba_column
 from shipyard.core.settings import Settings
 from shipyard.datasets import Datasets
+from shipyard.datasets.monitor_results import MonitorResults, StoredResult
 from shipyard.datasets.predictions import PredictionStore
 from shipyard.monitoring.alerts import Alerts, check_rules, parse_rules, psi_columns
 from shipyard.monitoring.distributions import distributions
-from shipyard.monitoring.results import Results, history_points
 from shipyard.monitoring.settings import describe, load_monitoring, parse_window
 from shipyard.monitoring.truth import labelled_rows, window_performance
 from shipyard.monitoring.windows import (
@@ -151,7 +151,7 @@ def run_monitor(
         frame,
         _with_reference_ranges(signature, reference),
         reference_categories=_categories(reference, categorical, signature.columns),
-        previous_columns=_previous_dtypes(Results(database), info.name),
+        previous_columns=_previous_dtypes(MonitorResults(database), info.name),
         ignore=META_COLUMNS | set(output_columns(frame)) | {key or "", request.target or ""},
     )
     truth = labelled_rows(frame, info.name, database, key=key, target=request.target)
@@ -185,7 +185,7 @@ def run_monitor(
     alerts = Alerts(database, rules, config.webhook, subject=subject)
     report["alerts"] = [e.to_dict() for e in alerts.evaluate(report, dry_run=not request.save)]
     outcome = MonitorOutcome(report, shapes)
-    results = Results(database)
+    results = MonitorResults(database)
     if request.save:
         outcome.result_id = results.save(report, request.monitor).id
     if request.report is not None:
@@ -363,12 +363,29 @@ def _categories(
     return {c: [str(v) for v in reference[c].dropna().unique()] for c in wanted}
 
 
-def _previous_dtypes(results: Results, model: str) -> dict[str, str] | None:
+def _previous_dtypes(results: MonitorResults, model: str) -> dict[str, str] | None:
     last = results.history(model, limit=1)
     if not last:
         return None
     dtypes = (last[0].report.get("quality") or {}).get("dtypes")
     return dict(dtypes) if dtypes else None
+
+
+def history_points(results: list[StoredResult]) -> list[dict[str, Any]]:
+    """Reports reduced to what the HTML report plots over time."""
+    points = []
+    for result in results:
+        report = result.report
+        points.append(
+            {
+                "computed_at": result.computed_at.isoformat(),
+                "drift_share": report["drift_share"],
+                "dataset_drift": report["dataset_drift"],
+                "columns": {c["column"]: c["score"] for c in report.get("columns", [])},
+                "performance": dict((report.get("performance") or {}).get("metrics", {})),
+            }
+        )
+    return points
 
 
 def _drift_part(drift: DriftReport) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Monitoring results as Prometheus gauges on the model server's ``/metrics``.
 
 The newest stored report of each model (``shipyard monitor``, by hand or scheduled) is read
-from ``monitor_values`` at scrape time (at most once per ``ttl`` seconds):
+from the monitoring results (:meth:`~shipyard.datasets.monitor_results.MonitorResults.newest`)
+at scrape time (at most once per ``ttl`` seconds):
 
 - ``shipyard_feature_drift{model,feature}``: the input column's drift score (its method's);
   ``shipyard_feature_drifted{model,feature}``: 1 when it drifted
@@ -21,14 +22,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import sqlalchemy as sa
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from shipyard.datasets.monitor_results import MonitorResults, Newest
 from shipyard.store import Database
-from shipyard.store.tables import MonitorResult, MonitorValue
 
 _FAMILIES: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
     ("drift", "score"): ("shipyard_feature_drift", "Drift score of an input column.", ("feature",)),
@@ -53,40 +53,24 @@ class MonitoringCollector(Collector):
 
     def __init__(self, database: Database, ttl: float = 10.0) -> None:
         self.database = database
+        self.results = MonitorResults(database)
         self.ttl = ttl
         self._lock = threading.Lock()
-        self._cached: tuple[float, list[Any], list[Any]] | None = None
+        self._cached: tuple[float, Newest] | None = None
 
-    def _read(self) -> tuple[list[Any], list[Any]]:
+    def _read(self) -> Newest:
         with self._lock:
             now = time.monotonic()
             if self._cached is not None and now - self._cached[0] < self.ttl:
-                return self._cached[1], self._cached[2]
-            newest = (
-                sa.select(sa.func.max(MonitorResult.id))
-                .group_by(MonitorResult.model)
-                .scalar_subquery()
-            )
-            runs = sa.select(MonitorResult.model, MonitorResult.computed_at).where(
-                MonitorResult.id.in_(newest)
-            )
-            values = sa.select(
-                MonitorValue.model,
-                MonitorValue.kind,
-                MonitorValue.column,
-                MonitorValue.metric,
-                MonitorValue.value,
-            ).where(MonitorValue.result_id.in_(newest))
-            with self.database.engine.connect() as connection:
-                run_rows = list(connection.execute(runs))
-                value_rows = list(connection.execute(values))
-            self._cached = (now, run_rows, value_rows)
-            return run_rows, value_rows
+                return self._cached[1]
+            newest = self.results.newest()
+            self._cached = (now, newest)
+            return newest
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """The gauges (read from the database at most once per ``ttl``)."""
         try:
-            runs, values = self._read()
+            newest = self._read()
         except sa.exc.SQLAlchemyError:  # a scrape never fails because of monitoring
             return
         families = {
@@ -108,15 +92,15 @@ class MonitoringCollector(Collector):
             "When the newest monitoring report of the model was computed (Unix time).",
             labels=["model"],
         )
-        for model, kind, column, metric, value in values:
-            family = families.get((kind, metric))
+        for row in newest.values:
+            family = families.get((row.kind, row.metric))
             if family is not None:
-                family.add_metric([model, column] if column else [model], value)
-            elif kind == "quality":
-                quality.add_metric([model, column, metric], value)
-            elif kind == "performance":
-                performance.add_metric([model, metric], value)
-        for model, computed_at in runs:
+                family.add_metric([row.model, row.column] if row.column else [row.model], row.value)
+            elif row.kind == "quality":
+                quality.add_metric([row.model, row.column, row.metric], row.value)
+            elif row.kind == "performance":
+                performance.add_metric([row.model, row.metric], row.value)
+        for model, computed_at in newest.computed_at.items():
             last.add_metric([model], computed_at.timestamp())
         yield from families.values()
         yield quality

@@ -1,5 +1,10 @@
 """Monitoring results over time: one ``monitor_results`` row per report, its numbers long-form.
 
+:class:`MonitorResults` is the one reader and writer of the ``monitor_results`` and
+``monitor_values`` tables: ``shipyard monitor`` saves reports and reads their history, the
+model server reads the newest report of each model for its ``/metrics`` gauges
+(:meth:`MonitorResults.newest`), and retention prunes old ones.
+
 Dashboards read them with plain SQL (Grafana, Superset)::
 
     SELECT computed_at, value FROM monitor_values
@@ -38,6 +43,25 @@ class StoredResult:
     report: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class StoredValue:
+    """One number of a stored report (a ``monitor_values`` row)."""
+
+    model: str
+    kind: str
+    column: str
+    metric: str
+    value: float
+
+
+@dataclass(frozen=True)
+class Newest:
+    """The newest report of every model: when each was computed, and their numbers."""
+
+    computed_at: dict[str, datetime]  # model -> computed_at
+    values: list[StoredValue]
+
+
 def values_of(report: Mapping[str, Any]) -> Iterator[tuple[str, str, str, float]]:
     """Every number of a report as ``(kind, column, metric, value)``."""
     yield "dataset", "", "drift_share", float(report["drift_share"])
@@ -70,8 +94,8 @@ def values_of(report: Mapping[str, Any]) -> Iterator[tuple[str, str, str, float]
                 yield "performance", "", f"value:{name}", float(value)
 
 
-class Results:
-    """Stored monitoring reports of a project."""
+class MonitorResults:
+    """Stored monitoring reports of a project (``monitor_results`` and ``monitor_values``)."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
@@ -128,6 +152,32 @@ class Results:
             rows = [_stored(row) for row in session.scalars(query)]
         return rows[::-1]
 
+    def newest(self) -> Newest:
+        """The newest report of each model: its time and its numbers (``/metrics`` gauges).
+
+        Raises :class:`sqlalchemy.exc.SQLAlchemyError` when the database cannot be read.
+        """
+        ids = (
+            sa.select(sa.func.max(MonitorResult.id)).group_by(MonitorResult.model).scalar_subquery()
+        )
+        runs = sa.select(MonitorResult.model, MonitorResult.computed_at).where(
+            MonitorResult.id.in_(ids)
+        )
+        values = sa.select(
+            MonitorValue.model,
+            MonitorValue.kind,
+            MonitorValue.column,
+            MonitorValue.metric,
+            MonitorValue.value,
+        ).where(MonitorValue.result_id.in_(ids))
+        with self.database.engine.connect() as connection:
+            run_rows = list(connection.execute(runs))
+            value_rows = list(connection.execute(values))
+        return Newest(
+            computed_at={row.model: row.computed_at for row in run_rows},
+            values=[StoredValue(*row) for row in value_rows],
+        )
+
     def prune(self, before: datetime) -> int:
         """Forget reports computed before ``before``; the number removed."""
         with self.database.session() as session:
@@ -140,23 +190,6 @@ class Results:
                 session.execute(sa.delete(MonitorValue).where(MonitorValue.result_id.in_(ids)))
                 session.execute(sa.delete(MonitorResult).where(MonitorResult.id.in_(ids)))
         return len(ids)
-
-
-def history_points(results: list[StoredResult]) -> list[dict[str, Any]]:
-    """Reports reduced to what the HTML report plots over time."""
-    points = []
-    for result in results:
-        report = result.report
-        points.append(
-            {
-                "computed_at": result.computed_at.isoformat(),
-                "drift_share": report["drift_share"],
-                "dataset_drift": report["dataset_drift"],
-                "columns": {c["column"]: c["score"] for c in report.get("columns", [])},
-                "performance": dict((report.get("performance") or {}).get("metrics", {})),
-            }
-        )
-    return points
 
 
 def _time(text: str | None) -> datetime | None:
