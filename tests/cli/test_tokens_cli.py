@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from shipyard.cli.app import app
-from shipyard.serving.auth import hash_token
+from shipyard.registry.tokens import hash_token
 
 runner = CliRunner()
 

@@ -133,3 +133,20 @@ def test_required_tags_accept_any_value_with_a_star() -> None:
     gate = GateSettings(require_tags={"owner": "*", "value": "approved"})
     results = evaluate_gate(gate, {}, {"owner": "ann", "value": "pending"}, lambda _a: None)
     assert [r.status for r in results] == ["passed", "failed"]
+
+
+def test_alias_versions_read_the_aliases_now(project: Project, trained: Trained) -> None:
+    reg = project.registry
+    first = _register(project, trained, 0.86, business_value="approved")
+    second = _register(project, trained, 0.87, business_value="approved")
+    reg.promote(first, "production")
+    reg.set_alias(second, "champion")
+    wanted = [("churn", "production"), ("churn", "champion"), ("churn", "nowhere")]
+    wanted += [("nobody", "production")]
+    assert reg.alias_versions(wanted) == {("churn", "production"): 1, ("churn", "champion"): 2}
+    reg.promote(second, "production")
+    now = reg.alias_versions(wanted)
+    assert now[("churn", "production")] == 2
+    assert ("churn", "nowhere") not in now
+    assert ("nobody", "production") not in now
+    assert reg.alias_versions([]) == {}

@@ -26,8 +26,8 @@ from tests.serving.test_wire import LiveServer
 
 from shipyard import Project
 from shipyard.datasets.predictions import ROW_COLUMNS, RowFilter
+from shipyard.registry.tokens import TokenStore
 from shipyard.serving import ServeSettings, create_app
-from shipyard.serving.auth import create_token
 from shipyard.serving.base import Prediction
 from shipyard.serving.exposure import batches_after
 from shipyard.serving.predlog import PredictionLog
@@ -436,8 +436,8 @@ def test_batches_after_skips_whole_row_groups(tmp_path: Path) -> None:
 
 async def test_the_exposure_routes_need_the_read_scope(exposed: Project) -> None:
     database = exposed.database
-    predict, _ = create_token(database, "exposure-predict", ["predict"], "tester")
-    read, _ = create_token(database, "exposure-read", ["read"], "tester")
+    predict, _ = TokenStore(database).create("exposure-predict", ["predict"], "tester")
+    read, _ = TokenStore(database).create("exposure-read", ["read"], "tester")
     app = create_app(exposed.registry, ["churn:1"], ServeSettings(auth=True))
     async with serving(app) as http:
         for path in ("/v1/predictions", "/v1/predictions/jobs", "/v1/datasets",

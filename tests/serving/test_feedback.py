@@ -18,10 +18,11 @@ from tests.serving.test_wire import LiveServer
 
 from shipyard import Project
 from shipyard.datasets.feedback import FeedbackStore
+from shipyard.datasets.prediction_log import PredictionLogStore
+from shipyard.registry.tokens import TokenStore
 from shipyard.serving import ServeSettings, create_app
-from shipyard.serving.auth import create_token, required_scope
+from shipyard.serving.auth import required_scope
 from shipyard.serving.feedback import MAX_LABELS
-from shipyard.serving.predlog import PredictionLog
 
 pytestmark = pytest.mark.anyio
 Trained = tuple[Pipeline, pd.DataFrame, np.ndarray]
@@ -181,9 +182,9 @@ def test_feedback_needs_the_predict_scope() -> None:
 
 async def test_tokens_are_enforced(served_project: Project) -> None:
     database = served_project.database
-    predict, _ = create_token(database, "fb-predict", ["predict"], "tester")
-    read, _ = create_token(database, "fb-read", ["read"], "tester")
-    admin, _ = create_token(database, "fb-admin", ["admin"], "tester")
+    predict, _ = TokenStore(database).create("fb-predict", ["predict"], "tester")
+    read, _ = TokenStore(database).create("fb-read", ["read"], "tester")
+    admin, _ = TokenStore(database).create("fb-admin", ["admin"], "tester")
     app = create_app(served_project.registry, ["churn@production"], ServeSettings(auth=True))
     body = {"model": "churn", "labels": [{"key": "auth-1", "label": 1}]}
     async with serving(app) as http:
@@ -205,7 +206,7 @@ def logged(project: Project, request_ids: set[str], timeout: float = 10.0) -> pd
     """The prediction log's rows of ``request_ids``, once the writer thread wrote them all."""
     deadline = time.monotonic() + timeout
     while True:
-        log = PredictionLog.read(project.database, "churn", limit=100_000)
+        log = PredictionLogStore(project.database).read("churn", limit=100_000)
         mine = log[log["request_id"].isin(request_ids)]
         if set(mine["request_id"]) == request_ids:
             return mine

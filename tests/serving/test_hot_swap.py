@@ -18,7 +18,7 @@ from tests.serving.conftest import records, serving
 from shipyard import Project
 from shipyard.core.settings import Settings
 from shipyard.serving import ServeSettings, create_app
-from shipyard.serving.routing import RoutingSettings, alias_version
+from shipyard.serving.routing import RoutingSettings
 
 pytestmark = pytest.mark.anyio
 
@@ -195,15 +195,6 @@ async def test_a_pinned_version_stays_while_its_alias_moves(
         (1, ()),
         (2, ("production",)),
     ]
-
-
-def test_alias_version_reads_the_alias_now(swap_project: Project) -> None:
-    registry = swap_project.registry
-    assert alias_version(registry, "churn", "production") == 1
-    registry.promote("churn:2", to="production")
-    assert alias_version(registry, "churn", "production") == 2
-    assert alias_version(registry, "churn", "nowhere") is None
-    assert alias_version(registry, "nobody", "production") is None
 
 
 async def test_polling_off_keeps_the_loaded_version(

@@ -23,6 +23,7 @@ from shipyard.serving.routing import (
     CanarySettings,
     RoutingSettings,
     ShadowSettings,
+    alias_versions,
     parse_canary_option,
     parse_routing,
     parse_shadow_option,
@@ -356,3 +357,12 @@ async def test_canary_splits_mlflow_and_open_inference_requests(
         for v in ("1", "2")
     }
     assert 0.16 <= by_version["2"] / (by_version["1"] + by_version["2"]) <= 0.24
+
+
+def test_alias_versions_maps_served_alias_references(routed_project: Project) -> None:
+    refs = ["churn@production", "churn@challenger", "churn@nowhere", "nobody@production", "churn:3"]
+    assert alias_versions(routed_project.registry, refs) == {
+        "churn@production": 1,
+        "churn@challenger": 2,
+    }
+    assert alias_versions(routed_project.registry, []) == {}

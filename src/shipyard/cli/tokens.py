@@ -12,8 +12,8 @@ import typer
 from rich.table import Table
 
 from shipyard.cli.context import Group, JsonOption, open_project
+from shipyard.registry.tokens import SCOPES
 from shipyard.render import console, print_json
-from shipyard.serving.auth import SCOPES, create_token, list_tokens, revoke_token
 
 tokens_app = typer.Typer(
     cls=Group,
@@ -33,7 +33,7 @@ def create(
 ) -> None:
     """Make a token and print it once: store it now, it cannot be shown again."""
     project = open_project(ctx)
-    secret, info = create_token(project.database, name, scope or [], project.settings.actor)
+    secret, info = project.tokens.create(name, scope or [], project.settings.actor)
     console.print(
         f"created token [bold]{info.name}[/bold] (scopes: {', '.join(info.scopes)}); "
         "it is shown once, store it now:",
@@ -46,7 +46,7 @@ def create(
 def list_(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Every token: name, scopes, who made it, last use, revoked (never the secret)."""
     project = open_project(ctx)
-    tokens = list_tokens(project.database)
+    tokens = project.tokens.list()
     if as_json:
         print_json([t.to_dict() for t in tokens])
         return
@@ -72,5 +72,5 @@ def revoke(
 ) -> None:
     """Revoke a token; servers stop accepting it at their next refresh (within 30 s)."""
     project = open_project(ctx)
-    info = revoke_token(project.database, name)
+    info = project.tokens.revoke(name)
     console.print(f"revoked token [bold]{info.name}[/bold]")

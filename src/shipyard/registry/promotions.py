@@ -7,7 +7,7 @@ alias change it records; a promotion a gate refuses is recorded too (outcome
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -166,6 +166,32 @@ class Promotions:
                 query = query.where(Promotion.alias == alias)
             rows = session.scalars(query.order_by(Promotion.id))
             return [self._promotion_info(name, row) for row in rows]
+
+    def alias_versions(self, aliases: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The version number each ``(name, alias)`` points at now; absent ones are left out.
+
+        One indexed query for all of them, no version row decoding: cheap enough for a
+        server to poll every few seconds (hot swap).
+        """
+        wanted = list(dict.fromkeys(aliases))
+        if not wanted:
+            return {}
+        query = (
+            sa.select(RegisteredModel.name, ModelAlias.alias, ModelVersion.version)
+            .join(ModelAlias, ModelAlias.version_id == ModelVersion.id)
+            .join(RegisteredModel, RegisteredModel.id == ModelAlias.model_id)
+            .where(
+                sa.or_(
+                    *(
+                        sa.and_(RegisteredModel.name == name, ModelAlias.alias == alias)
+                        for name, alias in wanted
+                    )
+                )
+            )
+        )
+        with self.database.session() as session:
+            rows = session.execute(query).tuples()
+            return {(str(name), str(alias)): int(version) for name, alias, version in rows}
 
     # -- shared lookups ----------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from shipyard.core.exceptions import ShipyardError
 from shipyard.datasets import Datasets
 from shipyard.datasets.predictions import PredictionStore
 from shipyard.registry import Registry
+from shipyard.registry.tokens import TokenStore
 from shipyard.serving.auth import Authenticator
 from shipyard.serving.exposure import router as exposure_router
 from shipyard.serving.fastpath import ServingApp
@@ -77,7 +78,11 @@ def create_app(
         if settings.prediction_log and database is not None
         else None
     )
-    auth = Authenticator(registry.database, settings.token_refresh_s) if settings.auth else None
+    auth = (
+        Authenticator(TokenStore(registry.database), settings.token_refresh_s)
+        if settings.auth
+        else None
+    )
     artifacts = getattr(registry, "artifacts", None)
     datasets = (
         Datasets(database, artifacts, registry.settings.actor)

@@ -1,8 +1,7 @@
-"""API tokens for the model server: scopes, hashed storage, and the per-request check.
+"""The per-request API token check of the model server, and the scopes routes need.
 
-A token is ``shp_`` followed by 43 random URL-safe characters (256 bits). Only its sha256
-is stored (``api_tokens.token_hash``); the secret is shown once, by ``shipyard tokens
-create``. Scopes:
+Tokens are made, listed and revoked through :class:`~shipyard.registry.tokens.TokenStore`
+(``shipyard tokens …``); only their sha256 is stored. Scopes:
 
 - ``predict``: the prediction routes (native ``…/predict``, MLflow's ``POST /invocations``,
   v2 ``…/infer``) and ``POST /v1/feedback`` (whoever may ask for predictions may send
@@ -26,36 +25,21 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import orjson
-import sqlalchemy as sa
 from starlette.types import Scope
 
-from shipyard.core.clock import utcnow
-from shipyard.core.exceptions import ConflictError, InvalidArgumentError, NotFoundError
-from shipyard.store import Database
-from shipyard.store.tables import ApiToken
+from shipyard.registry.tokens import ActiveToken, TokenStore
 
 logger = logging.getLogger("shipyard.serving.auth")
 
-SCOPES = ("predict", "read", "admin")
-TOKEN_PREFIX = "shp_"
 DEFAULT_REFRESH = 30.0
 OPEN_PATHS = frozenset(
     ("/health/live", "/health/ready", "/ping", "/health", "/v2/health/live", "/v2/health/ready")
 )
-_TABLE = ApiToken.metadata.tables[ApiToken.__tablename__]
-
-
-def hash_token(token: str | bytes) -> str:
-    """The sha256 (hex) stored for ``token``."""
-    raw = token.encode("utf-8") if isinstance(token, str) else token
-    return hashlib.sha256(raw).hexdigest()
 
 
 def required_scope(method: str, path: str) -> str | None:
@@ -69,118 +53,6 @@ def required_scope(method: str, path: str) -> str | None:
     ):
         return "predict"
     return "read"
-
-
-@dataclass(frozen=True)
-class TokenInfo:
-    """What is known about a token (never its secret)."""
-
-    name: str
-    scopes: tuple[str, ...]
-    created_at: datetime
-    created_by: str
-    revoked_at: datetime | None = None
-    last_used_at: datetime | None = None
-
-    @property
-    def active(self) -> bool:
-        """Not revoked."""
-        return self.revoked_at is None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields (``shipyard tokens list --json``)."""
-        return {
-            "name": self.name,
-            "scopes": list(self.scopes),
-            "active": self.active,
-            "created_at": self.created_at.isoformat(),
-            "created_by": self.created_by,
-            "last_used_at": self.last_used_at.isoformat() if self.last_used_at else None,
-            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
-        }
-
-
-def _info(row: Any) -> TokenInfo:
-    return TokenInfo(
-        name=row.name,
-        scopes=tuple(row.scopes),
-        created_at=row.created_at,
-        created_by=row.created_by,
-        revoked_at=row.revoked_at,
-        last_used_at=row.last_used_at,
-    )
-
-
-def check_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
-    """``scopes`` deduplicated in a stable order; :class:`InvalidArgumentError` if unknown/empty."""
-    chosen = list(dict.fromkeys(s.strip().lower() for s in scopes))
-    unknown = [s for s in chosen if s not in SCOPES]
-    if unknown:
-        raise InvalidArgumentError(
-            f"unknown scope(s) {', '.join(map(repr, unknown))}; choose from {', '.join(SCOPES)}"
-        )
-    if not chosen:
-        raise InvalidArgumentError(f"give a token at least one scope: {', '.join(SCOPES)}")
-    return tuple(s for s in SCOPES if s in chosen)
-
-
-def create_token(
-    database: Database, name: str, scopes: Sequence[str], created_by: str
-) -> tuple[str, TokenInfo]:
-    """Make a token called ``name``: the secret (shown once, never stored) and its info."""
-    name = name.strip()
-    if not name or len(name) > 128:
-        raise InvalidArgumentError("a token name must be 1 to 128 characters")
-    chosen = check_scopes(scopes)
-    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    with database.session() as session:
-        exists = session.execute(
-            sa.select(ApiToken.id).where(ApiToken.name == name, ApiToken.revoked_at.is_(None))
-        ).first()
-        if exists is not None:
-            raise ConflictError(
-                f"an active token called {name!r} exists; revoke it first "
-                f"(shipyard tokens revoke {name}) or choose another name"
-            )
-        row = ApiToken(
-            name=name,
-            token_hash=hash_token(secret),
-            scopes=list(chosen),
-            created_at=utcnow(),
-            created_by=created_by,
-        )
-        session.add(row)
-        session.flush()
-        info = _info(row)
-    return secret, info
-
-
-def list_tokens(database: Database, *, include_revoked: bool = True) -> list[TokenInfo]:
-    """Every token (oldest first), revoked ones too unless ``include_revoked`` is False."""
-    query = sa.select(ApiToken).order_by(ApiToken.id)
-    if not include_revoked:
-        query = query.where(ApiToken.revoked_at.is_(None))
-    with database.session() as session:
-        return [_info(row) for row in session.scalars(query)]
-
-
-def revoke_token(database: Database, name: str) -> TokenInfo:
-    """Revoke the active token called ``name`` (servers drop it at their next refresh)."""
-    with database.session() as session:
-        row = session.scalars(
-            sa.select(ApiToken).where(ApiToken.name == name, ApiToken.revoked_at.is_(None))
-        ).first()
-        if row is None:
-            raise NotFoundError(f"no active token called {name!r}; see shipyard tokens list")
-        row.revoked_at = utcnow()
-        return _info(row)
-
-
-@dataclass(frozen=True)
-class _Active:
-    id: int
-    name: str
-    scopes: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -205,12 +77,12 @@ def _deny(status: int, message: str, scope: Scope) -> Denial:
 
 
 class Authenticator:
-    """The active tokens of one server, in memory, refreshed from the database."""
+    """The active tokens of one server, in memory, refreshed from the token store."""
 
-    def __init__(self, database: Database, refresh: float = DEFAULT_REFRESH) -> None:
-        self.database = database
+    def __init__(self, store: TokenStore, refresh: float = DEFAULT_REFRESH) -> None:
+        self.store = store
         self.refresh_interval = refresh
-        self._tokens: dict[str, _Active] = {}
+        self._tokens: dict[str, ActiveToken] = {}
         self._used: set[int] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -221,21 +93,7 @@ class Authenticator:
 
     def load(self, used: Iterable[int] = ()) -> None:
         """Write ``last_used_at`` of the tokens ``used``, then reload the active tokens."""
-        used = sorted(used)
-        with self.database.engine.begin() as connection:
-            if used:
-                connection.execute(
-                    sa.update(_TABLE).where(_TABLE.c.id.in_(used)).values(last_used_at=utcnow())
-                )
-            rows = connection.execute(
-                sa.select(_TABLE.c.id, _TABLE.c.name, _TABLE.c.token_hash, _TABLE.c.scopes).where(
-                    _TABLE.c.revoked_at.is_(None)
-                )
-            ).all()
-        self._tokens = {
-            token_hash: _Active(id_, name, frozenset(scopes))
-            for id_, name, token_hash, scopes in rows
-        }
+        self._tokens = self.store.active(used)
 
     async def refresh(self) -> None:
         """Reload the tokens now (off the event loop)."""

@@ -38,7 +38,7 @@ from shipyard.serving.routing import (
     RoutingSettings,
     ShadowLog,
     ShadowMirror,
-    alias_version,
+    alias_versions,
 )
 from shipyard.serving.served import ServingModel
 
@@ -235,18 +235,16 @@ class ModelManager:
 
     async def check_aliases(self) -> None:
         """Swap in the version each served alias points at now, if it moved."""
-        for ref in self._alias_refs():
-            parsed = ModelRef.parse(ref)
-            assert parsed.alias is not None
-            version = await asyncio.to_thread(
-                alias_version, self.registry, parsed.name, parsed.alias
-            )
+        refs = self._alias_refs()
+        versions = await asyncio.to_thread(alias_versions, self.registry, refs)
+        for ref in refs:
+            version = versions.get(ref)
             current = self._table.slots.get(ref)
             if version is None or current is None or version == current.version:
                 continue
             if self._failed.get(ref) == version:
                 continue  # counted once; tried again only when the alias moves again
-            await self._swap(ref, f"{parsed.name}:{version}")
+            await self._swap(ref, f"{ModelRef.parse(ref).name}:{version}")
 
     async def _swap(self, ref: str, target: str) -> None:
         name = ModelRef.parse(ref).name

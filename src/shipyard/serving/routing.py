@@ -3,8 +3,8 @@
 Three ways a server changes which version answers, all configured per served model name:
 
 - **hot swap**: a served alias reference (``churn@production``) follows the registry; the
-  manager polls each alias's version number every ``poll_seconds``
-  (:func:`alias_version`, one indexed query, off the event loop) and swaps in the new
+  manager polls the aliases' version numbers every ``poll_seconds``
+  (:func:`alias_versions`, one indexed query for all, off the event loop) and swaps in the new
   version once it is loaded and warm (:meth:`~shipyard.serving.models.ModelManager.check_aliases`);
 - **canary**: ``percent`` % of the requests for a model go to a challenger reference
   (:class:`Canary`), chosen by a hash of the client's ``x-request-id`` when it sends one
@@ -44,20 +44,19 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shipyard.core.exceptions import ConfigError
 from shipyard.core.refs import ModelRef
 from shipyard.registry import Registry
+from shipyard.serving.answers import SHADOW, agree
 from shipyard.serving.base import Prediction
-from shipyard.store.tables import ModelAlias, ModelVersion, RegisteredModel
 
 if TYPE_CHECKING:
     from shipyard.serving.served import ServingModel
@@ -193,20 +192,16 @@ def _problems(exc: ValidationError) -> str:
     )
 
 
-def alias_version(registry: Registry, name: str, alias: str) -> int | None:
-    """The version number ``name@alias`` points at now (``None``: no such alias).
+def alias_versions(registry: Registry, refs: Iterable[str]) -> dict[str, int]:
+    """The version number each alias reference (``churn@production``) points at now.
 
-    One indexed query, no version row decoding: cheap enough to poll every few seconds.
+    References to an alias that does not exist (or to no alias) are left out. One query
+    for all of them (:meth:`~shipyard.registry.Registry.alias_versions`).
     """
-    query = (
-        sa.select(ModelVersion.version)
-        .join(ModelAlias, ModelAlias.version_id == ModelVersion.id)
-        .join(RegisteredModel, RegisteredModel.id == ModelAlias.model_id)
-        .where(RegisteredModel.name == name, ModelAlias.alias == alias)
-    )
-    with registry.database.session() as session:
-        version = session.scalar(query)
-    return None if version is None else int(version)
+    aliased = {ref: ModelRef.parse(ref) for ref in refs}
+    pairs = {ref: (p.name, p.alias) for ref, p in aliased.items() if p.alias is not None}
+    found = registry.alias_versions(pairs.values())
+    return {ref: found[pair] for ref, pair in pairs.items() if pair in found}
 
 
 class RoutingMetrics:
@@ -314,7 +309,8 @@ class ShadowMirror:
             version = str(model.version)
             validated = model.validate(columns)
             got = await model.predict(validated)
-            agreement = "same" if agree(got.predictions, answer.predictions) else "different"
+            same = agree(got.predictions, answer.predictions, SHADOW)
+            agreement = "same" if same else "different"
             if self.log is not None:
                 latency = time.perf_counter() - started
                 self.log.record(
@@ -329,13 +325,3 @@ class ShadowMirror:
         """Wait for every pending shadow prediction."""
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
-
-
-def agree(got: np.ndarray, expected: np.ndarray) -> bool:
-    """Whether two answers are the same (floats within a relative 1e-6)."""
-    got, expected = np.asarray(got), np.asarray(expected)
-    if got.shape != expected.shape:
-        return False
-    if got.dtype.kind in "fc" and expected.dtype.kind in "fc":
-        return bool(np.allclose(got, expected, rtol=1e-6, atol=1e-9, equal_nan=True))
-    return bool(np.array_equal(got, expected))
