@@ -14,13 +14,14 @@ from shipyard.core.refs import is_dataset_ref
 from shipyard.core.settings import CONFIG_FILE, STATE_DIR, Settings, find_project_root
 from shipyard.datasets import Datasets, SourceSettings, parse_sources
 from shipyard.datasets.feedback import FeedbackStore
+from shipyard.datasets.monitor_results import MonitorResults
 from shipyard.datasets.predictions import PredictionStore
-from shipyard.monitoring.results import Results
+from shipyard.datasets.run_records import Runs
 from shipyard.monitoring.run import MonitorOutcome, MonitorRequest, profile_reference, run_monitor
 from shipyard.monitoring.settings import load_monitors, project_path
-from shipyard.pipelines.runs import Runs
 from shipyard.pipelines.schedule import Schedule
 from shipyard.registry import Registry, VersionInfo
+from shipyard.registry.tokens import TokenStore
 from shipyard.statistics.profile import DatasetProfile
 from shipyard.store import ArtifactStore, Database
 from shipyard.value import ValueSettings
@@ -69,6 +70,7 @@ class Project:
         self.datasets = Datasets(self.database, self.artifacts, settings.actor)
         self.runs = Runs(self.database)
         self.predictions = PredictionStore(self.database, self.datasets)
+        self.tokens = TokenStore(self.database)
         self.sources: dict[str, SourceSettings] = parse_sources(settings.sources)
         self.value: ValueSettings | None = (
             ValueSettings.from_table(settings.value) if settings.value is not None else None
@@ -142,7 +144,7 @@ class Project:
         labels and monitoring reports older than ``before`` (see ``PredictionStore.prune``)."""
         removed = self.predictions.prune(before)
         removed["feedback"] = FeedbackStore(self.database).prune(None, before)
-        removed["monitoring"] = Results(self.database).prune(before)
+        removed["monitoring"] = MonitorResults(self.database).prune(before)
         return removed
 
     def monitor(

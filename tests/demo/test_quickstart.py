@@ -106,9 +106,9 @@ def test_the_demo_ends_with_a_monitoring_report_on_a_drifted_month(
     assert html.read_text(encoding="utf-8").count("<svg") >= 3
     assert "9. Next month drifts" in output
     with Project(directory) as project:
-        from shipyard.monitoring.results import Results
+        from shipyard.datasets.monitor_results import MonitorResults
 
-        stored = Results(project.database).history("churn")
+        stored = MonitorResults(project.database).history("churn")
         assert monitoring["result_id"] in [r.id for r in stored]
 
 

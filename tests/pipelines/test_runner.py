@@ -16,9 +16,9 @@ import pytest
 from tests.helpers import make_settings
 
 from shipyard import ConfigError, NotFoundError, Project
+from shipyard.datasets.run_records import RunInfo, Runs
 from shipyard.pipelines import Pipeline, load_module_pipeline
 from shipyard.pipelines.runner import Runner
-from shipyard.pipelines.runs import RunInfo, Runs
 
 EXAMPLES = Path(__file__).parent / "pipelines_for_tests"
 DIAMOND_TOML = """

@@ -20,7 +20,7 @@ from typer.testing import CliRunner, Result
 from shipyard import ConfigError, Settings
 from shipyard.cli import orchestrate
 from shipyard.cli.context import Group
-from shipyard.pipelines.runs import Runs
+from shipyard.datasets.run_records import Runs
 from shipyard.pipelines.schedule import Schedule, Scheduler, load_schedules
 from shipyard.store import Database
 from shipyard.store.tables import ScheduleState
@@ -252,7 +252,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from shipyard import Settings
-from shipyard.pipelines.runs import Runs
+from shipyard.datasets.run_records import Runs
 from shipyard.pipelines.schedule import Scheduler
 from shipyard.store import Database
 

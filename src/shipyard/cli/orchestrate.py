@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from shipyard.cli.context import Group, ProjectOption, open_project
 from shipyard.core.exceptions import ConfigError, EmptyWindowError
+from shipyard.datasets.run_records import FAILED, KILLED, SUCCEEDED
 from shipyard.pipelines.airflow import (
     default_executable,
     export_airflow,
@@ -23,7 +24,6 @@ from shipyard.pipelines.airflow import (
     task_project_dir,
 )
 from shipyard.pipelines.resolve import pipeline_names
-from shipyard.pipelines.runs import FAILED, KILLED, SUCCEEDED
 from shipyard.pipelines.schedule import Fire, Launch, Scheduler, load_schedules, make_launcher
 from shipyard.project import MONITOR_PREFIX, Project
 from shipyard.render import console, err_console

@@ -13,11 +13,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from shipyard.cli.context import Group, JsonOption, ProjectOption, open_project
+from shipyard.datasets.run_records import (
+    CACHED,
+    FAILED,
+    KILLED,
+    SUCCEEDED,
+    RunInfo,
+    Runs,
+    StepRunInfo,
+)
 from shipyard.pipelines.plan import parse_param_options
 from shipyard.pipelines.progress import styled
 from shipyard.pipelines.resolve import resolve_pipeline
 from shipyard.pipelines.runner import Runner
-from shipyard.pipelines.runs import CACHED, FAILED, KILLED, SUCCEEDED, RunInfo, Runs, StepRunInfo
 from shipyard.render import console, err_console, print_json
 
 runs_app = typer.Typer(

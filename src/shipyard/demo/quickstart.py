@@ -33,10 +33,10 @@ from threadpoolctl import threadpool_limits
 
 from shipyard.core.exceptions import ConflictError, GateFailedError, SchemaError, ShipyardError
 from shipyard.core.settings import CONFIG_FILE, Settings
+from shipyard.datasets.run_records import RunInfo
 from shipyard.demo.churn import TARGET, make_next_month
 from shipyard.pipelines.resolve import resolve_pipeline
 from shipyard.pipelines.runner import Runner
-from shipyard.pipelines.runs import RunInfo
 from shipyard.project import Project
 from shipyard.registry import PromotionInfo, RuleResult, VersionInfo
 from shipyard.render import gate_lines, history_table

@@ -19,14 +19,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import sqlalchemy as sa
-
 from shipyard.core.exceptions import NotFoundError
 from shipyard.datasets import DatasetInfo, Datasets
-from shipyard.pipelines.runs import DONE
+from shipyard.datasets.run_records import Runs
 from shipyard.pipelines.steps import Step
 from shipyard.store import ArtifactStore, Database
-from shipyard.store.tables import Run, StepRun
 
 #: Bump when the meaning of a cache key changes, so old entries stop matching.
 CACHE_FORMAT = 1
@@ -101,17 +98,7 @@ def find_cached(
     key: str, *, database: Database, datasets: Datasets, artifacts: ArtifactStore
 ) -> dict[str, Any] | None:
     """The outputs of the newest step run that succeeded under ``key`` and can be reused."""
-    with database.session() as session:
-        rows = list(
-            session.scalars(
-                sa.select(StepRun)
-                .where(StepRun.cache_key == key, StepRun.status.in_(DONE))
-                .order_by(StepRun.finished_at.desc(), StepRun.id.desc())
-                .limit(5)
-            )
-        )
-    for row in rows:
-        outputs = dict(row.outputs)
+    for outputs in Runs(database).cached_outputs(key, limit=5):
         if outputs_exist(outputs, datasets, artifacts):
             return outputs
     return None
@@ -121,20 +108,9 @@ def latest_artifact(
     item: str, *, database: Database, artifacts: ArtifactStore, pipeline: str, producer: str | None
 ) -> dict[str, Any] | None:
     """The newest stored copy of object ``item`` (``artifacts/NAME``) a step run wrote."""
-    query = (
-        sa.select(StepRun)
-        .where(StepRun.status.in_(DONE))
-        .order_by(StepRun.finished_at.desc(), StepRun.id.desc())
-        .limit(_SEARCH_LIMIT)
-    )
-    if producer is not None:
-        query = query.join(Run, Run.id == StepRun.run_id).where(
-            Run.pipeline == pipeline, StepRun.step == producer
-        )
-    with database.session() as session:
-        rows = list(session.scalars(query))
-    for row in rows:
-        described = row.outputs.get(item)
+    found = Runs(database).recent_outputs(_SEARCH_LIMIT, pipeline=pipeline, step=producer)
+    for outputs in found:
+        described = outputs.get(item)
         if described and artifacts.exists(str(described["digest"])):
             return dict(described)
     return None

@@ -1,4 +1,8 @@
-"""Writing a run's record: the ``runs`` row and one ``step_runs`` row per step."""
+"""Writing a run's record as it runs: the run, then each step, then the run's end.
+
+The rows themselves (``runs`` and ``step_runs``) are written by
+:class:`~shipyard.datasets.run_records.Runs`.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
-from shipyard.core.clock import utcnow
-from shipyard.pipelines.runs import PENDING, RUNNING
+from shipyard.datasets.run_records import Runs
 from shipyard.store import Database
-from shipyard.store.tables import Run, StepRun
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -34,52 +34,22 @@ def create_run(
     log_root: Path,
 ) -> None:
     """Record a run as ``running`` and each of its steps as ``pending``, in one transaction."""
-    with database.session() as session:
-        session.add(
-            Run(
-                id=run_id,
-                pipeline=pipeline,
-                status=RUNNING,
-                trigger=trigger,
-                params=params,
-                started_at=utcnow(),
-                finished_at=None,
-                error="",
-                created_by=actor,
-            )
-        )
-        session.flush()  # the step rows refer to the run
-        for name in steps:
-            session.add(
-                StepRun(
-                    run_id=run_id,
-                    step=name,
-                    status=PENDING,
-                    cache_key=None,
-                    attempts=0,
-                    inputs={},
-                    outputs={},
-                    error="",
-                    log_dir=str(log_root / name),
-                )
-            )
+    Runs(database).create(
+        run_id=run_id,
+        pipeline=pipeline,
+        steps=steps,
+        params=params,
+        trigger=trigger,
+        actor=actor,
+        log_root=log_root,
+    )
 
 
 def update_step(database: Database, run_id: str, step: str, **values: Any) -> None:
     """Set columns of one step's row."""
-    with database.session() as session:
-        session.execute(
-            sa.update(StepRun)
-            .where(StepRun.run_id == run_id, StepRun.step == step)
-            .values(**values)
-        )
+    Runs(database).update_step(run_id, step, **values)
 
 
 def finish_run(database: Database, run_id: str, status: str, error: str = "") -> None:
     """Record the end of a run."""
-    with database.session() as session:
-        session.execute(
-            sa.update(Run)
-            .where(Run.id == run_id)
-            .values(status=status, error=error, finished_at=utcnow())
-        )
+    Runs(database).finish(run_id, status, error)

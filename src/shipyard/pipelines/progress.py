@@ -15,7 +15,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from shipyard.pipelines.runs import (
+from shipyard.datasets.run_records import (
     CACHED,
     FAILED,
     KILLED,

@@ -28,15 +28,7 @@ from shipyard.core.clock import utcnow
 from shipyard.core.exceptions import InvalidArgumentError
 from shipyard.core.settings import Settings
 from shipyard.datasets import Datasets
-from shipyard.datasets.store import StagedFrame
-from shipyard.pipelines.cache import cache_key, describe_dataset, find_cached
-from shipyard.pipelines.children import Attempt, Terminated, sigterm_raises, wait_for
-from shipyard.pipelines.execute import StepTask, task_target
-from shipyard.pipelines.graph import Pipeline
-from shipyard.pipelines.journal import create_run, finish_run, new_run_id, update_step
-from shipyard.pipelines.plan import Plan, make_plan
-from shipyard.pipelines.progress import RunDisplay
-from shipyard.pipelines.runs import (
+from shipyard.datasets.run_records import (
     CACHED,
     DONE,
     FAILED,
@@ -48,6 +40,14 @@ from shipyard.pipelines.runs import (
     RunInfo,
     Runs,
 )
+from shipyard.datasets.store import StagedFrame
+from shipyard.pipelines.cache import cache_key, describe_dataset, find_cached
+from shipyard.pipelines.children import Attempt, Terminated, sigterm_raises, wait_for
+from shipyard.pipelines.execute import StepTask, task_target
+from shipyard.pipelines.graph import Pipeline
+from shipyard.pipelines.journal import create_run, finish_run, new_run_id, update_step
+from shipyard.pipelines.plan import Plan, make_plan
+from shipyard.pipelines.progress import RunDisplay
 from shipyard.store import ArtifactStore, Database
 
 #: Longest wait between checks of timeouts and retries.

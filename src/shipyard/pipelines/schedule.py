@@ -9,10 +9,11 @@ A pipeline gets a schedule from a ``[schedules.NAME]`` table of shipyard.toml::
     enabled = true             # while no scheduler was running
 
 The :class:`Scheduler` keeps each pipeline's last and next fire time in the
-``schedule_state`` table, so a restart knows what it missed. Before it launches a run it
-takes the pipeline's lock, a lease (owner and expiry) taken with one conditional
-``UPDATE``: two schedulers, in two processes, on SQLite or PostgreSQL, never run one
-pipeline at once, and the lease of a scheduler that died expires and is taken over.
+``schedule_state`` table (:class:`~shipyard.datasets.run_records.ScheduleStates`), so a
+restart knows what it missed. Before it launches a run it takes the pipeline's lock, a
+lease (owner and expiry) taken with one conditional ``UPDATE``: two schedulers, in two
+processes, on SQLite or PostgreSQL, never run one pipeline at once, and the lease of a
+scheduler that died expires and is taken over.
 Runs are launched in threads, so one long pipeline does not hold up the others.
 """
 
@@ -24,28 +25,23 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import sqlalchemy as sa
 from croniter import CroniterError, croniter
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
 
 from shipyard.core.clock import utcnow
 from shipyard.core.exceptions import ConfigError
 from shipyard.core.settings import Settings
 from shipyard.datasets import Datasets
+from shipyard.datasets.run_records import FAILED, ScheduleStates
 from shipyard.pipelines.resolve import resolve_pipeline
 from shipyard.pipelines.runner import Runner
-from shipyard.pipelines.runs import FAILED
 from shipyard.store import ArtifactStore, Database
-from shipyard.store.tables import ScheduleState
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +190,7 @@ class Scheduler:
     ) -> None:
         self.settings = settings
         self.database = database
+        self.states = ScheduleStates(database)
         self.launch = launch
         self.clock = clock
         self.owner = owner or f"{socket.gethostname()[:80]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
@@ -226,40 +223,20 @@ class Scheduler:
     def _claim(self, schedule: Schedule) -> list[datetime]:
         """Take the pipeline's lock if it is due and free; return the fire times to launch."""
         now = self.clock()
-        # First sight of a pipeline: its first fire is the next cron time from now.
-        first = {"pipeline": schedule.pipeline, "next_fire_at": schedule.next_after(now)}
-        insert = pg_insert if self.database.backend == "postgresql" else sqlite_insert
-        with self.database.session() as session:
-            session.execute(insert(ScheduleState).values(**first).on_conflict_do_nothing())
-            state = session.get(ScheduleState, schedule.pipeline)
-            if state is None or state.next_fire_at is None or state.next_fire_at > now:
-                return []
-            times = schedule.due(state.next_fire_at, now, self.grace)
-            values: dict[str, Any] = {"lock_owner": self.owner, "lock_expires_at": now + self.lease}
-            if not times:  # everything missed and skipped: move on without running
-                values = {"next_fire_at": schedule.next_after(now)}
-            # The guard on next_fire_at stops a scheduler that read the state before another
-            # finished the same fire (and released the lock) from firing it a second time.
-            claimed = _update(
-                session,
-                [
-                    ScheduleState.pipeline == schedule.pipeline,
-                    ScheduleState.next_fire_at == state.next_fire_at,
-                    sa.or_(
-                        ScheduleState.lock_owner.is_(None),
-                        ScheduleState.lock_owner == self.owner,
-                        ScheduleState.lock_expires_at < now,
-                    ),
-                ],
-                values,
-            )
-            if claimed != 1 or not times:
-                return []
-            if state.lock_owner not in (None, self.owner):
-                log.warning(
-                    "took over %s from %s (lease expired)", state.pipeline, state.lock_owner
-                )
-        return times
+        # First sight of a pipeline, or all missed and skipped: the next cron time from now.
+        claim = self.states.claim(
+            schedule.pipeline,
+            owner=self.owner,
+            now=now,
+            expires_at=now + self.lease,
+            next_fire_at=schedule.next_after(now),
+            due=lambda next_fire: schedule.due(next_fire, now, self.grace),
+        )
+        if claim is None:
+            return []
+        if claim.taken_from is not None:
+            log.warning("took over %s from %s (lease expired)", schedule.pipeline, claim.taken_from)
+        return claim.times
 
     def _start(self, schedule: Schedule, times: list[datetime]) -> None:
         thread = threading.Thread(
@@ -295,14 +272,15 @@ class Scheduler:
 
     def _advance(self, schedule: Schedule, fire_time: datetime) -> bool:
         """Record ``fire_time`` as fired before launching it; False if the lock was lost."""
-        updated = self._update_owned(
-            [schedule.pipeline],
+        advanced = self.states.advance(
+            schedule.pipeline,
+            owner=self.owner,
             last_fire_at=fire_time,
             next_fire_at=schedule.next_after(fire_time),
         )
-        if updated != 1:
+        if not advanced:
             log.error("lost the lock of %s; not launching %s", schedule.pipeline, fire_time)
-        return updated == 1
+        return advanced
 
     # -- leases -----------------------------------------------------------------------
 
@@ -311,15 +289,7 @@ class Scheduler:
         with self._lock:
             running = list(self._jobs)
         if running:
-            self._update_owned(running, lock_expires_at=self.clock() + self.lease)
-
-    def _update_owned(self, pipelines: list[str] | None, **values: Any) -> int:
-        """Update the rows of ``pipelines`` (default: all) whose lock this scheduler holds."""
-        where = [ScheduleState.lock_owner == self.owner]
-        if pipelines is not None:
-            where.append(ScheduleState.pipeline.in_(pipelines))
-        with self.database.session() as session:
-            return _update(session, where, values)
+            self.states.renew(running, owner=self.owner, expires_at=self.clock() + self.lease)
 
     def _renew_loop(self) -> None:
         interval = max(self.lease.total_seconds() / 3, 0.05)
@@ -331,7 +301,7 @@ class Scheduler:
 
     def _release(self, pipelines: list[str] | None = None) -> None:
         """Release the locks of ``pipelines`` (default: every lock this scheduler holds)."""
-        self._update_owned(pipelines, lock_owner=None, lock_expires_at=None)
+        self.states.release(self.owner, pipelines)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -370,15 +340,6 @@ class Scheduler:
         self._stopping.set()
         self._closed.set()
         self._release()
-
-
-def _update(
-    session: Session, where: Sequence[sa.ColumnElement[bool]], values: Mapping[str, Any]
-) -> int:
-    """``UPDATE schedule_state SET values WHERE where``; return how many rows changed."""
-    statement = sa.update(ScheduleState).where(*where).values(**values)
-    result = session.execute(statement.execution_options(synchronize_session=False))
-    return int(cast("sa.CursorResult[Any]", result).rowcount)
 
 
 def make_launcher(
