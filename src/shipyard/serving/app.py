@@ -9,14 +9,14 @@ global, so tests build as many apps as they like. Routes:
 - ``/health/live`` (always 200) and ``/health/ready`` (503 until every model is warm);
 - ``/metrics`` (Prometheus: serving metrics and the newest monitoring report of each model,
   :mod:`shipyard.serving.monitor_metrics`);
-- the native protocol under ``/v1`` (:mod:`shipyard.serving.native`);
-- the exposure API under ``/v1`` (:mod:`shipyard.serving.exposure`): stored predictions
+- the native protocol under ``/v1`` (:mod:`shipyard.serving.protocols.native`);
+- the exposure API under ``/v1`` (:mod:`shipyard.serving.data.exposure`): stored predictions
   (``/v1/predictions``, ``/v1/predictions/jobs``) and dataset versions and their rows
   (``/v1/datasets/...``), read from ``app.state.predictions`` and ``app.state.datasets``;
-- ``POST /v1/feedback`` (:mod:`shipyard.serving.feedback`): ground truth for logged or batch
+- ``POST /v1/feedback`` (:mod:`shipyard.serving.data.feedback`): ground truth for logged or batch
   predictions, for monitoring;
 - MLflow's scoring protocol: ``/invocations``, ``/ping``, ``/health``, ``/version``
-  (:mod:`shipyard.serving.mlflow_protocol`).
+  (:mod:`shipyard.serving.protocols.mlflow`).
 """
 
 from __future__ import annotations
@@ -38,19 +38,19 @@ from shipyard.datasets.predictions import PredictionStore
 from shipyard.registry import Registry
 from shipyard.registry.tokens import TokenStore
 from shipyard.serving.auth import Authenticator
-from shipyard.serving.exposure import router as exposure_router
-from shipyard.serving.fastpath import ServingApp
-from shipyard.serving.feedback import router as feedback_router
+from shipyard.serving.data.exposure import router as exposure_router
+from shipyard.serving.data.feedback import router as feedback_router
 from shipyard.serving.http import ServingMiddleware, json_response, shipyard_error_handler
 from shipyard.serving.metrics import ServingMetrics, metrics_endpoint
-from shipyard.serving.mlflow_protocol import router as mlflow_router
 from shipyard.serving.models import ModelManager
 from shipyard.serving.monitor_metrics import MonitoringCollector
-from shipyard.serving.native import router as native_router
 from shipyard.serving.predlog import PredictionLog
+from shipyard.serving.protocols.fastpath import ServingApp
+from shipyard.serving.protocols.mlflow import router as mlflow_router
+from shipyard.serving.protocols.native import router as native_router
+from shipyard.serving.protocols.v2 import v2_router
 from shipyard.serving.routing import CLIENT_REQUEST_ID
 from shipyard.serving.settings import ServeSettings
-from shipyard.serving.v2 import v2_router
 
 
 def create_app(

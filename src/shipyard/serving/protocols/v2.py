@@ -3,7 +3,7 @@
 ``v2_router(models, server_name, server_version)`` gives a FastAPI router with health, server
 and model metadata, model readiness and ``/infer`` (JSON, or Triton's binary tensor extension,
 so ``tritonclient.http`` works with its defaults). Bodies are read raw and parsed by
-:mod:`shipyard.serving.v2_codec`; errors answer in the protocol's own form,
+:mod:`shipyard.serving.protocols.v2_codec`; errors answer in the protocol's own form,
 ``{"error": "message"}``, with the status of the :class:`ShipyardError` raised.
 """
 
@@ -21,7 +21,7 @@ from shipyard.core.exceptions import InvalidArgumentError, ShipyardError
 from shipyard.serving.base import ModelLookup, ServedModel
 from shipyard.serving.http import note_model, request_id
 from shipyard.serving.predlog import note_prediction
-from shipyard.serving.v2_codec import (
+from shipyard.serving.protocols.v2_codec import (
     HEADER_LENGTH,
     PREDICT_OUTPUT,
     PROBA_OUTPUT,

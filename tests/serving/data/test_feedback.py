@@ -22,7 +22,7 @@ from shipyard.datasets.prediction_log import PredictionLogStore
 from shipyard.registry.tokens import TokenStore
 from shipyard.serving import ServeSettings, create_app
 from shipyard.serving.auth import required_scope
-from shipyard.serving.feedback import MAX_LABELS
+from shipyard.serving.data.feedback import MAX_LABELS
 
 pytestmark = pytest.mark.anyio
 Trained = tuple[Pipeline, pd.DataFrame, np.ndarray]

@@ -16,7 +16,7 @@ for a bad parameter, 404 for what does not exist, 409 for an ambiguous dataset n
   with ``limit``, else the whole version streamed one record batch at a time.
 
 Prediction pages and rows come as JSON, CSV, Parquet or an Arrow IPC stream
-(:mod:`shipyard.serving.exposure_formats`), chosen by ``format=`` or else the Accept
+(:mod:`shipyard.serving.data.exposure_formats`), chosen by ``format=`` or else the Accept
 header. A page that has a next one names it in the ``x-next-cursor`` header and a
 ``Link: <url>; rel="next"`` header too (and in the JSON body). Nothing here holds more than
 one part of a dataset in memory, and the reading and encoding run in worker threads, never
@@ -49,7 +49,7 @@ from shipyard.core.exceptions import (
 from shipyard.core.refs import NAME_RE, ZONES
 from shipyard.datasets import DatasetInfo, Datasets
 from shipyard.datasets.predictions import PredictionStore, RowFilter, as_utc, encode_cursor
-from shipyard.serving.exposure_formats import (
+from shipyard.serving.data.exposure_formats import (
     FORMATS,
     choose_format,
     conform,

@@ -29,7 +29,7 @@ from shipyard.datasets.predictions import ROW_COLUMNS, RowFilter
 from shipyard.registry.tokens import TokenStore
 from shipyard.serving import ServeSettings, create_app
 from shipyard.serving.base import Prediction
-from shipyard.serving.exposure import batches_after
+from shipyard.serving.data.exposure import batches_after
 from shipyard.serving.predlog import PredictionLog
 
 pytestmark = pytest.mark.anyio

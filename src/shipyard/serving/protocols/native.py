@@ -65,8 +65,8 @@ async def predict_bytes(
     """Validate a native request body for ``model``, predict, and answer as JSON bytes.
 
     The one implementation behind the routes below and the ASGI fast path
-    (:mod:`shipyard.serving.fastpath`): both give byte-identical answers. With a prediction
-    ``log`` the answer is queued there, its latency counted from ``started``
+    (:mod:`shipyard.serving.protocols.fastpath`): both give byte-identical answers. With a
+    prediction ``log`` the answer is queued there, its latency counted from ``started``
     (:func:`time.perf_counter`).
     """
     payload = parse_json(body)

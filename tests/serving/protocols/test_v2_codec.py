@@ -20,7 +20,7 @@ from tritonclient.utils import serialize_byte_tensor, triton_to_np_dtype
 from shipyard.core.exceptions import InvalidArgumentError, SchemaError, ShipyardError
 from shipyard.core.schema import ColumnSpec, OutputSpec, Signature
 from shipyard.serving.base import Prediction
-from shipyard.serving.v2_codec import (
+from shipyard.serving.protocols.v2_codec import (
     DATATYPES,
     HEADER_LENGTH,
     PREDICT_OUTPUT,

@@ -7,7 +7,7 @@ than validating and predicting one row. Everything else (every other route, the 
 alias path forms, MLflow's and the v2 protocol) goes through FastAPI unchanged.
 
 The answer is the same, byte for byte, as the FastAPI route's: the same body
-(:func:`~shipyard.serving.native.predict_bytes`), status, ``content-length`` /
+(:func:`~shipyard.serving.protocols.native.predict_bytes`), status, ``content-length`` /
 ``content-type`` / ``x-request-id`` headers, error bodies for a :class:`ShipyardError`, and
 the same metrics and access-log line (:func:`~shipyard.serving.http.record_request`), the
 same auth check (401 / 403 when auth is on) and the same prediction-log entry. Any
@@ -34,8 +34,8 @@ from shipyard.serving.http import (
 )
 from shipyard.serving.metrics import ServingMetrics
 from shipyard.serving.models import ModelManager
-from shipyard.serving.native import predict_bytes
 from shipyard.serving.predlog import PredictionLog
+from shipyard.serving.protocols.native import predict_bytes
 
 _PREFIX = "/v1/models/"
 _SUFFIX = "/predict"
