@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import threading
-from typing import Any
 
 import httpx
 import numpy as np
@@ -17,6 +16,9 @@ from tests.serving.conftest import records, serving
 
 from shipyard import NotFoundError, Project
 from shipyard.core.exceptions import ConfigError
+from shipyard.core.refs import ModelRef
+from shipyard.flavors import LoadedModel
+from shipyard.registry import Registry
 from shipyard.serving import ServeSettings, create_app
 
 pytestmark = pytest.mark.anyio
@@ -24,24 +26,21 @@ pytestmark = pytest.mark.anyio
 Trained = tuple[Pipeline, pd.DataFrame, np.ndarray]
 
 
-class SlowRegistry:
+class SlowRegistry(Registry):
     """The project's registry, whose ``load`` waits until the test releases it."""
 
-    def __init__(self, registry: Any) -> None:
-        self.registry = registry
+    def __init__(self, registry: Registry) -> None:
+        super().__init__(registry.database, registry.artifacts, registry.settings)
         self.release = threading.Event()
 
-    def get(self, ref: str) -> Any:
-        return self.registry.get(ref)
-
-    def load(self, ref: str) -> Any:
+    def load(self, ref: str | ModelRef) -> LoadedModel:
         self.release.wait(10)
-        return self.registry.load(ref)
+        return super().load(ref)
 
 
 async def test_ready_only_after_every_model_is_warm(served_project: Project) -> None:
     slow = SlowRegistry(served_project.registry)
-    app = create_app(slow, ["churn@production", "churn:2"])  # type: ignore[arg-type]
+    app = create_app(slow, ["churn@production", "churn:2"])
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://shipyard") as client:
         lifespan = app.router.lifespan_context(app)

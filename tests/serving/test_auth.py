@@ -54,7 +54,7 @@ def anyio_backend() -> str:
 async def test_auth_is_off_by_default(served_project: Project, trained: Trained) -> None:
     _, frame, _ = trained
     app = create_app(served_project.registry, ["churn@production"])
-    assert app.state.auth is None
+    assert app.state.server.auth is None
     async with serving(app) as client:
         assert (
             await client.post("/v1/models/churn/predict", content=records(frame[:1]))
@@ -133,12 +133,12 @@ async def test_a_revoked_token_stops_working_at_the_next_refresh(
         tokens.revoke("rev-predict")
         cached = await client.post("/v1/models/churn/predict", content=body, headers=bearer(token))
         assert cached.status_code == 200  # no query per request: known until the refresh
-        await app.state.auth.refresh()
+        await app.state.server.auth.refresh()
         gone = await client.post("/v1/models/churn/predict", content=body, headers=bearer(token))
         assert gone.status_code == 401
         # a token made while the server runs works after the refresh too
         fresh, _ = tokens.create("rev-fresh", ["predict"], "tester")
-        await app.state.auth.refresh()
+        await app.state.server.auth.refresh()
         assert (
             await client.post("/v1/models/churn/predict", content=body, headers=bearer(fresh))
         ).status_code == 200

@@ -172,7 +172,7 @@ def test_workers_get_the_compile_setting(
     )
     monkeypatch.setenv(SERVE_ENV, config.model_dump_json())
     app = app_from_environment()
-    assert app.state.settings.compile == "onnx"
+    assert app.state.server.settings.compile == "onnx"
 
 
 def _signature(frame: pd.DataFrame) -> Any:

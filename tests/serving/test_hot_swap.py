@@ -118,7 +118,7 @@ async def test_requests_in_flight_on_the_old_version_finish(
     app = create_app(swap_project.registry, ["churn@production"], ServeSettings(routing=POLL))
     body = records(frame.head(2))
     async with serving(app) as client:
-        models = app.state.models
+        models = app.state.server.models
         old = models.resolve("churn@production")
         await asyncio.to_thread(promote_elsewhere, swap_project.settings, "churn:2", "production")
         # Requests that found the old model just before the switch, then the switch.
@@ -185,7 +185,7 @@ async def test_a_pinned_version_stays_while_its_alias_moves(
     )
     async with serving(app) as client:
         await asyncio.to_thread(promote_elsewhere, swap_project.settings, "churn:2", "production")
-        await app.state.models.check_aliases()
+        await app.state.server.models.check_aliases()
         pinned = await client.post("/v1/models/churn:1/predict", content=records(frame.head(1)))
         default = await client.post("/v1/models/churn/predict", content=records(frame.head(1)))
         listing = (await client.get("/v1/models")).json()["models"]

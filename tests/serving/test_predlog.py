@@ -135,7 +135,7 @@ async def test_a_full_queue_drops_and_counts_and_every_answer_succeeds(
     app = create_app(logged_project.registry, ["churn"], ServeSettings(prediction_log_queue=5))
     body = records(frame.iloc[:1])
     async with serving(app) as client:
-        log: PredictionLog = app.state.prediction_log
+        log: PredictionLog = app.state.server.prediction_log
         with log._write_lock:  # hold the writer back: the burst must overflow the queue
             answers = await asyncio.gather(
                 *(client.post("/v1/models/churn/predict", content=body) for _ in range(40))
@@ -152,7 +152,7 @@ async def test_a_full_queue_drops_and_counts_and_every_answer_succeeds(
 async def test_logging_off_writes_nothing(logged_project: Project, trained: Trained) -> None:
     _, frame, _ = trained
     app = create_app(logged_project.registry, ["churn"], ServeSettings(prediction_log=False))
-    assert app.state.prediction_log is None
+    assert app.state.server.prediction_log is None
     async with serving(app) as client:
         response = await client.post("/v1/models/churn/predict", content=records(frame.iloc[:2]))
         assert response.status_code == 200

@@ -81,7 +81,7 @@ async def post_many(
 
 
 def requests_by_version(app: object) -> dict[str, float]:
-    registry = app.state.metrics.registry  # type: ignore[attr-defined]
+    registry = app.state.server.metrics.registry  # type: ignore[attr-defined]
     return {
         version: registry.get_sample_value(
             "shipyard_requests_total",
@@ -144,7 +144,7 @@ def test_canary_split_by_hash_is_deterministic_and_even() -> None:
 
 
 def shadow_counts(app: object, version: str) -> dict[str, float]:
-    registry = app.state.metrics.registry  # type: ignore[attr-defined]
+    registry = app.state.server.metrics.registry  # type: ignore[attr-defined]
     return {
         agreement: registry.get_sample_value(
             "shipyard_shadow_requests_total",
@@ -173,7 +173,7 @@ async def test_shadow_answers_from_the_champion_and_counts_agreement(
     # On a loaded machine the shadow thread can fall behind: mirrors beyond the pending
     # limit are dropped and counted, never queued without bound.
     dropped = (
-        app.state.metrics.registry.get_sample_value(  # type: ignore[attr-defined]
+        app.state.server.metrics.registry.get_sample_value(  # type: ignore[attr-defined]
             "shipyard_shadow_dropped_total", {"model": "churn"}
         )
         or 0.0
@@ -199,7 +199,7 @@ async def test_shadows_pending_beyond_the_limit_are_dropped_and_counted(
                 for _ in range(600)
             )
         )
-    registry = app.state.metrics.registry  # type: ignore[attr-defined]
+    registry = app.state.server.metrics.registry  # type: ignore[attr-defined]
     dropped = registry.get_sample_value("shipyard_shadow_dropped_total", {"model": "churn"})
     assert {a.status_code for a in answers} == {200}
     assert sum(shadow_counts(app, "2").values()) + (dropped or 0) == 600
@@ -236,7 +236,7 @@ async def test_shadow_answers_are_logged_with_the_shadow_flag(
             logged.append((model, version, request_id, shadow))
 
     async with serving(app) as client:  # type: ignore[arg-type]
-        app.state.models.shadow_log = Log()  # type: ignore[attr-defined]
+        app.state.server.models.shadow_log = Log()  # type: ignore[attr-defined]
         await client.post(
             "/v1/models/churn/predict",
             content=records(frame.head(2)),
@@ -347,7 +347,7 @@ async def test_canary_splits_mlflow_and_open_inference_requests(
         pinned = await client.post("/v2/models/churn/versions/1/infer", json=v2_body)
     assert 0.16 <= v2_versions.count("2") / len(v2_versions) <= 0.24
     assert pinned.json()["model_version"] == "1"
-    registry = app.state.metrics.registry  # type: ignore[attr-defined]
+    registry = app.state.server.metrics.registry  # type: ignore[attr-defined]
     by_version = {
         v: registry.get_sample_value(
             "shipyard_requests_total",

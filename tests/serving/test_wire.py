@@ -112,7 +112,7 @@ def test_graceful_stop_finishes_in_flight_requests(
     server = LiveServer(create_app(served_project.registry, ["churn"]))
     server.start()
     try:
-        served = server.app.state.models.lookup("churn")
+        served = server.app.state.server.models.lookup("churn")
         fast = served.batcher._run
 
         def slow(columns: dict[str, np.ndarray]) -> Prediction:
@@ -120,7 +120,7 @@ def test_graceful_stop_finishes_in_flight_requests(
             return fast(columns)
 
         served.batcher._run = slow
-        inflight = server.app.state.metrics.inflight.labels("churn", str(served.version))
+        inflight = server.app.state.server.metrics.inflight.labels("churn", str(served.version))
         with ThreadPoolExecutor(1) as pool:
             pending = pool.submit(
                 httpx.post,

@@ -3,7 +3,8 @@
 The app's lifespan loads and warms up every model before the app reports ready, and on
 shutdown answers every queued request before stopping the batchers (uvicorn first stops
 accepting connections and waits for in-flight requests). Everything the app holds —
-models, metrics, the dataset and predictions stores — lives on ``app.state``; nothing is
+models, metrics, the dataset and predictions stores — is one typed ``ServerState`` on
+``app.state.server`` (:mod:`shipyard.serving.state`); nothing is
 global, so tests build as many apps as they like. Routes:
 
 - ``/health/live`` (always 200) and ``/health/ready`` (503 until every model is warm);
@@ -12,7 +13,7 @@ global, so tests build as many apps as they like. Routes:
 - the native protocol under ``/v1`` (:mod:`shipyard.serving.protocols.native`);
 - the exposure API under ``/v1`` (:mod:`shipyard.serving.data.exposure`): stored predictions
   (``/v1/predictions``, ``/v1/predictions/jobs``) and dataset versions and their rows
-  (``/v1/datasets/...``), read from ``app.state.predictions`` and ``app.state.datasets``;
+  (``/v1/datasets/...``), read from the server state's predictions and dataset stores;
 - ``POST /v1/feedback`` (:mod:`shipyard.serving.data.feedback`): ground truth for logged or batch
   predictions, for monitoring;
 - MLflow's scoring protocol: ``/invocations``, ``/ping``, ``/health``, ``/version``
@@ -28,6 +29,7 @@ from contextlib import asynccontextmanager
 from importlib import metadata
 
 from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -41,7 +43,7 @@ from shipyard.serving.auth import Authenticator
 from shipyard.serving.data.exposure import router as exposure_router
 from shipyard.serving.data.feedback import router as feedback_router
 from shipyard.serving.http import ServingMiddleware, json_response, shipyard_error_handler
-from shipyard.serving.metrics import ServingMetrics, metrics_endpoint
+from shipyard.serving.metrics import ServingMetrics
 from shipyard.serving.models import ModelManager
 from shipyard.serving.monitor_metrics import MonitoringCollector
 from shipyard.serving.predlog import PredictionLog
@@ -51,6 +53,7 @@ from shipyard.serving.protocols.native import router as native_router
 from shipyard.serving.protocols.v2 import v2_router
 from shipyard.serving.routing import CLIENT_REQUEST_ID
 from shipyard.serving.settings import ServeSettings
+from shipyard.serving.state import ServerState, server_state
 
 
 def create_app(
@@ -70,24 +73,23 @@ def create_app(
         compile_to=settings.compile,
     )
 
-    database = getattr(registry, "database", None)  # test doubles may have none
-    if database is not None:
-        metrics.registry.register(MonitoringCollector(database))
+    database = registry.database
+    metrics.registry.register(MonitoringCollector(database))
     prediction_log = (
         PredictionLog(database, metrics.registry, max_queue=settings.prediction_log_queue)
-        if settings.prediction_log and database is not None
+        if settings.prediction_log
         else None
     )
-    auth = (
-        Authenticator(TokenStore(registry.database), settings.token_refresh_s)
-        if settings.auth
-        else None
-    )
-    artifacts = getattr(registry, "artifacts", None)
-    datasets = (
-        Datasets(database, artifacts, registry.settings.actor)
-        if database is not None and artifacts is not None
-        else None
+    auth = Authenticator(TokenStore(database), settings.token_refresh_s) if settings.auth else None
+    datasets = Datasets(database, registry.artifacts, registry.settings.actor)
+    state = ServerState(
+        models=models,
+        metrics=metrics,
+        settings=settings,
+        datasets=datasets,
+        predictions=PredictionStore(database, datasets),
+        prediction_log=prediction_log,
+        auth=auth,
     )
 
     @asynccontextmanager
@@ -97,7 +99,7 @@ def create_app(
         if prediction_log is not None:
             prediction_log.start()
         await models.start()
-        models.shadow_log = getattr(_app.state, "prediction_log", None)
+        models.shadow_log = prediction_log
         if settings.freeze_gc:
             gc.collect()
             gc.freeze()
@@ -119,15 +121,7 @@ def create_app(
         ),
         lifespan=lifespan,
     )
-    app.state.models = models
-    app.state.metrics = metrics
-    app.state.settings = settings
-    app.state.prediction_log = prediction_log
-    app.state.auth = auth
-    app.state.datasets = datasets
-    app.state.predictions = (
-        PredictionStore(datasets.database, datasets) if datasets is not None else None
-    )
+    app.state.server = state
     app.add_exception_handler(ShipyardError, shipyard_error_handler)
     app.add_middleware(ServingMiddleware, metrics=metrics, auth=auth)
     app.add_api_route("/health/live", live, methods=["GET"], tags=["health"])
@@ -171,9 +165,14 @@ async def live() -> Response:
     return json_response({"status": "live"})
 
 
+async def metrics_endpoint(request: Request) -> Response:
+    """``GET /metrics``: the app's metrics in Prometheus text format."""
+    return Response(server_state(request.app).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
 async def ready(request: Request) -> Response:
     """200 once every model is loaded and warmed up, else 503."""
-    models: ModelManager = request.app.state.models
+    models = server_state(request.app).models
     if not models.ready():
         return json_response(
             {"status": "loading", "models": models.refs, "served": models.describe_served()},

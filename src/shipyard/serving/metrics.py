@@ -13,15 +13,12 @@ and ``version`` (never a request id), plus ``protocol`` and ``status`` on reques
 from __future__ import annotations
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     generate_latest,
 )
-from starlette.requests import Request
-from starlette.responses import Response
 
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.004, 0.008, 0.015, 0.03, 0.06, 0.125, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -86,9 +83,3 @@ class ServingMetrics:
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
-
-
-async def metrics_endpoint(request: Request) -> Response:
-    """``GET /metrics``: the app's metrics in Prometheus text format."""
-    metrics: ServingMetrics = request.app.state.metrics
-    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -33,10 +33,9 @@ import numpy as np
 import orjson
 import pandas as pd
 from prometheus_client import CollectorRegistry, Counter
-from starlette.requests import Request
 
 from shipyard.datasets.prediction_log import LogRow, PredictionLogStore
-from shipyard.serving.base import Prediction, ServedModel
+from shipyard.serving.base import Prediction
 from shipyard.store import Database
 
 logger = logging.getLogger("shipyard.serving.predlog")
@@ -215,18 +214,3 @@ class PredictionLog:
             return 0
         self.written += written
         return written
-
-
-def note_prediction(
-    request: Request, model: ServedModel, columns: Mapping[str, Any], prediction: Prediction
-) -> None:
-    """Log a prediction a FastAPI route answered (no-op when the app has no prediction log)."""
-    log: PredictionLog | None = getattr(request.app.state, "prediction_log", None)
-    if log is None:
-        return
-    state = request.scope.get("state", {})
-    started = state.get("started")
-    latency = time.perf_counter() - started if started is not None else 0.0
-    log.record(
-        model.name, model.version, str(state.get("request_id", "")), latency, columns, prediction
-    )

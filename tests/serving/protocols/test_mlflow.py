@@ -160,8 +160,8 @@ async def test_model_query_picks_among_several(served_project: Project, trained:
         chosen = await client.post("/invocations?model=churn@production", json=body)
         missing = await client.post("/invocations?model=fraud", json=body)
     assert first.status_code == chosen.status_code == 200
-    assert app.state.metrics.requests.labels("churn", "1", "mlflow", "200")._value.get() == 1
-    assert app.state.metrics.requests.labels("churn", "2", "mlflow", "200")._value.get() == 1
+    assert app.state.server.metrics.requests.labels("churn", "1", "mlflow", "200")._value.get() == 1
+    assert app.state.server.metrics.requests.labels("churn", "2", "mlflow", "200")._value.get() == 1
     assert missing.status_code == 404
     assert missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
 

@@ -44,7 +44,6 @@ from shipyard.core.exceptions import (
     ConflictError,
     InvalidArgumentError,
     NotFoundError,
-    ShipyardError,
 )
 from shipyard.core.refs import NAME_RE, ZONES
 from shipyard.datasets import DatasetInfo, Datasets
@@ -57,6 +56,7 @@ from shipyard.serving.data.exposure_formats import (
     make_encoder,
     prediction_table,
 )
+from shipyard.serving.state import server_state
 
 router = APIRouter(prefix="/v1", tags=["exposure"])
 
@@ -142,20 +142,11 @@ def _json(content: Any) -> Response:
 
 
 def _datasets(request: Request) -> Datasets:
-    datasets: Datasets | None = getattr(request.app.state, "datasets", None)
-    if datasets is None:
-        raise ShipyardError(
-            "this server has no dataset store: its registry has no metadata database and "
-            "artifact store"
-        )
-    return datasets
+    return server_state(request.app).datasets
 
 
 def _predictions(request: Request) -> PredictionStore:
-    store: PredictionStore | None = getattr(request.app.state, "predictions", None)
-    if store is None:
-        raise ShipyardError("this server has no predictions store: its registry has no database")
-    return store
+    return server_state(request.app).predictions
 
 
 # -- predictions --------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from shipyard.datasets.feedback import (
 )
 from shipyard.serving.http import json_response
 from shipyard.serving.models import ModelManager
+from shipyard.serving.state import server_state
 from shipyard.store import Database
 
 #: Labels one request may carry; send more in several requests (or a file with the CLI).
@@ -160,7 +161,7 @@ router = APIRouter(prefix="/v1", tags=["monitoring"], route_class=_ErrorBodies)
 
 
 def _database(request: Request) -> Database:
-    models: ModelManager = request.app.state.models
+    models = server_state(request.app).models
     database: Database | None = getattr(models.registry, "database", None)
     if database is None:
         raise ShipyardError("this server keeps no feedback: its registry has no metadata database")
@@ -183,7 +184,7 @@ def check_registered(models: ModelManager, name: str) -> None:
 
 
 def _store(request: Request, body: FeedbackRequest) -> int:
-    check_registered(request.app.state.models, body.model)
+    check_registered(server_state(request.app).models, body.model)
     labels = [
         Label(label=entry.label, request_id=entry.request_id, row=entry.row, key=entry.key)
         for entry in body.labels

@@ -24,7 +24,6 @@ from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from shipyard.core.exceptions import ShipyardError
-from shipyard.serving.auth import Authenticator
 from shipyard.serving.http import (
     denial_start,
     dump_json,
@@ -32,10 +31,8 @@ from shipyard.serving.http import (
     header_request_id,
     record_request,
 )
-from shipyard.serving.metrics import ServingMetrics
-from shipyard.serving.models import ModelManager
-from shipyard.serving.predlog import PredictionLog
 from shipyard.serving.protocols.native import predict_bytes
+from shipyard.serving.state import server_state
 
 _PREFIX = "/v1/models/"
 _SUFFIX = "/predict"
@@ -62,11 +59,13 @@ class ServingApp(FastAPI):
         rid = header_request_id(scope)
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = rid
-        app_state = self.state
-        models: ModelManager = app_state.models
-        metrics: ServingMetrics = app_state.metrics
-        auth: Authenticator | None = getattr(app_state, "auth", None)
-        log: PredictionLog | None = getattr(app_state, "prediction_log", None)
+        server = server_state(self)
+        models, metrics, auth, log = (
+            server.models,
+            server.metrics,
+            server.auth,
+            server.prediction_log,
+        )
         status = 500
         model_name = version = ""
         try:

@@ -32,7 +32,7 @@ from shipyard.core.exceptions import InvalidArgumentError, ShipyardError
 from shipyard.serving.columns import records_to_columns, rows_to_columns, split_to_columns
 from shipyard.serving.http import dump_json, json_response, note_model, parse_json
 from shipyard.serving.models import ModelManager, ServingModel
-from shipyard.serving.predlog import note_prediction
+from shipyard.serving.state import note_prediction, server_state
 
 router = APIRouter(tags=["mlflow"])
 
@@ -46,7 +46,7 @@ REQUIRED_INPUT_FORMAT = (
 
 
 def _manager(request: Request) -> ModelManager:
-    manager: ModelManager = request.app.state.models
+    manager = server_state(request.app).models
     return manager
 
 

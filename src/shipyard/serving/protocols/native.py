@@ -33,6 +33,7 @@ from shipyard.serving.http import (
 )
 from shipyard.serving.models import ModelManager, ServingModel
 from shipyard.serving.predlog import PredictionLog
+from shipyard.serving.state import server_state
 
 router = APIRouter(prefix="/v1", tags=["native"])
 
@@ -93,15 +94,14 @@ async def predict_bytes(
 async def answer(request: Request, model: ServingModel) -> Response:
     """Validate the body for ``model``, predict, and answer in the native format."""
     note_model(request, model.name, model.version)
-    log: PredictionLog | None = getattr(request.app.state, "prediction_log", None)
+    log = server_state(request.app).prediction_log
     started = request.scope.get("state", {}).get("started", 0.0)
     content = await predict_bytes(model, await request.body(), request_id(request), log, started)
     return Response(content, media_type="application/json")
 
 
 def _models(request: Request) -> ModelManager:
-    manager: ModelManager = request.app.state.models
-    return manager
+    return server_state(request.app).models
 
 
 @router.get("/models")

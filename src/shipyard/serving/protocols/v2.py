@@ -20,7 +20,6 @@ from fastapi import APIRouter, Request, Response
 from shipyard.core.exceptions import InvalidArgumentError, ShipyardError
 from shipyard.serving.base import ModelLookup, ServedModel
 from shipyard.serving.http import note_model, request_id
-from shipyard.serving.predlog import note_prediction
 from shipyard.serving.protocols.v2_codec import (
     HEADER_LENGTH,
     PREDICT_OUTPUT,
@@ -29,6 +28,7 @@ from shipyard.serving.protocols.v2_codec import (
     encode_response,
     signature_datatype,
 )
+from shipyard.serving.state import note_prediction
 
 __all__ = ["model_metadata", "v2_router"]
 
