@@ -34,7 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from shipyard.core.exceptions import InvalidArgumentError, NotFoundError, ShipyardError
+from shipyard.core.exceptions import InvalidArgumentError, NotFoundError
 from shipyard.datasets.feedback import (
     MAX_KEY,
     MAX_REQUEST_ID,
@@ -161,11 +161,7 @@ router = APIRouter(prefix="/v1", tags=["monitoring"], route_class=_ErrorBodies)
 
 
 def _database(request: Request) -> Database:
-    models = server_state(request.app).models
-    database: Database | None = getattr(models.registry, "database", None)
-    if database is None:
-        raise ShipyardError("this server keeps no feedback: its registry has no metadata database")
-    return database
+    return server_state(request.app).datasets.database
 
 
 def check_registered(models: ModelManager, name: str) -> None:
