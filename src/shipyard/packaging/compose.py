@@ -33,7 +33,7 @@ import yaml
 from shipyard.core.exceptions import ConflictError
 from shipyard.core.settings import Settings
 from shipyard.packaging.grafana import grafana_files
-from shipyard.packaging.image import CONTAINER_PORT, serve_command
+from shipyard.packaging.image import CONTAINER_PORT, READY_PROBE, serve_command
 from shipyard.packaging.local_images import local_image_files, local_override
 from shipyard.packaging.prometheus import prometheus_files, replica_names
 from shipyard.packaging.services import (
@@ -117,13 +117,7 @@ def shipyard_services(
             "depends_on": ready,
             "restart": "unless-stopped",
             "healthcheck": {
-                "test": [
-                    "CMD",
-                    "python",
-                    "-c",
-                    "import sys, urllib.request; sys.exit(urllib.request.urlopen("
-                    f"'http://127.0.0.1:{CONTAINER_PORT}/health/ready', timeout=4).status != 200)",
-                ],
+                "test": ["CMD", "python", "-c", READY_PROBE],
                 "interval": "10s",
                 "timeout": "5s",
                 "start_period": "60s",

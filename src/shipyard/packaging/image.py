@@ -16,6 +16,7 @@ renamed into place, so an interrupted build leaves nothing half-written in ``--o
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import shutil
 import subprocess
@@ -35,6 +36,11 @@ from shipyard.registry.lineage import git_state
 
 #: The port the api role listens on inside the container.
 CONTAINER_PORT = 8000
+#: The readiness probe, made with the image's own Python (no curl): exit 0 once ready.
+READY_PROBE = (
+    "import sys, urllib.request; sys.exit(urllib.request.urlopen("
+    f"'http://127.0.0.1:{CONTAINER_PORT}/health/ready', timeout=4).status != 200)"
+)
 #: The image's non-root user and group id.
 UID = 10001
 #: A project's own template, which may extend ours block by block.
@@ -87,6 +93,7 @@ def render_dockerfile(settings: Settings, deploy: DeploySettings) -> str:
     environment = jinja2.Environment(
         loader=loader, undefined=jinja2.StrictUndefined, keep_trailing_newline=True
     )
+    environment.filters["json"] = json.dumps  # exec-form arrays as a person writes them
     own = (settings.root / PROJECT_TEMPLATE).is_file()
     name = PROJECT_TEMPLATE.name if own else "shipyard/Dockerfile.j2"
     git = git_state(settings.root)
@@ -101,6 +108,7 @@ def render_dockerfile(settings: Settings, deploy: DeploySettings) -> str:
             shipyard_version=__version__,
             uid=UID,
             port=CONTAINER_PORT,
+            ready_probe=READY_PROBE,
             serve_command=serve_command(deploy),
         )
     except jinja2.TemplateError as exc:
