@@ -17,6 +17,7 @@ from tests.serving.conftest import records, serving
 
 from shipyard import Project
 from shipyard.core.exceptions import ConfigError
+from shipyard.core.refs import ModelRef
 from shipyard.serving import ServeSettings, create_app
 from shipyard.serving.routing import (
     Canary,
@@ -260,7 +261,7 @@ def test_parse_routing_reads_the_serving_tables() -> None:
     assert parsed.canary == {"churn": CanarySettings(target="churn:3", percent=10)}
     assert parsed.shadow == {"churn": ShadowSettings(target="churn@challenger")}
     assert parsed.poll_seconds == 2
-    assert parsed.targets() == ["churn:3", "churn@challenger"]
+    assert parsed.targets() == [ModelRef("churn", 3), ModelRef("churn", alias="challenger")]
     assert parse_routing({}) == RoutingSettings()
 
 
@@ -360,9 +361,11 @@ async def test_canary_splits_mlflow_and_open_inference_requests(
 
 
 def test_alias_versions_maps_served_alias_references(routed_project: Project) -> None:
-    refs = ["churn@production", "churn@challenger", "churn@nowhere", "nobody@production", "churn:3"]
+    texts = ["churn@production", "churn@challenger", "churn@nowhere", "nobody@production"]
+    texts.append("churn:3")
+    refs = [ModelRef.parse(text) for text in texts]
     assert alias_versions(routed_project.registry, refs) == {
-        "churn@production": 1,
-        "churn@challenger": 2,
+        ModelRef("churn", alias="production"): 1,
+        ModelRef("churn", alias="challenger"): 2,
     }
     assert alias_versions(routed_project.registry, []) == {}

@@ -51,7 +51,7 @@ __all__ = ["ModelManager", "ServingModel"]
 class _Table:
     """Everything a request looks up, replaced as one object: a swap is one assignment."""
 
-    slots: dict[str, ServingModel]  # each served reference (refs, then targets) → its model
+    slots: dict[ModelRef, ServingModel]  # each served reference (refs, then targets) → its model
     default: dict[str, ServingModel]  # name → the model of its first served reference
     versions: dict[tuple[str, int], ServingModel]
     aliases: dict[tuple[str, str], ServingModel]
@@ -85,7 +85,9 @@ class ModelManager:
                 "no models to serve: pass references (shipyard serve churn@production) or "
                 'list them in shipyard.toml under [serving] models = ["churn@production"]'
             )
-        self.refs = list(dict.fromkeys(str(ModelRef.parse(ref)) for ref in refs))
+        self._refs = list(dict.fromkeys(ModelRef.parse(ref) for ref in refs))
+        #: The served references as normalised text (``/health/ready`` shows them).
+        self.refs = [str(ref) for ref in self._refs]
         self.registry = registry
         self.batching = batching or BatchSettings()
         self.metrics = metrics
@@ -93,7 +95,7 @@ class ModelManager:
         #: ``"onnx"`` to try compiling every model it loads (``shipyard serve --compile``).
         self.compile_to = compile_to
         self.routing_metrics = RoutingMetrics(metrics.registry if metrics else None)
-        names = {ModelRef.parse(ref).name for ref in self.refs}
+        names = {ref.name for ref in self._refs}
         for kind, table in (("canary", self.routing.canary), ("shadow", self.routing.shadow)):
             unknown = sorted(set(table) - names)
             if unknown:
@@ -102,7 +104,12 @@ class ModelManager:
                     f"it serves {', '.join(sorted(names))}: fix the table name or serve "
                     f"{unknown[0]!r} too"
                 )
-        self.targets = [t for t in self.routing.targets() if t not in self.refs]
+        # Each canary and shadow target parsed once (by served name); the tables key by them.
+        self._canary_targets = {n: ModelRef.parse(c.target) for n, c in self.routing.canary.items()}
+        self._shadow_targets = {n: ModelRef.parse(s.target) for n, s in self.routing.shadow.items()}
+        targets = dict.fromkeys([*self._canary_targets.values(), *self._shadow_targets.values()])
+        self.targets = [t for t in targets if t not in self._refs]
+        self._aliased = [ref for ref in [*self._refs, *self.targets] if ref.alias is not None]
         self.executor = ThreadPoolExecutor(
             max_workers=threads,
             thread_name_prefix="shipyard-predict",
@@ -110,9 +117,8 @@ class ModelManager:
             initargs=(model_threads,),
         )
         # Shadow-only models predict on their own thread: they never queue champions' batches.
-        shadow_only = {str(ModelRef.parse(s.target)) for s in self.routing.shadow.values()}
-        shadow_only -= {str(ModelRef.parse(c.target)) for c in self.routing.canary.values()}
-        self._shadow_only = shadow_only - set(self.refs)
+        shadow_only = set(self._shadow_targets.values()) - set(self._canary_targets.values())
+        self._shadow_only = shadow_only - set(self._refs)
         self.shadow_executor = ThreadPoolExecutor(
             max_workers=1,
             thread_name_prefix="shipyard-shadow",
@@ -120,35 +126,30 @@ class ModelManager:
             initargs=(model_threads,),
         )
         self._mirrors = {
-            name: ShadowMirror(
-                name,
-                str(ModelRef.parse(shadow.target)),
-                self._slot_getter(str(ModelRef.parse(shadow.target))),
-                self.routing_metrics,
-            )
-            for name, shadow in self.routing.shadow.items()
+            name: ShadowMirror(name, str(target), self._slot_getter(target), self.routing_metrics)
+            for name, target in self._shadow_targets.items()
         }
         self._table = _EMPTY
         self._ready = False
         self._watcher: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
-        self._failed: dict[str, int] = {}  # alias reference → the version that failed to load
+        self._failed: dict[ModelRef, int] = {}  # alias reference → the version that failed to load
 
     async def start(self) -> None:
         """Load and warm up every model (off the event loop), then become ready.
 
         With alias references and ``poll_seconds`` > 0, also start polling their aliases.
         """
-        for ref in [*self.refs, *self.targets]:
+        for ref in [*self._refs, *self.targets]:
             model = await asyncio.to_thread(self._load, ref)
             self.replace(ref, model)
         self._ready = True
-        if self.routing.poll_seconds > 0 and self._alias_refs():
+        if self.routing.poll_seconds > 0 and self._aliased:
             self._watcher = asyncio.get_running_loop().create_task(
                 self._watch(), name="shipyard-alias-watcher"
             )
 
-    def _load(self, ref: str) -> ServingModel:
+    def _load(self, ref: ModelRef) -> ServingModel:
         info = self.registry.get(ref)
         known = self._table.versions.get((info.name, info.version))
         if known is not None:
@@ -161,18 +162,19 @@ class ModelManager:
         model.warm_up()
         return model
 
-    def replace(self, ref: str, model: ServingModel) -> None:
-        """Serve ``model`` (started here) for the reference ``ref``.
+    def replace(self, ref: str | ModelRef, model: ServingModel) -> None:
+        """Serve ``model`` (started here) for the reference ``ref`` (text or parsed).
 
         Every lookup map is rebuilt and installed in one assignment, so a request sees the
         old or the new model, never a mix: how hot swap switches versions.
         """
         model.start()
-        self._install({**self._table.slots, str(ModelRef.parse(ref)): model})
+        parsed = ModelRef.parse(ref) if isinstance(ref, str) else ref
+        self._install({**self._table.slots, parsed: model})
 
-    def _install(self, slots: dict[str, ServingModel]) -> None:
+    def _install(self, slots: dict[ModelRef, ServingModel]) -> None:
         default: dict[str, ServingModel] = {}
-        for ref in self.refs:
+        for ref in self._refs:
             if ref in slots:
                 default.setdefault(slots[ref].name, slots[ref])
         unique = list({id(m): m for m in slots.values()}.values())
@@ -182,20 +184,21 @@ class ModelManager:
             for alias in model.registry_aliases:
                 aliases.setdefault((model.name, alias), model)
         for ref, model in slots.items():
-            parsed = ModelRef.parse(ref)
-            if parsed.alias is not None:  # the served alias wins over what a version held
-                aliases[(parsed.name, parsed.alias)] = model
+            if ref.alias is not None:  # the served alias wins over what a version held
+                aliases[(ref.name, ref.alias)] = model
         canary: dict[str, tuple[Canary, ServingModel]] = {}
         for name, settings in self.routing.canary.items():
-            challenger = slots.get(str(ModelRef.parse(settings.target)))
+            challenger = slots.get(self._canary_targets[name])
             if challenger is not None and challenger is not default.get(name):
                 canary[name] = (Canary(settings.target, settings.percent), challenger)
         for model in unique:
             model.aliases = tuple(sorted(a for (_, a), m in aliases.items() if m is model))
             champion = default.get(model.name) is model
             model.mirror = self._mirrors.get(model.name) if champion else None
-            if model.mirror is not None and self._slot(model.mirror.target) is model:
-                model.mirror = None  # its own shadow: nothing to compare
+            if model.mirror is not None:
+                shadow = self._table.slots.get(self._shadow_targets[model.name])
+                if shadow is model:
+                    model.mirror = None  # its own shadow: nothing to compare
         self._table = _Table(slots, default, versions, aliases, canary)
 
     @property
@@ -208,10 +211,7 @@ class ModelManager:
         for mirror in self._mirrors.values():
             mirror.log = log
 
-    def _slot(self, ref: str) -> ServingModel | None:
-        return self._table.slots.get(ref)
-
-    def _slot_getter(self, ref: str) -> Callable[[], ServingModel]:
+    def _slot_getter(self, ref: ModelRef) -> Callable[[], ServingModel]:
         def current() -> ServingModel:
             model = self._table.slots.get(ref)
             if model is None:
@@ -221,9 +221,6 @@ class ModelManager:
         return current
 
     # -- hot swap -------------------------------------------------------------------------
-
-    def _alias_refs(self) -> list[str]:
-        return [ref for ref in [*self.refs, *self.targets] if ModelRef.parse(ref).alias]
 
     async def _watch(self) -> None:
         while True:
@@ -235,7 +232,7 @@ class ModelManager:
 
     async def check_aliases(self) -> None:
         """Swap in the version each served alias points at now, if it moved."""
-        refs = self._alias_refs()
+        refs = self._aliased
         versions = await asyncio.to_thread(alias_versions, self.registry, refs)
         for ref in refs:
             version = versions.get(ref)
@@ -244,14 +241,14 @@ class ModelManager:
                 continue
             if self._failed.get(ref) == version:
                 continue  # counted once; tried again only when the alias moves again
-            await self._swap(ref, f"{ModelRef.parse(ref).name}:{version}")
+            await self._swap(ref, ModelRef(ref.name, version))
 
-    async def _swap(self, ref: str, target: str) -> None:
-        name = ModelRef.parse(ref).name
+    async def _swap(self, ref: ModelRef, target: ModelRef) -> None:
+        name = ref.name
         try:
             model = await asyncio.to_thread(self._load, target)
         except Exception as exc:
-            self._failed[ref] = ModelRef.parse(target).version or 0
+            self._failed[ref] = target.version or 0
             self.routing_metrics.swaps.labels(name, "failed").inc()
             logger.error("hot swap of %s to %s failed, still serving the old version: %s",
                          ref, target, exc)  # fmt: skip

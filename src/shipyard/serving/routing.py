@@ -102,10 +102,10 @@ class RoutingSettings(BaseModel):
     shadow: dict[str, ShadowSettings] = Field(default_factory=dict)
     poll_seconds: float = Field(default=5.0, ge=0)
 
-    def targets(self) -> list[str]:
-        """Every canary and shadow target reference, normalised, in order, once."""
-        found = [str(ModelRef.parse(c.target)) for c in self.canary.values()]
-        found += [str(ModelRef.parse(s.target)) for s in self.shadow.values()]
+    def targets(self) -> list[ModelRef]:
+        """Every canary and shadow target reference, parsed, in order, once."""
+        found = [ModelRef.parse(c.target) for c in self.canary.values()]
+        found += [ModelRef.parse(s.target) for s in self.shadow.values()]
         return list(dict.fromkeys(found))
 
     def merged(
@@ -192,14 +192,13 @@ def _problems(exc: ValidationError) -> str:
     )
 
 
-def alias_versions(registry: Registry, refs: Iterable[str]) -> dict[str, int]:
+def alias_versions(registry: Registry, refs: Iterable[ModelRef]) -> dict[ModelRef, int]:
     """The version number each alias reference (``churn@production``) points at now.
 
     References to an alias that does not exist (or to no alias) are left out. One query
     for all of them (:meth:`~shipyard.registry.Registry.alias_versions`).
     """
-    aliased = {ref: ModelRef.parse(ref) for ref in refs}
-    pairs = {ref: (p.name, p.alias) for ref, p in aliased.items() if p.alias is not None}
+    pairs = {ref: (ref.name, ref.alias) for ref in refs if ref.alias is not None}
     found = registry.alias_versions(pairs.values())
     return {ref: found[pair] for ref, pair in pairs.items() if pair in found}
 
