@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +23,7 @@ from rich.table import Table
 from shipyard.cli.context import JsonOption, ProjectOption, open_project
 from shipyard.core.refs import ModelRef
 from shipyard.datasets.monitor_results import MonitorResults
+from shipyard.monitoring.report import MonitoringReport
 from shipyard.render import console, print_json
 
 RefArgument = Annotated[
@@ -95,7 +97,7 @@ def monitor_command(
     if as_json:
         print_json(outcome.report)
         return
-    _print_report(outcome.report)
+    _print_report(outcome.typed)
     if outcome.html is not None:
         console.print(f"HTML report: {outcome.html}")
 
@@ -122,47 +124,48 @@ def profile_command(
     )
 
 
-def _print_report(report: dict[str, Any]) -> None:
-    verdict = "[red]DRIFT[/red]" if report["dataset_drift"] else "[green]no drift[/green]"
+def _print_report(report: MonitoringReport) -> None:
+    drift = report.drift
+    verdict = "[red]DRIFT[/red]" if drift.dataset_drift else "[green]no drift[/green]"
     console.print(
-        f"[bold]{report['model']}:{report['version']}[/bold]  {verdict}: "
-        f"{report['drift_share']:.0%} of columns drifted (threshold "
-        f"{report['share_threshold']:.0%})"
+        f"[bold]{report.model}:{report.version}[/bold]  {verdict}: "
+        f"{drift.drift_share:.0%} of columns drifted (threshold "
+        f"{drift.share_threshold:.0%})"
     )
-    console.print(f"  reference: {escape(report['reference'])}")
-    console.print(f"  current:   {escape(report['current'])}")
+    console.print(f"  reference: {escape(report.reference)}")
+    console.print(f"  current:   {escape(report.current)}")
     table = Table("column", "method", "score", "threshold", "drifted")
-    entries = list(report["columns"])
-    outputs = report.get("prediction_drift")
-    if outputs:
-        entries += [dict(c, column=f"{c['column']} (output)") for c in outputs["columns"]]
-    for entry in entries:
-        approx = f" ±{entry['bound']:.2g}" if entry.get("bound") else ""
+    entries = [(c.column, c) for c in drift.columns]
+    if report.prediction_drift is not None:
+        entries += [(f"{c.column} (output)", c) for c in report.prediction_drift.columns]
+    for column, entry in entries:
+        bound = entry.bound
+        approx = f" ±{bound:.2g}" if bound and math.isfinite(bound) else ""
         table.add_row(
-            escape(str(entry["column"])),
-            entry["method"],
-            f"{entry['score']:.4g}{approx}",
-            f"{entry['threshold']:.4g}",
-            "[red]yes[/red]" if entry["drifted"] else "no",
+            escape(str(column)),
+            entry.method,
+            f"{entry.score:.4g}{approx}",
+            f"{entry.threshold:.4g}",
+            "[red]yes[/red]" if entry.drifted else "no",
         )
     console.print(table)
-    quality = report.get("quality") or {}
+    quality = report.quality
     console.print(
-        f"  quality: {quality.get('failing_rows', 0):,} failing rows "
-        f"({quality.get('failing_share', 0.0):.1%}), {quality.get('duplicates', 0):,} duplicates"
+        f"  quality: {quality.failing_rows:,} failing rows "
+        f"({quality.failing_share:.1%}), {quality.duplicates:,} duplicates"
         + (
-            f", missing columns {', '.join(quality['missing_columns'])}"
-            if quality.get("missing_columns")
+            f", missing columns {', '.join(quality.missing_columns)}"
+            if quality.missing_columns
             else ""
         )
     )
-    performance = report.get("performance")
+    performance = report.performance
     if performance and performance.get("metrics"):
         shown = ", ".join(f"{k} {v:.4g}" for k, v in performance["metrics"].items())
         console.print(f"  performance on {performance['rows']:,} labelled rows: {shown}")
     else:
         console.print("  performance: no ground truth for this window yet")
-    for alert in report.get("alerts", []):
+    for alert in report.alerts or ():
         if alert["state"] in ("fired", "resolved"):
             console.print(f"  alert {alert['state']}: {escape(alert['message'])}")
 

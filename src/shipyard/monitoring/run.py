@@ -37,6 +37,7 @@ from shipyard.datasets.monitor_results import MonitorResults, StoredResult
 from shipyard.datasets.predictions import PredictionStore
 from shipyard.monitoring.alerts import Alerts, check_rules, parse_rules, psi_columns
 from shipyard.monitoring.distributions import distributions
+from shipyard.monitoring.report import MonitoringReport, ReportWindow
 from shipyard.monitoring.settings import describe, load_monitoring, parse_window
 from shipyard.monitoring.truth import labelled_rows, window_performance
 from shipyard.monitoring.windows import (
@@ -50,7 +51,7 @@ from shipyard.monitoring.windows import (
 )
 from shipyard.registry import Registry, VersionInfo
 from shipyard.registry.profiles import categorical_columns, with_outputs
-from shipyard.statistics.drift import DriftOptions, DriftReport, compare
+from shipyard.statistics.drift import DriftOptions, compare
 from shipyard.statistics.profile import DatasetProfile, profile
 from shipyard.statistics.quality import check_quality
 from shipyard.store import Database
@@ -79,9 +80,14 @@ class MonitorRequest:
 
 @dataclass
 class MonitorOutcome:
-    """A finished run: the report, what the HTML plots, and where things went."""
+    """A finished run: the report, what the HTML plots, and where things went.
+
+    ``report`` is the serialized report (stored, ``--json``); ``typed`` the same report as a
+    :class:`~shipyard.monitoring.report.MonitoringReport`.
+    """
 
     report: dict[str, Any]
+    typed: MonitoringReport
     distributions: dict[str, dict[str, Any]] = field(default_factory=dict)
     result_id: int | None = None
     html: Path | None = None
@@ -156,35 +162,31 @@ def run_monitor(
     )
     truth = labelled_rows(frame, info.name, database, key=key, target=request.target)
     measured = window_performance(truth, info, signature, value, current.description)
-    now = datetime.now(UTC)
-    report: dict[str, Any] = {
-        "model": info.name,
-        "version": info.version,
-        "computed_at": now.isoformat(),
-        "window": {
-            "start": current.start.isoformat() if current.start else None,
-            "end": current.end.isoformat() if current.end else None,
-        },
-        "reference": reference_text,
-        "current": current.description,
-        "rows": {"reference": reference_rows, "current": current.rows},
-        **_drift_part(drift),
-        "prediction_drift": _drift_part(prediction) if prediction is not None else None,
-        "quality": quality.to_dict(),
-        "performance": measured,
-        "psi": psi,
-        "settings": describe(config),
-        "notes": notes,
-    }
-    plotted = [c["column"] for c in report["columns"] if c["drifted"]]
-    if report["prediction_drift"]:
-        plotted += [c["column"] for c in report["prediction_drift"]["columns"] if c["drifted"]]
+    typed = MonitoringReport(
+        model=info.name,
+        version=info.version,
+        computed_at=datetime.now(UTC),
+        window=ReportWindow(current.start, current.end),
+        reference=reference_text,
+        current=current.description,
+        reference_rows=reference_rows,
+        current_rows=current.rows,
+        drift=drift,
+        prediction_drift=prediction,
+        quality=quality,
+        performance=measured,
+        psi=psi,
+        settings=describe(config),
+        notes=tuple(notes),
+    )
     merged = pd.concat([frame[features], current_outputs[outputs]], axis=1)
-    shapes = distributions(reference, merged, plotted, categorical)
+    shapes = distributions(reference, merged, typed.drifted_columns(), categorical)
     subject = f"{info.name}/{request.monitor}" if request.monitor else info.ref
     alerts = Alerts(database, rules, config.webhook, subject=subject)
-    report["alerts"] = [e.to_dict() for e in alerts.evaluate(report, dry_run=not request.save)]
-    outcome = MonitorOutcome(report, shapes)
+    events = alerts.evaluate(typed.to_dict(), dry_run=not request.save)
+    typed = typed.with_alerts([e.to_dict() for e in events])
+    report = typed.to_dict()
+    outcome = MonitorOutcome(report, typed, shapes)
     results = MonitorResults(database)
     if request.save:
         outcome.result_id = results.save(report, request.monitor).id
@@ -386,16 +388,6 @@ def history_points(results: list[StoredResult]) -> list[dict[str, Any]]:
             }
         )
     return points
-
-
-def _drift_part(drift: DriftReport) -> dict[str, Any]:
-    data = drift.to_dict()
-    return {
-        "dataset_drift": data["dataset_drift"],
-        "drift_share": data["drift_share"],
-        "share_threshold": data["share_threshold"],
-        "columns": data["columns"],
-    }
 
 
 def profile_reference(
