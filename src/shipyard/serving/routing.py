@@ -46,7 +46,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter
@@ -56,10 +56,7 @@ from shipyard.core.exceptions import ConfigError
 from shipyard.core.refs import ModelRef
 from shipyard.registry import Registry
 from shipyard.serving.answers import SHADOW, agree
-from shipyard.serving.base import Prediction
-
-if TYPE_CHECKING:
-    from shipyard.serving.served import ServingModel
+from shipyard.serving.base import Prediction, ServedModel
 
 logger = logging.getLogger("shipyard.serving")
 
@@ -276,7 +273,7 @@ class ShadowMirror:
         self,
         name: str,
         target: str,
-        shadow: Callable[[], ServingModel],
+        shadow: Callable[[], ServedModel],
         metrics: RoutingMetrics,
         max_pending: int = MAX_PENDING_SHADOWS,
     ) -> None:
