@@ -223,9 +223,9 @@ def test_core_and_monitoring_come_up_with_local_images(
             "--to", "production")  # fmt: skip
     monitored = project(
         "exec", "-T", "scheduler", "shipyard", "monitor", "churn@production",
-        "--current", "data/customers.csv", "--target", "churned",
+        "--current", "data/customers.csv", "--target", "churned", "--json",
     )  # fmt: skip
-    assert monitored.returncode == 0
+    assert json.loads(monitored.stdout)["model"].startswith("churn"), monitored.stdout
     # Everything of core and monitoring but Grafana, whose image cannot be pulled here.
     project("up", "-d", "--wait", "api-1", "api-2", "proxy", "prometheus")
 

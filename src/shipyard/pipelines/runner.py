@@ -45,7 +45,7 @@ from shipyard.pipelines.cache import cache_key, describe_dataset, find_cached
 from shipyard.pipelines.children import Attempt, Terminated, sigterm_raises, wait_for
 from shipyard.pipelines.execute import StepTask, task_target
 from shipyard.pipelines.graph import Pipeline
-from shipyard.pipelines.journal import create_run, finish_run, new_run_id, update_step
+from shipyard.pipelines.journal import new_run_id
 from shipyard.pipelines.plan import Plan, make_plan
 from shipyard.pipelines.progress import RunDisplay
 from shipyard.store import ArtifactStore, Database
@@ -110,6 +110,7 @@ class Runner:
             raise InvalidArgumentError(f"workers must be at least 1, got {workers}")
         self.settings = settings
         self.database = database
+        self.runs = Runs(database)
         self.artifacts = artifacts
         self.datasets = datasets
         self.workers = workers
@@ -138,8 +139,8 @@ class Runner:
         )  # fmt: skip
         run_id = new_run_id()
         log_root = self.settings.state_dir / "runs" / run_id
-        create_run(
-            self.database, run_id=run_id, pipeline=pipeline.name, steps=plan.steps,
+        self.runs.create(
+            run_id=run_id, pipeline=pipeline.name, steps=plan.steps,
             params=plan.params, trigger=trigger, actor=self.settings.actor, log_root=log_root,
         )  # fmt: skip
         state = _State(plan, run_id, log_root, use_cache, dict.fromkeys(plan.steps, PENDING))
@@ -157,7 +158,7 @@ class Runner:
                 self._abort(state, display, FAILED, f"{type(exc).__name__}: {exc}")
                 raise
         status, error = state.outcome()
-        finish_run(self.database, run_id, status, error)
+        self.runs.finish(run_id, status, error)
         info = Runs(self.database).get(run_id)
         display.summary(info)
         return info
@@ -220,8 +221,7 @@ class Runner:
             return False
         outputs = self._record_outputs(state, name, found)
         now = utcnow()
-        update_step(
-            self.database, state.run_id, name, status=CACHED, cache_key=state.keys[name],
+        self.runs.update_step(state.run_id, name, status=CACHED, cache_key=state.keys[name],
             inputs=state.inputs[name], outputs=outputs, started_at=now, finished_at=now,
         )  # fmt: skip
         state.status[name] = CACHED
@@ -231,7 +231,7 @@ class Runner:
 
     def _skip(self, state: _State, name: str, cause: str, display: RunDisplay) -> None:
         reason = f"skipped: upstream step {cause!r} did not succeed"
-        update_step(self.database, state.run_id, name, status=SKIPPED, error=reason)
+        self.runs.update_step(state.run_id, name, status=SKIPPED, error=reason)
         state.status[name] = SKIPPED
         display.update(name, SKIPPED, note=f"upstream {cause} did not succeed")
 
@@ -261,7 +261,7 @@ class Runner:
                 "cache_key": state.keys[name],
                 "inputs": state.inputs[name],
             }
-        update_step(self.database, state.run_id, name, **values)
+        self.runs.update_step(state.run_id, name, **values)
         state.running[name] = Attempt.start(task, step.timeout)
         state.status[name] = RUNNING
         state.attempts[name] = attempt
@@ -319,8 +319,7 @@ class Runner:
                 state, name, f"recording outputs failed: {type(exc).__name__}: {exc}", display
             )
             return
-        update_step(
-            self.database, state.run_id, name, status=SUCCEEDED, outputs=outputs,
+        self.runs.update_step(state.run_id, name, status=SUCCEEDED, outputs=outputs,
             finished_at=utcnow(), error="",
         )  # fmt: skip
         state.status[name] = SUCCEEDED
@@ -334,12 +333,10 @@ class Runner:
         if tries <= step.retries:
             delay = step.retry_delay * 2 ** (tries - 1)
             state.retry_at[name] = time.monotonic() + delay
-            update_step(self.database, state.run_id, name, error=f"attempt {tries}: {error}")
+            self.runs.update_step(state.run_id, name, error=f"attempt {tries}: {error}")
             display.update(name, "retrying", attempt=tries, note=f"{error}; retry in {delay:g}s")
             return
-        update_step(
-            self.database, state.run_id, name, status=FAILED, finished_at=utcnow(), error=error
-        )
+        self.runs.update_step(state.run_id, name, status=FAILED, finished_at=utcnow(), error=error)
         state.status[name] = FAILED
         display.update(name, FAILED, attempt=tries, note=error)
 
@@ -350,11 +347,11 @@ class Runner:
         try:
             for name in state.plan.steps:
                 if state.status[name] == RUNNING:
-                    update_step(self.database, state.run_id, name, status=KILLED,
+                    self.runs.update_step(state.run_id, name, status=KILLED,
                                 finished_at=utcnow(), error=reason)  # fmt: skip
                     display.update(name, KILLED, note=reason)
                 elif state.status[name] == PENDING:
-                    update_step(self.database, state.run_id, name, status=SKIPPED, error=reason)
-            finish_run(self.database, state.run_id, status, reason)
+                    self.runs.update_step(state.run_id, name, status=SKIPPED, error=reason)
+            self.runs.finish(state.run_id, status, reason)
         finally:
             state.running.clear()
