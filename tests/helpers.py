@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from shipyard import Settings
+from shipyard.statistics.drift import ColumnDrift, DriftReport
+from shipyard.statistics.quality import QualityReport
+from shipyard.statistics.report import MonitoringReport, ReportWindow
 
 
 def make_settings(root: Path, database_url: str, toml: str = "") -> Settings:
@@ -48,3 +54,26 @@ def make_frame(n_rows: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     )
     target = (rng.random(n_rows) < 1 / (1 + np.exp(-(logit - 0.5)))).astype(int).to_numpy()
     return frame, target
+
+
+def monitoring_report(**changes: Any) -> MonitoringReport:
+    """A typed report of ``churn:1`` over 50 rows: ``tenure`` did not drift, no quality problem,
+    no ground truth; ``changes`` replace fields (``performance=Performance(...)``...)."""
+    steady = ColumnDrift("tenure", "numeric", "ks", 0.5, 0.05, False, "raw", None)
+    report = MonitoringReport(
+        model="churn",
+        version=1,
+        computed_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        window=ReportWindow(),
+        reference="profile of churn:1",
+        current="test rows",
+        reference_rows=100,
+        current_rows=50,
+        drift=DriftReport((steady,), 0.0, False, 0.5, 100, 50),
+        prediction_drift=None,
+        quality=QualityReport(50, (), 0, (), (), (), 0, 0.0),
+        performance=None,
+        psi={},
+        settings={},
+    )
+    return replace(report, **changes)

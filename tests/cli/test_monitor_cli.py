@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from shipyard.cli.monitor import _print_report
-from shipyard.monitoring.report import MonitoringReport, ReportWindow
 from shipyard.render import console
 from shipyard.statistics.drift import ColumnDrift, DriftReport
 from shipyard.statistics.quality import QualityReport
+from shipyard.statistics.report import MonitoringReport, Performance, ReportWindow
 
 
 def test_the_summary_shows_drift_outputs_quality_performance_and_alerts() -> None:
@@ -26,7 +26,7 @@ def test_the_summary_shows_drift_outputs_quality_performance_and_alerts() -> Non
         drift=DriftReport((drifted, steady), 0.5, True, 0.5, 100, 40),
         prediction_drift=DriftReport((steady,), 0.0, False, 0.5, 100, 40),
         quality=QualityReport(40, (), 2, ("age",), (), (), 4, 0.1),
-        performance={"rows": 12, "metrics": {"f1": 0.75}},
+        performance=Performance("classification", 12, {"f1": 0.75}),
         psi={},
         settings={},
     ).with_alerts([{"state": "fired", "message": "drift on tenure"}, {"state": "ok"}])

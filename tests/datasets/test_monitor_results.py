@@ -7,8 +7,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from tests.helpers import monitoring_report
 
 from shipyard.datasets.monitor_results import MonitorResults, values_of
+from shipyard.statistics.drift import ColumnDrift, DriftReport
+from shipyard.statistics.quality import ColumnQuality, QualityReport
+from shipyard.statistics.report import MonitoringReport, Performance
 from shipyard.store import Database
 
 
@@ -22,26 +26,26 @@ def results(database_url: str) -> Iterator[MonitorResults]:
         opened.dispose()
 
 
-def report(model: str, version: int, share: float, **extra: Any) -> dict[str, Any]:
-    return {
-        "model": model,
-        "version": version,
-        "drift_share": share,
-        "dataset_drift": share >= 0.5,
-        "columns": [{"column": "tenure", "score": share, "drifted": share >= 0.5}],
-        **extra,
-    }
+def report(model: str, version: int, share: float, **changes: Any) -> MonitoringReport:
+    """A report of ``model:version`` whose drift share and ``tenure`` score are ``share``."""
+    drifted = share >= 0.5
+    tenure = ColumnDrift("tenure", "numeric", "psi", share, 0.1, drifted, "raw", None)
+    drift = DriftReport((tenure,), share, drifted, 0.5, 100, 50)
+    return monitoring_report(model=model, version=version, drift=drift, **changes)
 
 
 def test_values_of_flattens_every_number() -> None:
+    plan = ColumnQuality("plan", 0, 0.0, 0, 0, 0)
     values = list(
         values_of(
             report(
                 "churn",
                 1,
                 0.5,
-                quality={"failing_share": 0.1, "columns": [{"column": "plan", "missing_share": 0}]},
-                performance={"metrics": {"f1": 0.8}, "value": {"net_per_period": 3, "unit": "€"}},
+                quality=QualityReport(50, (plan,), 0, (), (), (), 5, 0.1),
+                performance=Performance(
+                    "classification", 50, {"f1": 0.8}, value={"net_per_period": 3, "unit": "€"}
+                ),
             )
         )
     )

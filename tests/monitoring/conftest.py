@@ -16,6 +16,9 @@ from tests.helpers import make_frame, make_settings
 from threadpoolctl import threadpool_limits
 
 from shipyard import Project
+from shipyard.datasets.monitor_results import MonitorResults
+from shipyard.monitoring.run import MonitorOutcome
+from shipyard.statistics.report import MonitoringReport
 
 Trained = tuple[Any, pd.DataFrame, np.ndarray]
 
@@ -53,6 +56,20 @@ def register_with_reference(project: Project, trained: Trained, name: str = "chu
         metrics={"f1": 0.6, "accuracy": 0.7},
         trust=True,
     )
+
+
+def checked(project: Project, outcome: MonitorOutcome) -> dict[str, Any]:
+    """The run's report, checked to round-trip: typed -> dict -> typed -> the same dict, and
+    stored (when saved) exactly as printed."""
+    report = outcome.report
+    assert outcome.typed.to_dict() == report
+    assert MonitoringReport.from_dict(report).to_dict() == report
+    if outcome.result_id is not None:
+        [stored] = MonitorResults(project.database).history(outcome.typed.model, limit=1)
+        assert stored.id == outcome.result_id
+        assert stored.report == report
+        assert MonitoringReport.from_dict(stored.report).to_dict() == stored.report
+    return report
 
 
 @pytest.fixture

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
-from tests.helpers import make_settings
-from tests.monitoring.conftest import Receiver, Trained, drifted_rows, reference_rows
+from tests.helpers import make_settings, monitoring_report
+from tests.monitoring.conftest import Receiver, Trained, checked, drifted_rows, reference_rows
 
 from shipyard import Project
 from shipyard.core.exceptions import ConfigError
 from shipyard.monitoring.alerts import parse_rules
 from shipyard.monitoring.settings import AlertRuleConfig, load_monitoring
+from shipyard.statistics.drift import ColumnDrift, DriftReport
+from shipyard.statistics.quality import ColumnQuality, QualityReport
+from shipyard.statistics.report import MonitoringReport, Performance
 
 
 def alerting_project(tmp_path: Path, trained: Trained, webhook: str) -> Project:
@@ -56,7 +60,7 @@ def test_one_alert_per_condition_until_it_clears(
     tmp_path: Path, trained: Trained, receiver: Receiver
 ) -> None:
     with alerting_project(tmp_path, trained, receiver.url) as project:
-        first = project.monitor("churn", current=window(tmp_path, "a", drifted=True)).report
+        first = checked(project, project.monitor("churn", current=window(tmp_path, "a", True)))
         states = {a["rule"]: a["state"] for a in first["alerts"]}
         assert states == {"drift": "fired", "tenure-psi": "fired", "plan-missing": "quiet"}
         assert first["psi"]["tenure"] > 0.25
@@ -122,12 +126,81 @@ def test_bad_rules_say_how_to_write_one(when: str) -> None:
         parse_rules([AlertRuleConfig(when=when)])
 
 
+def f1_change(relative: float) -> MonitoringReport:
+    """A report whose F1 changed by ``relative`` from the registration's."""
+    compared = {"f1": {"current": 0.6 * (1 + relative), "baseline": 0.6,
+                       "change": 0.6 * relative, "relative_change": relative}}  # fmt: skip
+    return monitoring_report(performance=Performance("classification", 80, comparison=compared))
+
+
 def test_change_rule_holds_when_f1_drops_by_more_than_five_percent() -> None:
     [rule] = parse_rules([AlertRuleConfig(name="f1-down", when="change(f1) < -0.05")])
-    report = {"performance": {"comparison": {"f1": {"relative_change": -0.08}}}}
-    assert rule.holds(report) is True
-    assert rule.holds({"performance": {"comparison": {"f1": {"relative_change": -0.01}}}}) is False
-    assert rule.holds({"performance": None}) is None  # no ground truth: cannot tell
+    assert rule.holds(f1_change(-0.08)) is True
+    assert rule.holds(f1_change(-0.01)) is False
+    assert rule.holds(monitoring_report(performance=None)) is None  # no ground truth: cannot tell
+
+
+def every_quantity() -> MonitoringReport:
+    """A report with a number for every kind of rule (and some it cannot measure)."""
+    tenure = ColumnDrift("tenure", "numeric", "wasserstein", 0.4, 0.1, True, "profile", 0.0)
+    plan = ColumnDrift("plan", "categorical", "jensenshannon", math.nan, 0.1, False, "raw", None)
+    output = ColumnDrift("prediction", "categorical", "jensenshannon", 0.2, 0.1, True, "raw", None)
+    columns = (ColumnQuality("tenure", 0, 0.0, 0, 0, 0), ColumnQuality("plan", 12, 0.12, 0, 0, 3))
+    f1 = {"current": 0.55, "baseline": 0.6, "change": -0.05, "relative_change": -0.05 / 0.6}
+    accuracy = {"current": 0.7, "baseline": 0.0, "change": 0.7}  # no relative change from 0
+    performance = Performance(
+        "classification",
+        40,
+        {"f1": 0.55, "accuracy": 0.7},
+        {"f1": 0.6, "accuracy": 0.0},
+        {"f1": f1, "accuracy": accuracy},
+        value={"net_per_period": -10.0, "currency": "EUR"},
+    )
+    return monitoring_report(
+        drift=DriftReport((tenure, plan), 0.5, True, 0.5, 100, 100),
+        prediction_drift=DriftReport((output,), 1.0, True, 0.5, 100, 100),
+        quality=QualityReport(100, columns, 4, (), (), (), 15, 0.15),
+        performance=performance,
+        psi={"tenure": 0.3},
+    )
+
+
+@pytest.mark.parametrize(
+    ("when", "value", "holds"),
+    [
+        ("dataset_drift", 1.0, True),
+        ("prediction_drift", 1.0, True),
+        ("drift_share >= 0.5", 0.5, True),
+        ("prediction_drift_share > 0.5", 1.0, True),
+        ("failing_share > 0.2", 0.15, False),
+        ("duplicates > 3", 4.0, True),
+        ("missing_share > 0.1", 0.12, True),
+        ("missing_share(tenure) > 0.1", 0.0, False),
+        ("score(tenure) > 0.3", 0.4, True),
+        ("score(plan) > 0.3", None, None),  # a NaN score is not measured
+        ("psi(tenure) > 0.25", 0.3, True),
+        ("psi(plan) > 0.25", None, None),  # no rule asked for it
+        ("change(f1) < -0.05", -0.05 / 0.6, True),
+        ("change(accuracy) < -0.05", None, None),
+        ("value(net_per_period) < 0", -10.0, True),
+        ("value(currency) < 0", None, None),  # text, not a number
+        ("f1 < 0.6", 0.55, True),
+        ("roc_auc < 0.6", None, None),
+    ],
+)
+def test_each_quantity_is_read_from_the_typed_report(
+    when: str, value: float | None, holds: bool | None
+) -> None:
+    [rule] = parse_rules([AlertRuleConfig(when=when)])
+    report = every_quantity()
+    assert rule.value(report) == (pytest.approx(value) if value is not None else None)
+    assert rule.holds(report) is holds
+
+
+@pytest.mark.parametrize("when", ["prediction_drift", "prediction_drift_share > 0", "f1 < 1"])
+def test_without_outputs_or_ground_truth_a_rule_cannot_tell(when: str) -> None:
+    [rule] = parse_rules([AlertRuleConfig(when=when)])
+    assert rule.holds(monitoring_report(prediction_drift=None, performance=None)) is None
 
 
 def test_bad_monitoring_settings_are_refused(tmp_path: Path) -> None:

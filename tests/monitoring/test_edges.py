@@ -15,7 +15,7 @@ from sklearn.linear_model import RidgeClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 from tests.helpers import make_settings
-from tests.monitoring.conftest import Receiver, Trained, drifted_rows, reference_rows
+from tests.monitoring.conftest import Receiver, Trained, checked, drifted_rows, reference_rows
 from tests.monitoring.test_run import log_requests, write
 
 from shipyard import Project
@@ -36,9 +36,12 @@ def test_a_classifier_without_probabilities(monitored: Project, tmp_path: Path) 
     model = make_pipeline(encoder(), RidgeClassifier()).fit(frame, target)
     monitored.registry.register("ridge", model, input_example=frame, reference=frame, trust=True)
     current, truth = drifted_rows(800)
-    report = monitored.monitor(
-        "ridge", current=write(current.assign(y=truth), tmp_path / "r.parquet"), target="y"
-    ).report
+    report = checked(
+        monitored,
+        monitored.monitor(
+            "ridge", current=write(current.assign(y=truth), tmp_path / "r.parquet"), target="y"
+        ),
+    )
     [output] = report["prediction_drift"]["columns"]
     assert (output["column"], output["kind"]) == ("prediction", "categorical")
     metrics = report["performance"]["metrics"]
@@ -51,7 +54,9 @@ def test_a_feature_with_no_value_in_the_window_is_noted_not_fatal(
 ) -> None:
     frame, _ = reference_rows(300, seed=42)
     frame["charges"] = None  # clients stopped sending it
-    report = monitored.monitor("churn", current=write(frame, tmp_path / "n.parquet")).report
+    report = checked(
+        monitored, monitored.monitor("churn", current=write(frame, tmp_path / "n.parquet"))
+    )
     assert [c["column"] for c in report["columns"]] == ["tenure", "plan"]
     assert any(n.startswith("charges: no value in the current rows") for n in report["notes"])
     charges = next(c for c in report["quality"]["columns"] if c["column"] == "charges")
@@ -94,7 +99,8 @@ def test_string_classes_get_their_business_value(tmp_path: Path) -> None:
         project.registry.register("words", model, input_example=frame, trust=True)
         current, truth = drifted_rows(500)
         path = write(current.assign(y=np.where(truth == 1, "yes", "no")), tmp_path / "w.parquet")
-        value = project.monitor("words", current=path, target="y").report["performance"]["value"]
+        outcome = project.monitor("words", current=path, target="y")
+        value = checked(project, outcome)["performance"]["value"]
     assert "error" not in value
     assert set(value) >= {"net_per_period", "roi"}
 
@@ -154,11 +160,11 @@ def test_a_report_that_is_not_stored_sends_nothing(
 ) -> None:
     path = write(drifted_rows(500)[0], tmp_path / "d.parquet")
     with alerting(tmp_path, trained, receiver.url) as project:
-        dry = project.monitor("churn:1", current=path, save=False).report
+        dry = checked(project, project.monitor("churn:1", current=path, save=False))
         assert dry["alerts"][0]["state"] == "fired"
         assert "not sent" in dry["alerts"][0]["message"]
         assert receiver.bodies == []
-        stored = project.monitor("churn:1", current=path).report
+        stored = checked(project, project.monitor("churn:1", current=path))
         assert stored["alerts"][0]["state"] == "fired"
         assert len(receiver.bodies) == 1
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import shutil
 import struct
 import subprocess
 import zlib
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -18,6 +19,9 @@ import pytest
 
 from shipyard.core.exceptions import InvalidArgumentError
 from shipyard.monitoring.html import MAX_OVERLAYS, render_report, write_report
+from shipyard.statistics.drift import ColumnDrift, DriftReport
+from shipyard.statistics.quality import ColumnQuality, QualityReport, TypeChange
+from shipyard.statistics.report import MonitoringReport, Performance, ReportWindow
 
 _VOID = {"meta", "br", "hr", "img", "input", "link", "wbr", "col", "area", "base", "source"}
 
@@ -83,7 +87,7 @@ def categorical(categories: list[Any], reference: list[int], current: list[int])
     }
 
 
-def column(name: str, score: float, drifted: bool, **extra: Any) -> dict[str, Any]:
+def column(name: str, score: float, drifted: bool, **extra: Any) -> ColumnDrift:
     entry = {
         "column": name,
         "kind": "numeric",
@@ -94,65 +98,59 @@ def column(name: str, score: float, drifted: bool, **extra: Any) -> dict[str, An
         "source": "data",
         "bound": None,
     }
-    return {**entry, **extra}
+    return ColumnDrift(**{**entry, **extra})
+
+
+def with_columns(report: MonitoringReport, columns: Sequence[ColumnDrift]) -> MonitoringReport:
+    """``report`` with these drift results (its drift share unchanged)."""
+    return replace(report, drift=replace(report.drift, columns=tuple(columns)))
 
 
 EVIL = '<b>"plan"&</b>'
 
 
 @pytest.fixture
-def report() -> dict[str, Any]:
+def report() -> MonitoringReport:
     """A report with drifted numeric and categorical columns, no predictions, no labels."""
-    return {
-        "model": "churn",
-        "version": 3,
-        "computed_at": "2026-12-01T14:00:00+00:00",
-        "window": {"start": "2026-11-30T14:00:00+00:00", "end": "2026-12-01T14:00:00+00:00"},
-        "reference": "profile of churn:3 (registration, 2,000 rows)",
-        "current": "prediction log, last 1d (1,532 rows)",
-        "rows": {"reference": 2000, "current": 1532},
-        "dataset_drift": True,
-        "drift_share": 0.6666,
-        "share_threshold": 0.5,
-        "columns": [
-            column("tenure", 0.31, True, source="profile", bound=0.004),
-            column(EVIL, 0.22, True, kind="categorical", method="jensenshannon"),
-            column("charges", 0.02, False, source="profile", bound=0.0),
-        ],
-        "prediction_drift": None,
-        "quality": {
-            "rows": 1532,
-            "failing_rows": 12,
-            "failing_share": 0.0078,
-            "duplicates": 0,
-            "missing_columns": [],
-            "extra_columns": ["promo"],
-            "changed_types": [
-                {
-                    "column": "tenure",
-                    "expected": "int64",
-                    "actual": "object",
-                    "against": "signature",
-                }
-            ],
-            "columns": [
-                {
-                    "column": EVIL,
-                    "missing": 3,
-                    "missing_share": 0.002,
-                    "type_violations": 0,
-                    "out_of_range": 0,
-                    "unseen": 2,
-                    "unseen_examples": ["<gold>"],
-                },
-                {"column": "tenure", "missing": 0, "missing_share": 0.0, "unseen": 0},
-            ],
-        },
-        "performance": None,
-        "alerts": [
-            {"rule": "drift", "message": "dataset drift: 67% of columns drifted", "state": "fired"}
-        ],
-    }
+    drift = (
+        column("tenure", 0.31, True, source="profile", bound=0.004),
+        column(EVIL, 0.22, True, kind="categorical", method="jensenshannon"),
+        column("charges", 0.02, False, source="profile", bound=0.0),
+    )
+    quality = QualityReport(
+        rows=1532,
+        columns=(
+            ColumnQuality(EVIL, 3, 0.002, 0, 0, 2, ("<gold>",)),
+            ColumnQuality("tenure", 0, 0.0, 0, 0, 0),
+        ),
+        duplicates=0,
+        missing_columns=(),
+        extra_columns=("promo",),
+        changed_types=(TypeChange("tenure", "int64", "object", "signature"),),
+        failing_rows=12,
+        failing_share=0.0078,
+    )
+    return MonitoringReport(
+        model="churn",
+        version=3,
+        computed_at=datetime(2026, 12, 1, 14, tzinfo=UTC),
+        window=ReportWindow(
+            datetime(2026, 11, 30, 14, tzinfo=UTC), datetime(2026, 12, 1, 14, tzinfo=UTC)
+        ),
+        reference="profile of churn:3 (registration, 2,000 rows)",
+        current="prediction log, last 1d (1,532 rows)",
+        reference_rows=2000,
+        current_rows=1532,
+        drift=DriftReport(drift, 0.6666, True, 0.5, 2000, 1532),
+        prediction_drift=None,
+        quality=quality,
+        performance=None,
+        psi={},
+        settings={},
+        alerts=(
+            {"rule": "drift", "message": "dataset drift: 67% of columns drifted", "state": "fired"},
+        ),
+    )
 
 
 @pytest.fixture
@@ -166,24 +164,26 @@ def distributions() -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture
-def full_report(report: dict[str, Any]) -> dict[str, Any]:
+def full_report(report: MonitoringReport) -> MonitoringReport:
     """The same report with prediction drift and performance against a baseline."""
-    full = copy.deepcopy(report)
-    full["prediction_drift"] = {
-        "dataset_drift": True,
-        "drift_share": 1.0,
-        "columns": [column("score", 0.4, True)],
-    }
-    full["performance"] = {
-        "task": "classification",
-        "rows": 400,
-        "metrics": {"accuracy": 0.81, "f1": 0.7},
-        "comparison": {
-            "f1": {"current": 0.7, "baseline": 0.75, "change": -0.05, "relative_change": -0.0667}
-        },
-        "value": {"net_per_period": 1200.0},
-    }
-    return full
+    return replace(
+        report,
+        prediction_drift=DriftReport((column("score", 0.4, True),), 1.0, True, 0.5, 2000, 1532),
+        performance=Performance(
+            task="classification",
+            rows=400,
+            metrics={"accuracy": 0.81, "f1": 0.7},
+            comparison={
+                "f1": {
+                    "current": 0.7,
+                    "baseline": 0.75,
+                    "change": -0.05,
+                    "relative_change": -0.0667,
+                }
+            },
+            value={"net_per_period": 1200.0},
+        ),
+    )
 
 
 START = datetime(2026, 11, 20, 14, tzinfo=UTC)
@@ -203,7 +203,7 @@ def history(points: int) -> list[dict[str, Any]]:
 
 
 def test_page_is_well_formed_with_one_svg_per_drifted_column(
-    report: dict[str, Any], distributions: dict[str, dict[str, Any]]
+    report: MonitoringReport, distributions: dict[str, dict[str, Any]]
 ) -> None:
     page = render_report(report, distributions)
 
@@ -225,10 +225,10 @@ def test_page_is_well_formed_with_one_svg_per_drifted_column(
 
 
 def test_every_piece_of_text_is_escaped(
-    report: dict[str, Any], distributions: dict[str, dict[str, Any]]
+    report: MonitoringReport, distributions: dict[str, dict[str, Any]]
 ) -> None:
-    report["model"] = "<script>alert(1)</script>"
-    report["alerts"][0]["message"] = "<img src=x onerror=alert(1)>"
+    alert = {"rule": "drift", "message": "<img src=x onerror=alert(1)>", "state": "fired"}
+    report = replace(report, model="<script>alert(1)</script>", alerts=(alert,))
 
     page = render_report(report, distributions)
 
@@ -245,7 +245,7 @@ def test_every_piece_of_text_is_escaped(
 
 
 def test_page_is_self_contained(
-    full_report: dict[str, Any], distributions: dict[str, dict[str, Any]]
+    full_report: MonitoringReport, distributions: dict[str, dict[str, Any]]
 ) -> None:
     page = render_report(full_report, distributions, history(5))
 
@@ -261,7 +261,7 @@ def test_page_is_self_contained(
 
 
 def test_full_report_plots_predictions_and_trends(
-    full_report: dict[str, Any], distributions: dict[str, dict[str, Any]]
+    full_report: MonitoringReport, distributions: dict[str, dict[str, Any]]
 ) -> None:
     page = render_report(full_report, distributions, history(5))
 
@@ -278,8 +278,8 @@ def test_full_report_plots_predictions_and_trends(
     assert "Share of drifted columns" in text
 
 
-def test_only_the_columns_that_drifted_most_are_plotted(report: dict[str, Any]) -> None:
-    report["columns"] = [column(f"c{i:02d}", 0.1 + 0.01 * i, True) for i in range(20)]
+def test_only_the_columns_that_drifted_most_are_plotted(report: MonitoringReport) -> None:
+    report = with_columns(report, [column(f"c{i:02d}", 0.1 + 0.01 * i, True) for i in range(20)])
     shapes = {f"c{i:02d}": numeric([1, 2, 3], [3, 2, 1]) for i in range(20)}
 
     page = render_report(report, shapes)
@@ -291,12 +291,15 @@ def test_only_the_columns_that_drifted_most_are_plotted(report: dict[str, Any]) 
     assert 'aria-label="c07: ' not in page  # the 13th highest
 
 
-def test_p_values_rank_lowest_first_and_missing_shapes_are_named(report: dict[str, Any]) -> None:
-    report["columns"] = [
-        column("mild", 0.04, True, method="ks", threshold=0.05),
-        column("severe", 0.0001, True, method="ks", threshold=0.05),
-        column("unbinned", 0.5, True),
-    ]
+def test_p_values_rank_lowest_first_and_missing_shapes_are_named(report: MonitoringReport) -> None:
+    report = with_columns(
+        report,
+        [
+            column("mild", 0.04, True, method="ks", threshold=0.05),
+            column("severe", 0.0001, True, method="ks", threshold=0.05),
+            column("unbinned", 0.5, True),
+        ],
+    )
     shapes = {"mild": numeric([1, 2], [2, 1]), "severe": numeric([1, 2], [2, 1])}
 
     page = render_report(report, shapes)
@@ -305,12 +308,15 @@ def test_p_values_rank_lowest_first_and_missing_shapes_are_named(report: dict[st
     assert "No distribution recorded for: unbinned." in page
 
 
-def test_awkward_columns_render(report: dict[str, Any]) -> None:
-    report["columns"] = [
-        column("$price$ in $", 0.5, True),  # would be mathtext to matplotlib
-        column("open", 0.5, True),
-        column("many", 0.5, True, kind="categorical"),
-    ]
+def test_awkward_columns_render(report: MonitoringReport) -> None:
+    report = with_columns(
+        report,
+        [
+            column("$price$ in $", 0.5, True),  # would be mathtext to matplotlib
+            column("open", 0.5, True),
+            column("many", 0.5, True, kind="categorical"),
+        ],
+    )
     shapes = {
         "$price$ in $": numeric([1, 2, 3], [3, 2, 1]),
         "open": {
@@ -343,14 +349,14 @@ def test_awkward_columns_render(report: dict[str, Any]) -> None:
     ],
 )
 def test_malformed_distribution_says_what_is_wrong(
-    report: dict[str, Any], shape: dict[str, Any], message: str
+    report: MonitoringReport, shape: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(InvalidArgumentError, match=message):
         render_report(report, {"tenure": shape})
 
 
 def test_history_needs_iso_timestamps(
-    report: dict[str, Any], distributions: dict[str, dict[str, Any]]
+    report: MonitoringReport, distributions: dict[str, dict[str, Any]]
 ) -> None:
     points = history(3)
     points[1]["computed_at"] = "yesterday"
@@ -362,9 +368,10 @@ def test_history_needs_iso_timestamps(
 
 
 def test_rendering_is_deterministic(
-    full_report: dict[str, Any], distributions: dict[str, dict[str, Any]]
+    full_report: MonitoringReport, distributions: dict[str, dict[str, Any]]
 ) -> None:
-    full_report["columns"] += [column(f"c{i}", 0.2 + 0.01 * i, True) for i in range(10)]
+    more = [column(f"c{i}", 0.2 + 0.01 * i, True) for i in range(10)]
+    full_report = with_columns(full_report, [*full_report.drift.columns, *more])
     shapes = {**distributions, **{f"c{i}": numeric([5, 9, 4, 2], [1, 4, 9, 6]) for i in range(10)}}
     render_report(full_report, shapes)  # warm-up: fonts and matplotlib's caches
 
@@ -377,7 +384,7 @@ def test_rendering_is_deterministic(
 
 
 def test_rendering_changes_no_global_state(
-    full_report: dict[str, Any], distributions: dict[str, dict[str, Any]]
+    full_report: MonitoringReport, distributions: dict[str, dict[str, Any]]
 ) -> None:
     before = dict(matplotlib.rcParams)
 
@@ -387,7 +394,7 @@ def test_rendering_changes_no_global_state(
 
 
 def test_write_report_writes_atomically(
-    tmp_path: Path, report: dict[str, Any], distributions: dict[str, dict[str, Any]]
+    tmp_path: Path, report: MonitoringReport, distributions: dict[str, dict[str, Any]]
 ) -> None:
     target = tmp_path / "churn.html"
     target.write_text("old report", encoding="utf-8")
@@ -402,7 +409,7 @@ def test_write_report_writes_atomically(
 
 def test_write_report_keeps_the_old_page_when_anything_fails(
     tmp_path: Path,
-    report: dict[str, Any],
+    report: MonitoringReport,
     distributions: dict[str, dict[str, Any]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -424,7 +431,7 @@ def test_write_report_keeps_the_old_page_when_anything_fails(
 
 
 def test_write_report_needs_an_existing_folder(
-    tmp_path: Path, report: dict[str, Any], distributions: dict[str, dict[str, Any]]
+    tmp_path: Path, report: MonitoringReport, distributions: dict[str, dict[str, Any]]
 ) -> None:
     with pytest.raises(InvalidArgumentError, match=r"its folder .*nowhere.* does not exist"):
         write_report(tmp_path / "nowhere" / "churn.html", report, distributions)
@@ -467,7 +474,7 @@ def _distinct_bytes(png: Path) -> int:
 
 
 def test_a_browser_renders_the_page(
-    tmp_path: Path, full_report: dict[str, Any], distributions: dict[str, dict[str, Any]]
+    tmp_path: Path, full_report: MonitoringReport, distributions: dict[str, dict[str, Any]]
 ) -> None:
     page = write_report(tmp_path / "report.html", full_report, distributions, history(5))
 

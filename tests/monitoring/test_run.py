@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from tests.monitoring.conftest import Trained, drifted_rows, reference_rows
+from tests.monitoring.conftest import Trained, checked, drifted_rows, reference_rows
 
 from shipyard import Project
 from shipyard.core.exceptions import InvalidArgumentError, NotFoundError, SchemaError
@@ -32,7 +32,7 @@ def test_a_drifted_batch_is_reported_column_by_column(monitored: Project, tmp_pa
     frame, target = drifted_rows()
     current = write(frame.assign(churned=target), tmp_path / "next.parquet")
     outcome = monitored.monitor("churn", current=current, target="churned")
-    report = outcome.report
+    report = checked(monitored, outcome)
     assert report["model"] == "churn"
     assert report["version"] == 1
     assert report["rows"] == {"reference": 3000, "current": 2000}
@@ -160,7 +160,7 @@ def test_a_window_of_the_prediction_log_with_feedback(
             for r in range(3)
         ][:300],
     )
-    report = monitored_any.monitor("churn", window="1h").report
+    report = checked(monitored_any, monitored_any.monitor("churn", window="1h"))
     assert report["rows"]["current"] == 600
     assert "prediction log of churn:1" in report["current"]
     assert report["dataset_drift"] is True
@@ -226,7 +226,7 @@ def test_a_batch_job_is_monitored_with_its_input_and_feedback_by_key(
     FeedbackStore(monitored_any.database).add(
         "churn", [Label(int(target[i]), key=f"c{i:04d}") for i in range(0, 800, 2)]
     )
-    report = monitored_any.monitor("churn", batch="latest").report
+    report = checked(monitored_any, monitored_any.monitor("churn", batch="latest"))
     assert report["current"].startswith(f"batch job {job.id} of churn:1 (800 rows")
     assert report["dataset_drift"] is True
     assert {c["column"] for c in report["prediction_drift"]["columns"]} == {
@@ -240,7 +240,7 @@ def test_a_batch_job_is_monitored_with_its_input_and_feedback_by_key(
     model = trained[0]
     expected = (model.predict(frame[FEATURES].iloc[::2]) == target[::2]).mean()
     assert performance["metrics"]["accuracy"] == pytest.approx(expected)
-    by_id = monitored_any.monitor("churn", batch=job.id, save=False).report
+    by_id = checked(monitored_any, monitored_any.monitor("churn", batch=job.id, save=False))
     assert by_id["columns"] == report["columns"]
     with pytest.raises(NotFoundError, match="no batch job"):
         monitored_any.predictions.job("nope")
@@ -275,9 +275,8 @@ def test_the_business_value_of_a_labelled_window(tmp_path: Path, trained: Traine
         register_with_reference(project, trained)
         frame, target = drifted_rows(1000)
         current = write(frame.assign(churned=target), tmp_path / "labelled.parquet")
-        performance = project.monitor("churn", current=current, target="churned").report[
-            "performance"
-        ]
+        outcome = project.monitor("churn", current=current, target="churned")
+        performance = checked(project, outcome)["performance"]
         assert project.value is not None
         proba = trained[0].predict_proba(frame[FEATURES])[:, 1]
         expected = business_value(project.value, target, proba=proba).metrics()
@@ -328,7 +327,7 @@ def test_a_regression_model_gets_regression_metrics(monitored: Project, tmp_path
         3.0 * current["tenure"] + current["charges"].fillna(70) + (current["plan"] == "pro") * 40
     )
     path = write(current.assign(price=truth), tmp_path / "prices.parquet")
-    report = monitored.monitor("price", current=path, target="price").report
+    report = checked(monitored, monitored.monitor("price", current=path, target="price"))
     performance = report["performance"]
     assert performance["task"] == "regression"
     assert set(performance["metrics"]) == {"mae", "rmse", "mape", "r2"}

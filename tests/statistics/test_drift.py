@@ -451,6 +451,28 @@ def test_parquet_paths_pandas_and_tables_give_the_same_report(tmp_path: Path) ->
     assert methods == ["wasserstein", "wasserstein", "jensenshannon", "jensenshannon"]
 
 
+def test_from_dict_reads_back_what_to_dict_wrote() -> None:
+    rng = np.random.default_rng(14)
+    report = compare(mixed(rng, 500, 0.0), mixed(rng, 400, 0.2), threads=1)
+    data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    assert DriftReport.from_dict(data) == report
+    assert DriftReport.from_dict(data).to_dict() == data
+
+
+def test_a_score_stored_as_none_reads_back_as_nan_and_a_missing_key_is_named() -> None:
+    column = ColumnDrift("x", "numeric", "ks", math.nan, 0.05, False, "profile", math.inf)
+    data = column.to_dict()
+    assert (data["score"], data["bound"]) == (None, None)
+    back = ColumnDrift.from_dict(data)
+    assert math.isnan(back.score)
+    assert back.bound is None
+    assert back.to_dict() == data
+    report = DriftReport((column,), 0.0, False, 0.5, 10, 10).to_dict()
+    del report["columns"][0]["threshold"]
+    with pytest.raises(InvalidArgumentError, match="lacks the key 'threshold'"):
+        DriftReport.from_dict(report)
+
+
 def test_report_to_dict_is_json() -> None:
     rng = np.random.default_rng(13)
     report = compare(mixed(rng, 500, 0.0), mixed(rng, 400, 0.2), threads=1)

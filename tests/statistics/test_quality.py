@@ -239,6 +239,25 @@ def test_report_is_json_with_flat_gauges() -> None:
     }
 
 
+def test_from_dict_reads_back_what_to_dict_wrote() -> None:
+    spec = sig(
+        ColumnSpec("x", "int64", maximum=10),
+        ColumnSpec("plan", "string", categories=("a",)),
+        ColumnSpec("gone", "float64"),
+    )
+    frame = pd.DataFrame({"x": [1.5, np.nan, 50.0, 50.0], "plan": ["a", "z", "a", "a"], "e": 1})
+    report = check_quality(frame, spec, previous_columns={"x": "int64"})
+    assert report.changed_types
+    assert report.missing_columns
+    assert report.extra_columns
+    data = json.loads(json.dumps(report.to_dict()))
+    assert QualityReport.from_dict(data) == report
+    assert QualityReport.from_dict(data).to_dict() == data
+    del data["failing_rows"]
+    with pytest.raises(InvalidArgumentError, match="lacks the key 'failing_rows'"):
+        QualityReport.from_dict(data)
+
+
 def test_an_empty_window_has_zero_shares() -> None:
     report = check_quality(
         pd.DataFrame({"x": pd.Series([], dtype=float)}), sig(ColumnSpec("x", "float64"))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -22,9 +22,10 @@ from rich.table import Table
 
 from shipyard.cli.context import JsonOption, ProjectOption, open_project
 from shipyard.core.refs import ModelRef
-from shipyard.datasets.monitor_results import MonitorResults
-from shipyard.monitoring.report import MonitoringReport
 from shipyard.render import console, print_json
+
+if TYPE_CHECKING:
+    from shipyard.statistics.report import MonitoringReport
 
 RefArgument = Annotated[
     str, typer.Argument(help="Model reference: NAME, NAME:VERSION or NAME@ALIAS.")
@@ -74,6 +75,8 @@ def monitor_command(
     """Data drift, prediction drift, data quality and performance of a model, with alerts."""
     opened = open_project(ctx, project)
     if history:
+        from shipyard.datasets.monitor_results import MonitorResults
+
         name = ModelRef.parse(ref).name
         stored = MonitorResults(opened.database).history(name)
         if as_json:
@@ -160,9 +163,9 @@ def _print_report(report: MonitoringReport) -> None:
         )
     )
     performance = report.performance
-    if performance and performance.get("metrics"):
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in performance["metrics"].items())
-        console.print(f"  performance on {performance['rows']:,} labelled rows: {shown}")
+    if performance is not None and performance.metrics:
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in performance.metrics.items())
+        console.print(f"  performance on {performance.rows:,} labelled rows: {shown}")
     else:
         console.print("  performance: no ground truth for this window yet")
     for alert in report.alerts or ():

@@ -19,7 +19,7 @@ outputs), ``dataset`` (``drift_share``, ``dataset_drift``, ``prediction_drift_sh
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from shipyard.core.clock import utcnow
+from shipyard.statistics.report import MonitoringReport
 from shipyard.store import Database
 from shipyard.store.tables import MonitorResult, MonitorValue
 
@@ -62,36 +63,33 @@ class Newest:
     values: list[StoredValue]
 
 
-def values_of(report: Mapping[str, Any]) -> Iterator[tuple[str, str, str, float]]:
-    """Every number of a report as ``(kind, column, metric, value)``."""
-    yield "dataset", "", "drift_share", float(report["drift_share"])
-    yield "dataset", "", "dataset_drift", float(bool(report["dataset_drift"]))
-    for entry in report.get("columns", []):
-        yield "drift", entry["column"], "score", float(entry["score"])
-        yield "drift", entry["column"], "drifted", float(bool(entry["drifted"]))
-    outputs = report.get("prediction_drift")
-    if outputs:
-        yield "dataset", "", "prediction_drift_share", float(outputs["drift_share"])
-        for entry in outputs.get("columns", []):
-            yield "prediction", entry["column"], "score", float(entry["score"])
-            yield "prediction", entry["column"], "drifted", float(bool(entry["drifted"]))
-    quality = report.get("quality")
-    if quality:
-        for name in ("failing_share", "duplicates"):
-            if name in quality:
-                yield "quality", "", name, float(quality[name])
-        for entry in quality.get("columns", []):
-            yield "quality", entry["column"], "missing_share", float(entry["missing_share"])
-            for name in ("type_violations", "out_of_range", "unseen"):
-                if name in entry:
-                    yield "quality", entry["column"], name, float(entry[name])
-    performance = report.get("performance")
-    if performance:
-        for name, value in performance.get("metrics", {}).items():
+def values_of(report: MonitoringReport) -> Iterator[tuple[str, str, str, float]]:
+    """Every number of a report as ``(kind, column, metric, value)`` (NaN where not measured)."""
+    drift, outputs, quality = report.drift, report.prediction_drift, report.quality
+    yield "dataset", "", "drift_share", float(drift.drift_share)
+    yield "dataset", "", "dataset_drift", float(drift.dataset_drift)
+    for entry in drift.columns:
+        yield "drift", entry.column, "score", float(entry.score)
+        yield "drift", entry.column, "drifted", float(entry.drifted)
+    if outputs is not None:
+        yield "dataset", "", "prediction_drift_share", float(outputs.drift_share)
+        for entry in outputs.columns:
+            yield "prediction", entry.column, "score", float(entry.score)
+            yield "prediction", entry.column, "drifted", float(entry.drifted)
+    yield "quality", "", "failing_share", float(quality.failing_share)
+    yield "quality", "", "duplicates", float(quality.duplicates)
+    for column in quality.columns:
+        yield "quality", column.column, "missing_share", float(column.missing_share)
+        yield "quality", column.column, "type_violations", float(column.type_violations)
+        yield "quality", column.column, "out_of_range", float(column.out_of_range)
+        yield "quality", column.column, "unseen", float(column.unseen)
+    performance = report.performance
+    if performance is not None:
+        for name, value in performance.metrics.items():
             yield "performance", "", name, float(value)
-        for name, value in (performance.get("value") or {}).items():
-            if isinstance(value, int | float):
-                yield "performance", "", f"value:{name}", float(value)
+        for name, worth in (performance.value or {}).items():
+            if isinstance(worth, int | float):  # not the currency, not an error message
+                yield "performance", "", f"value:{name}", float(worth)
 
 
 class MonitorResults:
@@ -100,27 +98,25 @@ class MonitorResults:
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    def save(self, report: Mapping[str, Any], monitor: str = "") -> StoredResult:
-        """Record one report and its numbers in one transaction."""
+    def save(self, report: MonitoringReport, monitor: str = "") -> StoredResult:
+        """Record one report (its :meth:`~MonitoringReport.to_dict`) and its numbers at once."""
         now = utcnow()
-        window = report.get("window") or {}
-        quality = report.get("quality") or {}
-        outputs = report.get("prediction_drift")
+        outputs = report.prediction_drift
         row = MonitorResult(
-            model=report["model"],
-            version=int(report["version"]),
+            model=report.model,
+            version=report.version,
             monitor=monitor,
             computed_at=now,
-            window_start=_time(window.get("start")),
-            window_end=_time(window.get("end")),
-            reference=str(report.get("reference", "")),
-            current=str(report.get("current", "")),
-            rows=int(report.get("rows", {}).get("current", 0)),
-            dataset_drift=bool(report["dataset_drift"]),
-            drift_share=float(report["drift_share"]),
-            prediction_drift=bool(outputs["dataset_drift"]) if outputs else None,
-            failing_share=quality.get("failing_share"),
-            report=dict(report),
+            window_start=report.window.start,
+            window_end=report.window.end,
+            reference=report.reference,
+            current=report.current,
+            rows=report.current_rows,
+            dataset_drift=report.drift.dataset_drift,
+            drift_share=report.drift.drift_share,
+            prediction_drift=outputs.dataset_drift if outputs is not None else None,
+            failing_share=report.quality.failing_share,
+            report=report.to_dict(),
         )
         with self.database.session() as session:
             session.add(row)
@@ -190,10 +186,6 @@ class MonitorResults:
                 session.execute(sa.delete(MonitorValue).where(MonitorValue.result_id.in_(ids)))
                 session.execute(sa.delete(MonitorResult).where(MonitorResult.id.in_(ids)))
         return len(ids)
-
-
-def _time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
 
 
 def _stored(row: MonitorResult) -> StoredResult:

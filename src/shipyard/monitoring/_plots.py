@@ -24,6 +24,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
 from shipyard.core.exceptions import InvalidArgumentError
+from shipyard.statistics.drift import ColumnDrift
+from shipyard.statistics.report import MonitoringReport
 
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
@@ -316,7 +318,7 @@ def _render(figure: Figure, ident: str, label: str) -> str:
 
 
 def trend_plots(
-    report: Mapping[str, Any], history: Sequence[Mapping[str, Any]], ids: Iterator[str]
+    report: MonitoringReport, history: Sequence[Mapping[str, Any]], ids: Iterator[str]
 ) -> list[tuple[str, bool]]:
     """The plots over time, each as ``(svg, wide)``: drift share, drift scores, metrics.
 
@@ -328,10 +330,10 @@ def trend_plots(
         times,
         [number(e.get("drift_share")) or 0.0 for e in history],
         [bool(e.get("dataset_drift")) for e in history],
-        number(report.get("share_threshold")) or 0.5,
+        report.drift.share_threshold,
     )
     plots = [(share, True), *((svg, True) for svg in _score_plots(report, history, times, ids))]
-    comparison = (report.get("performance") or {}).get("comparison") or {}
+    comparison = report.performance.comparison if report.performance is not None else {}
     metrics = list(dict.fromkeys(m for e in history for m in (e.get("performance") or {})))
     for metric in metrics[:MAX_METRIC_PLOTS]:
         points = [
@@ -346,13 +348,14 @@ def trend_plots(
     return plots
 
 
-def severity(column: Mapping[str, Any]) -> float:
+def severity(column: ColumnDrift) -> float:
     """How far past its threshold a drifted column is, whichever way its method drifts.
 
     Distances drift above the threshold, p-values below it: the ratio, taken the way that is
-    ≥ 1 for a drifted column, ranks both kinds.
+    ≥ 1 for a drifted column, ranks both kinds. A score that is not a number ranks as 0.
     """
-    score, threshold = number(column.get("score")), number(column.get("threshold"))
+    score = column.score if math.isfinite(column.score) else None
+    threshold = number(column.threshold)
     if score is None or threshold is None or threshold <= 0:
         return 0.0 if score is None else abs(score)
     if score >= threshold:
@@ -372,33 +375,28 @@ def number(value: Any) -> float | None:
 
 
 def _score_plots(
-    report: Mapping[str, Any],
+    report: MonitoringReport,
     history: Sequence[Mapping[str, Any]],
     times: Sequence[datetime],
     ids: Iterator[str],
 ) -> Iterator[str]:
     """Scores over time of the columns that drift most now, one plot per method."""
-    drifted = sorted(
-        (c for c in report.get("columns") or () if c.get("drifted")), key=severity, reverse=True
-    )
-    by_method: dict[str, list[Mapping[str, Any]]] = {}
+    drifted = sorted((c for c in report.drift.columns if c.drifted), key=severity, reverse=True)
+    by_method: dict[str, list[ColumnDrift]] = {}
     for column in drifted:
-        by_method.setdefault(str(column.get("method")), []).append(column)
+        by_method.setdefault(column.method, []).append(column)
     for method, columns in by_method.items():
         shown = columns[:MAX_SCORE_LINES]
         series = {
             name: values
             for name, values in (
-                (
-                    str(c.get("column")),
-                    [number((e.get("columns") or {}).get(str(c.get("column")))) for e in history],
-                )
+                (c.column, [number((e.get("columns") or {}).get(c.column)) for e in history])
                 for c in shown
             )
             if sum(v is not None for v in values) >= 2
         }
         if series:
-            thresholds = [t for c in shown if (t := number(c.get("threshold"))) is not None]
+            thresholds = [t for c in shown if (t := number(c.threshold)) is not None]
             yield scores_svg(next(ids), method, times, series, thresholds)
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import operator
 import re
 import urllib.error
@@ -36,6 +37,7 @@ from typing import Any
 from shipyard.core.exceptions import ConfigError
 from shipyard.datasets.alert_state import AlertStates
 from shipyard.monitoring.settings import AlertRuleConfig
+from shipyard.statistics.report import MonitoringReport
 from shipyard.store import Database
 
 logger = logging.getLogger("shipyard.monitoring.alerts")
@@ -64,11 +66,11 @@ class Rule:
     op: str | None = None
     threshold: float | None = None
 
-    def value(self, report: Mapping[str, Any]) -> float | None:
+    def value(self, report: MonitoringReport) -> float | None:
         """The quantity in ``report``, or ``None`` when it has none."""
         return _quantity(report, self.quantity, self.argument)
 
-    def holds(self, report: Mapping[str, Any]) -> bool | None:
+    def holds(self, report: MonitoringReport) -> bool | None:
         """Whether the rule holds for ``report`` (``None``: cannot tell)."""
         value = self.value(report)
         if value is None:
@@ -150,38 +152,41 @@ def psi_columns(rules: Sequence[Rule]) -> list[str]:
     return sorted({r.argument for r in rules if r.quantity == "psi" and r.argument})
 
 
-def _quantity(report: Mapping[str, Any], quantity: str, argument: str | None) -> float | None:
-    quality = report.get("quality") or {}
-    performance = report.get("performance") or {}
-    outputs = report.get("prediction_drift") or {}
+def _quantity(report: MonitoringReport, quantity: str, argument: str | None) -> float | None:
+    quality, outputs = report.quality, report.prediction_drift
     if quantity == "dataset_drift":
-        return float(bool(report.get("dataset_drift")))
+        return float(report.drift.dataset_drift)
     if quantity == "prediction_drift":
-        return float(bool(outputs["dataset_drift"])) if outputs else None
+        return float(outputs.dataset_drift) if outputs is not None else None
     if quantity == "drift_share":
-        return float(report["drift_share"])
+        return float(report.drift.drift_share)
     if quantity == "prediction_drift_share":
-        return float(outputs["drift_share"]) if outputs else None
-    if quantity in ("failing_share", "duplicates") and quantity in quality:
-        return float(quality[quantity])
+        return float(outputs.drift_share) if outputs is not None else None
+    if quantity == "failing_share":
+        return float(quality.failing_share)
+    if quantity == "duplicates":
+        return float(quality.duplicates)
     if quantity == "missing_share":
-        shares = {c["column"]: float(c["missing_share"]) for c in quality.get("columns", [])}
+        shares = {c.column: float(c.missing_share) for c in quality.columns}
         if argument is None:
-            return max(shares.values(), default=0.0) if quality else None
+            return max(shares.values(), default=0.0)
         return shares.get(argument)
-    if quantity == "score":
-        scores = {c["column"]: float(c["score"]) for c in report.get("columns", [])}
-        return scores.get(argument or "")
+    if quantity == "score":  # a score that is not a number cannot be compared
+        score = {c.column: c.score for c in report.drift.columns}.get(argument or "")
+        return float(score) if score is not None and math.isfinite(score) else None
     if quantity == "psi":
-        value = (report.get("psi") or {}).get(argument or "")
-        return float(value) if value is not None else None
-    if quantity == "change":
-        change = (performance.get("comparison") or {}).get(argument or "")
-        return float(change["relative_change"]) if change else None
+        psi = report.psi.get(argument or "")
+        return float(psi) if psi is not None else None
+    performance = report.performance
+    if performance is None:  # no ground truth yet
+        return None
+    if quantity == "change":  # no relative change from a baseline of 0
+        relative = (performance.comparison.get(argument or "") or {}).get("relative_change")
+        return float(relative) if relative is not None else None
     if quantity == "value":
-        value = (performance.get("value") or {}).get(argument or "")
-        return float(value) if isinstance(value, int | float) else None
-    metric = (performance.get("metrics") or {}).get(quantity)
+        worth = (performance.value or {}).get(argument or "")
+        return float(worth) if isinstance(worth, int | float) else None
+    metric = performance.metrics.get(quantity)
     return float(metric) if metric is not None else None
 
 
@@ -248,13 +253,13 @@ class Alerts:
         self.timeout = timeout
         self.subject = subject
 
-    def evaluate(self, report: Mapping[str, Any], *, dry_run: bool = False) -> list[AlertEvent]:
+    def evaluate(self, report: MonitoringReport, *, dry_run: bool = False) -> list[AlertEvent]:
         """Apply every rule to ``report``; send and record what started or cleared.
 
         ``dry_run`` (a report that is not stored) says what would happen and changes nothing.
         """
         events = []
-        where = f"{report['model']}:{report.get('version')}"
+        where = f"{report.model}:{report.version}"
         for rule in self.rules:
             holds = rule.holds(report)
             value = rule.value(report)
@@ -285,7 +290,7 @@ class Alerts:
         return events
 
     def _send(
-        self, message: str, rule: Rule, report: Mapping[str, Any], value: float | None, state: str
+        self, message: str, rule: Rule, report: MonitoringReport, value: float | None, state: str
     ) -> bool:
         logger.warning(message)
         if not self.webhook:
@@ -296,11 +301,11 @@ class Alerts:
                 "rule": rule.name,
                 "when": rule.when,
                 "state": "firing" if state == "fired" else state,
-                "model": report["model"],
-                "version": report.get("version"),
+                "model": report.model,
+                "version": report.version,
                 "subject": self.subject,
                 "value": value,
-                "computed_at": report.get("computed_at"),
+                "computed_at": report.computed_at.isoformat(),
             },
         }
         return _post(self.webhook, body, self.timeout)

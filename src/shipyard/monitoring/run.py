@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +38,6 @@ from shipyard.datasets.monitor_results import MonitorResults, StoredResult
 from shipyard.datasets.predictions import PredictionStore
 from shipyard.monitoring.alerts import Alerts, check_rules, parse_rules, psi_columns
 from shipyard.monitoring.distributions import distributions
-from shipyard.monitoring.report import MonitoringReport, ReportWindow
 from shipyard.monitoring.settings import describe, load_monitoring, parse_window
 from shipyard.monitoring.truth import labelled_rows, window_performance
 from shipyard.monitoring.windows import (
@@ -54,6 +54,7 @@ from shipyard.registry.profiles import categorical_columns, with_outputs
 from shipyard.statistics.drift import DriftOptions, compare
 from shipyard.statistics.profile import DatasetProfile, profile
 from shipyard.statistics.quality import check_quality
+from shipyard.statistics.report import MonitoringReport, ReportWindow
 from shipyard.store import Database
 from shipyard.value import METRIC_NAMES, ValueSettings
 
@@ -83,7 +84,7 @@ class MonitorOutcome:
     """A finished run: the report, what the HTML plots, and where things went.
 
     ``report`` is the serialized report (stored, ``--json``); ``typed`` the same report as a
-    :class:`~shipyard.monitoring.report.MonitoringReport`.
+    :class:`~shipyard.statistics.report.MonitoringReport`.
     """
 
     report: dict[str, Any]
@@ -183,18 +184,18 @@ def run_monitor(
     shapes = distributions(reference, merged, typed.drifted_columns(), categorical)
     subject = f"{info.name}/{request.monitor}" if request.monitor else info.ref
     alerts = Alerts(database, rules, config.webhook, subject=subject)
-    events = alerts.evaluate(typed.to_dict(), dry_run=not request.save)
+    events = alerts.evaluate(typed, dry_run=not request.save)
     typed = typed.with_alerts([e.to_dict() for e in events])
     report = typed.to_dict()
     outcome = MonitorOutcome(report, typed, shapes)
     results = MonitorResults(database)
     if request.save:
-        outcome.result_id = results.save(report, request.monitor).id
+        outcome.result_id = results.save(typed, request.monitor).id
     if request.report is not None:
         from shipyard.monitoring.html import write_report
 
         history = history_points(results.history(info.name)) if request.save else []
-        outcome.html = write_report(request.report, report, shapes, history)
+        outcome.html = write_report(request.report, typed, shapes, history)
     return outcome
 
 
@@ -369,22 +370,26 @@ def _previous_dtypes(results: MonitorResults, model: str) -> dict[str, str] | No
     last = results.history(model, limit=1)
     if not last:
         return None
-    dtypes = (last[0].report.get("quality") or {}).get("dtypes")
+    dtypes = MonitoringReport.from_dict(last[0].report).quality.dtypes
     return dict(dtypes) if dtypes else None
 
 
 def history_points(results: list[StoredResult]) -> list[dict[str, Any]]:
-    """Reports reduced to what the HTML report plots over time."""
+    """Stored reports reduced to what the HTML report plots over time."""
     points = []
     for result in results:
-        report = result.report
+        report = MonitoringReport.from_dict(result.report)
+        performance = report.performance
         points.append(
             {
                 "computed_at": result.computed_at.isoformat(),
-                "drift_share": report["drift_share"],
-                "dataset_drift": report["dataset_drift"],
-                "columns": {c["column"]: c["score"] for c in report.get("columns", [])},
-                "performance": dict((report.get("performance") or {}).get("metrics", {})),
+                "drift_share": report.drift.drift_share,
+                "dataset_drift": report.drift.dataset_drift,
+                "columns": {
+                    c.column: c.score if math.isfinite(c.score) else None
+                    for c in report.drift.columns
+                },
+                "performance": dict(performance.metrics) if performance is not None else {},
             }
         )
     return points

@@ -21,6 +21,7 @@ from shipyard.core.schema import PREDICTION, Signature, proba_column
 from shipyard.datasets.feedback import FeedbackStore
 from shipyard.registry import VersionInfo
 from shipyard.statistics.performance import compare_to_baseline, performance
+from shipyard.statistics.report import Performance
 from shipyard.store import Database
 from shipyard.value import ValueSettings, business_value
 
@@ -96,7 +97,7 @@ def window_performance(
     signature: Signature,
     value: ValueSettings | None,
     where: str,
-) -> dict[str, Any] | None:
+) -> Performance | None:
     """Metrics of the labelled rows next to the registration's, and their business value."""
     if truth.empty or PREDICTION not in truth.columns:
         return None
@@ -122,13 +123,16 @@ def window_performance(
     try:
         measured = performance(task, y_true, y_pred, proba=proba, classes=classes)
     except InvalidArgumentError as exc:
-        return {"task": task, "rows": len(truth), "error": exc.message}
-    part: dict[str, Any] = measured.to_dict()
+        return Performance(task, len(truth), error=exc.message)
     baseline = {k: v for k, v in info.metrics.items() if k in measured.metrics}
-    part["baseline"] = baseline
-    part["comparison"] = compare_to_baseline(measured.metrics, baseline)
-    part["value"] = _value(value, task, y_true, y_pred, proba, classes)
-    return part
+    return Performance(
+        task,
+        measured.rows,
+        metrics=measured.metrics,
+        baseline=baseline,
+        comparison=compare_to_baseline(measured.metrics, baseline),
+        value=_value(value, task, y_true, y_pred, proba, classes),
+    )
 
 
 def _value(

@@ -79,6 +79,21 @@ class ColumnDrift:
             "bound": _finite(self.bound),
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ColumnDrift:
+        """The result :meth:`to_dict` wrote (a score stored as None reads back as NaN)."""
+        score, bound = data["score"], data.get("bound")
+        return cls(
+            column=str(data["column"]),
+            kind=str(data["kind"]),
+            method=str(data["method"]),
+            score=math.nan if score is None else float(score),
+            threshold=float(data["threshold"]),
+            drifted=bool(data["drifted"]),
+            source=str(data.get("source", "raw")),
+            bound=None if bound is None else float(bound),
+        )
+
 
 @dataclass(frozen=True)
 class DriftReport:
@@ -110,6 +125,27 @@ class DriftReport:
             "reference_rows": self.reference_rows,
             "current_rows": self.current_rows,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DriftReport:
+        """The report :meth:`to_dict` wrote.
+
+        Raises :class:`InvalidArgumentError` naming the first missing key.
+        """
+        try:
+            return cls(
+                columns=tuple(ColumnDrift.from_dict(c) for c in data["columns"]),
+                drift_share=float(data["drift_share"]),
+                dataset_drift=bool(data["dataset_drift"]),
+                share_threshold=float(data["share_threshold"]),
+                reference_rows=int(data["reference_rows"]),
+                current_rows=int(data["current_rows"]),
+            )
+        except KeyError as exc:
+            raise InvalidArgumentError(
+                f"the drift report (or one of its columns) lacks the key {exc.args[0]!r}; "
+                "pass what DriftReport.to_dict() wrote"
+            ) from exc
 
 
 @dataclass(frozen=True)

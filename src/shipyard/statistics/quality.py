@@ -59,6 +59,19 @@ class ColumnQuality:
         """Plain JSON-able form."""
         return {**asdict(self), "unseen_examples": [_jsonable(v) for v in self.unseen_examples]}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ColumnQuality:
+        """The entry :meth:`to_dict` wrote."""
+        return cls(
+            column=str(data["column"]),
+            missing=int(data["missing"]),
+            missing_share=float(data["missing_share"]),
+            type_violations=int(data["type_violations"]),
+            out_of_range=int(data["out_of_range"]),
+            unseen=int(data["unseen"]),
+            unseen_examples=tuple(data.get("unseen_examples") or ()),
+        )
+
 
 @dataclass(frozen=True)
 class TypeChange:
@@ -105,6 +118,33 @@ class QualityReport:
             "columns": [c.to_dict() for c in self.columns],
             "dtypes": dict(self.dtypes),
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> QualityReport:
+        """The report :meth:`to_dict` wrote.
+
+        Raises :class:`InvalidArgumentError` naming the first missing key.
+        """
+        try:
+            return cls(
+                rows=int(data["rows"]),
+                columns=tuple(ColumnQuality.from_dict(c) for c in data["columns"]),
+                duplicates=int(data["duplicates"]),
+                missing_columns=tuple(data.get("missing_columns") or ()),
+                extra_columns=tuple(data.get("extra_columns") or ()),
+                changed_types=tuple(
+                    TypeChange(c["column"], c["expected"], c["actual"], c["against"])
+                    for c in data.get("changed_types") or ()
+                ),
+                failing_rows=int(data["failing_rows"]),
+                failing_share=float(data["failing_share"]),
+                dtypes=dict(data.get("dtypes") or {}),
+            )
+        except KeyError as exc:
+            raise InvalidArgumentError(
+                f"the quality report (or one of its columns) lacks the key {exc.args[0]!r}; "
+                "pass what QualityReport.to_dict() wrote"
+            ) from exc
 
     def gauges(self) -> dict[str, float]:
         """The window's overall numbers, flat, for Prometheus gauges and alert rules."""
