@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shipyard import SchemaError, Signature
+from shipyard import ColumnSpec, SchemaError, Signature
 
 EXAMPLE = pd.DataFrame(
     {
@@ -82,3 +82,47 @@ def test_bad_examples_are_refused() -> None:
     mixed = pd.DataFrame({"x": pd.Series(["a", 1], dtype=object)})
     with pytest.raises(SchemaError, match="column 'x' mixes value types"):
         Signature.infer(mixed)
+
+
+def test_with_nullable_widens_only_the_named_columns() -> None:
+    sig = Signature.infer(EXAMPLE)
+    wider = sig.with_nullable(["age", "plan"])
+    assert [c.name for c in wider.inputs if c.nullable] == ["age", "income", "plan"]
+    assert wider.column("age").dtype == "int64"
+    out = wider.validate(EXAMPLE.assign(age=[1, None, 3], plan=["a", None, "b"]))
+    assert out["age"].dtype == np.float64  # an integer column with nulls is fed as float64
+    assert out["plan"].isna().tolist() == [False, True, False]
+    with pytest.raises(SchemaError, match="no column 'nope'"):
+        sig.with_nullable(["nope"])
+
+
+def test_with_example_keeps_declared_types_and_reads_ranges() -> None:
+    declared = Signature(
+        inputs=(
+            ColumnSpec("age", "int64"),
+            ColumnSpec("income", "float64", nullable=True),
+            ColumnSpec("plan", "string"),
+        )
+    )
+    rows = pd.DataFrame({"age": [30.0, 50.0], "income": [1, None], "plan": ["pro", "basic"]})
+    seen = declared.with_example(rows)
+    assert [(c.name, c.dtype, c.nullable) for c in seen.inputs] == [
+        ("age", "int64", False),
+        ("income", "float64", True),
+        ("plan", "string", False),
+    ]
+    assert (seen.column("age").minimum, seen.column("age").maximum) == (30.0, 50.0)
+    assert seen.column("plan").categories == ("basic", "pro")
+    with pytest.raises(SchemaError, match="column 'plan' has 1 missing value"):
+        declared.with_example(rows.assign(plan=["pro", None]))
+
+
+def test_missing_value_errors_say_why_and_how_to_fix() -> None:
+    sig = Signature.infer(EXAMPLE)
+    with pytest.raises(SchemaError, match="integer \\(int64\\) column") as integer:
+        sig.validate(EXAMPLE.assign(age=[1, None, 3]))
+    assert "log the column as double" in str(integer.value)
+    with pytest.raises(SchemaError, match="nothing in the model handles them") as text:
+        sig.validate(EXAMPLE.assign(plan=["a", None, "b"]))
+    assert text.value.column == "plan"
+    assert "such as an imputer" in str(text.value)

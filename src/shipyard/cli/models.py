@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 
 from shipyard.cli.context import Group, JsonOption, ProjectOption, open_project
 from shipyard.core.exceptions import GateFailedError, InvalidArgumentError
-from shipyard.registry import VersionInfo
 from shipyard.render import (
     console,
     gate_lines,
@@ -20,6 +18,11 @@ from shipyard.render import (
     show_version,
     versions_table,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from shipyard.registry import VersionInfo
 
 models_app = typer.Typer(
     cls=Group, help="Registered models and their versions.", no_args_is_help=True
@@ -52,6 +55,8 @@ def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
 
 
 def _read_rows(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     suffix = path.suffix.lower()
     if not path.is_file():
         raise InvalidArgumentError(f"--input-example {path} is not a file")
@@ -107,6 +112,8 @@ def _register(
     console.print(f"Registered [bold]{info.ref}[/bold] ({info.flavor}) from {source}")
     if info.trusted_types:
         console.print(f"  trusted: {', '.join(info.trusted_types)}")
+    for note in info.flavor_config.get("notes", []):
+        console.print(f"  {note}", markup=False)
     if info.signature is None:
         console.print("  [yellow]no signature: pass --input-example to validate input[/yellow]")
 

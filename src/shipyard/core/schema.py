@@ -5,19 +5,25 @@ range) and describes the output. ``Signature.infer(df)`` reads them off example 
 ``Signature.validate(df)`` checks a frame against them, casts lossless differences
 (an integer column into a float feature) and raises :class:`SchemaError` naming the
 column otherwise.
+
+Nullability says whether a column may hold missing values. Example rows only show where
+missing values *were*; a registration widens it to the columns the model itself handles
+(:meth:`Signature.with_nullable`), and an imported format's own signature (an MLmodel) keeps
+its declared types while taking categories and ranges from example rows
+(:meth:`Signature.with_example`). An integer column that may hold missing values is fed to
+the model as float64 (NaN cannot be an integer).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
-
-import numpy as np
-import pandas as pd
-from pandas.api import types as ptypes
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from shipyard.core.exceptions import SchemaError
+
+if TYPE_CHECKING:  # numpy and pandas load when data is met: ``import shipyard`` stays quick
+    import pandas as pd
 
 #: Categories beyond this count are not listed in a signature (the column stays a string column).
 MAX_CATEGORIES = 1000
@@ -26,11 +32,34 @@ MAX_CATEGORIES = 1000
 PREDICTION = "prediction"
 
 _NUMERIC_PREFIXES = ("int", "uint", "float")
+_INTEGER_PREFIXES = ("int", "uint")
 
 
 def proba_column(label: Any) -> str:
     """The output column holding the probability of class ``label``."""
     return f"proba_{label}"
+
+
+def missing_values_error(spec: ColumnSpec, count: int, where: str = "") -> SchemaError:
+    """The error for ``count`` missing values in ``spec``'s column, which takes none.
+
+    ``where`` says where they are (e.g. ``" at row 3"``). Shared with the server's column
+    caster, so both paths say the same thing.
+    """
+    found = f"{count} missing value(s){where}"
+    if spec.is_numeric and spec.dtype.startswith(_INTEGER_PREFIXES):
+        fix = (
+            f"the model does not take them in this integer ({spec.dtype}) column; fill them "
+            "(an MLflow model never takes them in an integer column, as in MLflow: log the "
+            "column as double to allow them)"
+        )
+    else:
+        fix = (
+            "the model does not take them in this column: its example rows had none and "
+            "nothing in the model handles them (such as an imputer); fill them, or register "
+            "a model that does"
+        )
+    return SchemaError(f"column {spec.name!r} has {found} but {fix}", column=spec.name)
 
 
 @dataclass(frozen=True)
@@ -98,6 +127,8 @@ class OutputSpec:
     @classmethod
     def infer(cls, predictions: Any, classes: Sequence[Any] | None = None) -> OutputSpec:
         """Describe an array of predictions made on example rows."""
+        import numpy as np
+
         arr = np.asarray(predictions)
         shape = (-1, *arr.shape[1:])
         return cls(dtype=_dtype_name(arr.dtype), shape=shape, classes=_plain(classes))
@@ -146,9 +177,51 @@ class Signature:
         """A copy with ``outputs`` replaced."""
         return Signature(inputs=self.inputs, outputs=outputs)
 
+    def with_nullable(self, names: Collection[str]) -> Signature:
+        """A copy in which the columns ``names`` accept missing values (others unchanged)."""
+        unknown = sorted(set(names) - set(self._index))
+        if unknown:
+            raise SchemaError(
+                f"the signature has no column {unknown[0]!r}; name columns among "
+                f"{', '.join(self.columns)}",
+                column=unknown[0],
+            )
+        inputs = tuple(
+            replace(c, nullable=True) if c.name in names and not c.nullable else c
+            for c in self.inputs
+        )
+        return Signature(inputs=inputs, outputs=self.outputs)
+
+    def with_example(self, frame: pd.DataFrame) -> Signature:
+        """A copy that keeps each column's dtype and nullability but takes the categories
+        and numeric range seen in the rows ``frame`` (validated first: a row the signature
+        refuses raises :class:`SchemaError`).
+
+        For a signature declared by a model format (an MLmodel), whose types are the
+        model's own and whose example rows are only a sample.
+        """
+        seen = Signature.infer(self.validate(frame))
+        inputs = []
+        for spec in self.inputs:
+            found = seen.column(spec.name)
+            categories = found.categories if spec.dtype in ("string", "category", "bool") else None
+            if spec.dtype == "category" and spec.categories is not None:
+                categories = spec.categories  # a categorical dtype lists them all
+            inputs.append(
+                replace(
+                    spec,
+                    categories=categories,
+                    minimum=found.minimum if spec.is_numeric else None,
+                    maximum=found.maximum if spec.is_numeric else None,
+                )
+            )
+        return Signature(inputs=tuple(inputs), outputs=self.outputs)
+
     @classmethod
     def infer(cls, frame: pd.DataFrame) -> Signature:
         """Read column specs off example rows (all of them count for ranges and categories)."""
+        import pandas as pd
+
         if not isinstance(frame, pd.DataFrame):
             raise SchemaError(
                 f"an input example must be a pandas DataFrame but got {type(frame).__name__}; "
@@ -164,6 +237,8 @@ class Signature:
         Raises :class:`SchemaError` naming the first offending column: a missing or unknown
         column, a value of the wrong type, or a null in a column that never had one.
         """
+        import pandas as pd
+
         if not isinstance(frame, pd.DataFrame):
             raise SchemaError(f"expected a pandas DataFrame but got {type(frame).__name__}")
         names = [str(c) for c in frame.columns]
@@ -196,12 +271,18 @@ class Signature:
 
 def _plain(values: Sequence[Any] | None) -> tuple[Any, ...] | None:
     """Numpy scalars to Python scalars, so the tuple is JSON-able."""
+    import numpy as np
+
     if values is None:
         return None
     return tuple(v.item() if isinstance(v, np.generic) else v for v in values)
 
 
 def _dtype_name(dtype: Any) -> str:
+    import numpy as np
+    import pandas as pd
+    from pandas.api import types as ptypes
+
     if isinstance(dtype, pd.CategoricalDtype):
         return "category"
     if ptypes.is_string_dtype(dtype) and not ptypes.is_object_dtype(dtype):
@@ -216,6 +297,8 @@ def _dtype_name(dtype: Any) -> str:
 
 
 def _infer_column(name: str, series: pd.Series) -> ColumnSpec:
+    import numpy as np
+
     nullable = bool(series.isna().any())
     dtype = _dtype_name(series.dtype)
     if dtype == "object":
@@ -252,13 +335,11 @@ def _example_value(series: pd.Series) -> str:
 
 
 def _coerce(series: pd.Series, spec: ColumnSpec) -> pd.Series:
+    import numpy as np
+    import pandas as pd
+
     if not spec.nullable and series.isna().any():
-        count = int(series.isna().sum())
-        raise SchemaError(
-            f"column {spec.name!r} has {count} missing value(s) but the model never saw one; "
-            "fill them, or register the model with an input example that has missing values",
-            column=spec.name,
-        )
+        raise missing_values_error(spec, int(series.isna().sum()))
     target = spec.dtype
     got = _dtype_name(series.dtype)
     if spec.is_numeric:
@@ -270,7 +351,7 @@ def _coerce(series: pd.Series, spec: ColumnSpec) -> pd.Series:
             got = _dtype_name(series.dtype)
         if not (got.startswith(_NUMERIC_PREFIXES) or got == "bool"):
             raise _wrong_type(spec, series, got)
-        if target.startswith(("int", "uint")) and got.startswith("float"):
+        if target.startswith(_INTEGER_PREFIXES) and got.startswith("float"):
             present = series.dropna()
             if not np.all(np.mod(present.to_numpy(), 1) == 0):
                 raise _wrong_type(spec, series, "fractional " + got)

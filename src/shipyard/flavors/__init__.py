@@ -10,11 +10,24 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shipyard.core.exceptions import MissingDependencyError, UnsupportedModelError
-from shipyard.core.schema import Signature
-from shipyard.flavors.base import PICKLE, Flavor, LoadedModel, Predictor, SavedModel
+
+if TYPE_CHECKING:
+    from shipyard.core.schema import Signature
+    from shipyard.flavors.base import PICKLE, Flavor, LoadedModel, Predictor, SavedModel
+
+#: Names of :mod:`shipyard.flavors.base` (numpy, pandas), imported on first use so the
+#: registry's listings load without them.
+_BASE = ("PICKLE", "Flavor", "LoadedModel", "Predictor", "SavedModel")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _BASE:
+        return getattr(importlib.import_module("shipyard.flavors.base"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "FLAVORS",
@@ -126,5 +139,7 @@ def load_model(
     version: int | None = None,
 ) -> LoadedModel:
     """Load a stored model and wrap it with its signature."""
+    from shipyard.flavors.base import LoadedModel
+
     predictor = get_flavor(flavor).load(directory, config)
     return LoadedModel(predictor, signature, flavor=flavor, name=name, version=version)

@@ -37,6 +37,16 @@ class SavedModel:
     signature: Signature | None = None
     #: Example rows the format carries (MLflow's input_example.json), if any.
     input_example: pd.DataFrame | None = None
+    #: Why each nullable column of ``signature`` is nullable (``"optional in the MLmodel"``).
+    nullable_reasons: dict[str, str] = field(default_factory=dict)
+    #: Columns the format never lets a missing value into, whatever the model handles
+    #: (MLflow's integer columns).
+    no_missing: tuple[str, ...] = ()
+    #: Types the format's metadata says its author trusted (MLflow's
+    #: ``skops_trusted_types``): shown to the user, never a trust decision.
+    declared_trusted: list[str] | None = None
+    #: What the user should know about the import, one sentence each.
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -14,17 +14,34 @@ The model is then loaded by the matching shipyard flavor's code, not by MLflow:
 Only a folder with no flavor shipyard knows (a custom ``python_function`` model, with its
 ``python_model.pkl``) is loaded with ``mlflow.pyfunc.load_model``, after :data:`PICKLE`
 was trusted. The MLmodel signature and ``input_example.json`` become the saved model's
-signature and input example.
+signature and input example, read by MLflow's own rules (``mlflow.models.utils``'s
+``_enforce_schema``):
+
+* a column-based signature keeps its types; a column marked ``"required": false`` takes
+  missing values. An integer column (``long``, ``integer``) never does: MLflow refuses a
+  missing value there even in an optional column (NaN is not an integer), and so does
+  shipyard. Integers are accepted in a float column and floats without a fraction in an
+  integer column, as MLflow's scoring server casts JSON values to the signature's types;
+  a fraction in an integer column is refused (``pyfunc.predict`` refuses it too);
+* a tensor signature of one unnamed ``(-1, k)`` tensor becomes ``k`` columns named
+  ``0`` … ``k-1`` and the model is fed one array of the tensor's dtype, as MLflow feeds
+  it; named ``(-1,)`` / ``(-1, 1)`` tensors become one column each. Other tensors are not
+  a table: the version has no signature and its input is not validated;
+* where the signature does not mark a column optional, the registration still accepts
+  missing values in it when the model handles them (MLflow passes them to the model),
+  see :mod:`shipyard.flavors.missing`.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -96,20 +113,126 @@ def _specs(raw: Any) -> list[Any]:
     return raw if isinstance(raw, list) else []
 
 
+@dataclass
+class MlflowSignature:
+    """What an MLmodel signature says about the model's input, read by MLflow's rules."""
+
+    signature: Signature | None = None
+    #: ``{"dtype", "width"}`` of a model fed one unnamed 2-D tensor (None: columns).
+    tensor: dict[str, Any] | None = None
+    #: True when the signature is made of tensors (named or not).
+    from_tensors: bool = False
+    #: Columns marked ``"required": false`` that take missing values.
+    optional: tuple[str, ...] = ()
+    #: Integer columns: MLflow never lets a missing value into them.
+    integers: tuple[str, ...] = ()
+    notes: list[str] = field(default_factory=list)
+
+
 def mlflow_signature(meta: Mapping[str, Any]) -> Signature | None:
-    """The MLmodel signature as a shipyard :class:`Signature` (column-based ones only)."""
+    """The MLmodel signature as a shipyard :class:`Signature` (None when it has none)."""
+    return read_signature(meta).signature
+
+
+def read_signature(meta: Mapping[str, Any]) -> MlflowSignature:
+    """The MLmodel signature (column- or tensor-based), with what MLflow enforces on it."""
     signature = meta.get("signature")
-    if not isinstance(signature, dict):
-        return None
+    specs = _specs(signature.get("inputs")) if isinstance(signature, dict) else []
+    if not specs or not all(isinstance(spec, dict) for spec in specs):
+        return MlflowSignature()
+    outputs = _output_spec(signature.get("outputs")) if isinstance(signature, dict) else None
+    if all(spec.get("type") == "tensor" for spec in specs):
+        read = _tensor_signature(specs)
+    elif any(spec.get("type") == "tensor" or "name" not in spec for spec in specs):
+        return MlflowSignature()  # unnamed columns, or columns mixed with tensors
+    else:
+        read = _column_signature(specs)
+    if read.signature is not None:
+        read.signature = read.signature.with_outputs(outputs)
+    return read
+
+
+def _column_signature(specs: list[dict[str, Any]]) -> MlflowSignature:
     columns: list[ColumnSpec] = []
-    for spec in _specs(signature.get("inputs")):
-        if not isinstance(spec, dict) or "name" not in spec or spec.get("type") == "tensor":
-            return None  # a tensor signature names no columns
+    optional: list[str] = []
+    for spec in specs:
+        name = str(spec["name"])
         dtype = TYPES.get(str(spec.get("type")), "object")
-        columns.append(ColumnSpec(str(spec["name"]), dtype, not spec.get("required", True)))
-    if not columns:
+        integer = dtype.startswith("int")
+        if not spec.get("required", True) and not integer:
+            optional.append(name)
+        columns.append(ColumnSpec(name, dtype, nullable=name in optional))
+    integers = tuple(c.name for c in columns if c.dtype.startswith("int"))
+    notes = [
+        f"column {c['name']!r} is an integer column the MLmodel marks optional: a missing "
+        "value in it is refused, as MLflow refuses it (log the column as double to allow one)"
+        for c in specs
+        if not c.get("required", True) and str(c["name"]) in integers
+    ]
+    return MlflowSignature(
+        signature=Signature(inputs=tuple(columns)),
+        optional=tuple(optional),
+        integers=integers,
+        notes=notes,
+    )
+
+
+def _tensor_dtype(spec: Mapping[str, Any]) -> str | None:
+    """The shipyard dtype of a tensor spec's numpy dtype (None when not tabular)."""
+    try:
+        dtype = np.dtype(str(spec.get("dtype")))
+    except TypeError:
         return None
-    return Signature(inputs=tuple(columns), outputs=_output_spec(signature.get("outputs")))
+    if dtype.kind in "iufb":
+        return str(dtype)
+    return "string" if dtype.kind in "OUS" else None
+
+
+def _tensor_signature(specs: list[dict[str, Any]]) -> MlflowSignature:
+    tensors: list[dict[str, Any]] = [
+        t if isinstance(t := spec.get("tensor-spec"), dict) else {} for spec in specs
+    ]
+    shapes = [list(t.get("shape") or ()) for t in tensors]
+    dtypes = [_tensor_dtype(t) for t in tensors]
+    columns: list[ColumnSpec] = []
+    tensor: dict[str, Any] | None = None
+    if len(specs) == 1 and "name" not in specs[0]:
+        shape, dtype = shapes[0], dtypes[0]
+        if len(shape) == 2 and shape[0] == -1 and shape[1] > 0 and dtype not in (None, "string"):
+            columns = [ColumnSpec(str(i), str(dtype)) for i in range(int(shape[1]))]
+            tensor = {"dtype": dtype, "width": int(shape[1])}
+    elif all("name" in spec for spec in specs) and all(
+        shape in ([-1], [-1, 1]) and dtype is not None
+        for shape, dtype in zip(shapes, dtypes, strict=True)
+    ):
+        columns = [
+            ColumnSpec(str(spec["name"]), str(dtype))
+            for spec, dtype in zip(specs, dtypes, strict=True)
+        ]
+    if not columns:
+        described = ", ".join(
+            f"{t.get('dtype')} {shape}" for t, shape in zip(tensors, shapes, strict=True)
+        )
+        note = (
+            f"the MLmodel signature is a tensor shipyard cannot read as columns ({described}): "
+            "the version has no signature, so its input is not validated"
+        )
+        return MlflowSignature(from_tensors=True, notes=[note])
+    notes = []
+    if tensor is not None:
+        notes.append(
+            f"the MLmodel signature is one {tensor['dtype']} tensor of {tensor['width']} "
+            f"columns: shipyard names them 0 … {tensor['width'] - 1} (send rows in that "
+            "order) and feeds the model one array, as MLflow does"
+        )
+    integers = tuple(c.name for c in columns if c.dtype.startswith(("int", "uint")))
+    return MlflowSignature(
+        signature=Signature(inputs=tuple(columns)),
+        tensor=tensor,
+        from_tensors=True,
+        integers=integers,
+        notes=notes,
+    )
 
 
 def _output_spec(raw: Any) -> OutputSpec | None:
@@ -126,19 +249,29 @@ def _output_spec(raw: Any) -> OutputSpec | None:
     return None
 
 
-def _example_frame(data: Any) -> pd.DataFrame | None:
-    """A frame from MLflow's example forms: split, records, or a serving request body."""
+def _example_frame(data: Any, names: list[str] | None) -> pd.DataFrame | None:
+    """A frame from MLflow's example forms: split, records, a serving request body, or
+    rows of a tensor (lists of values in the order of ``names``)."""
     if isinstance(data, dict):
         for key in ("dataframe_split", "dataframe_records", "inputs", "instances"):
             if key in data:
-                return _example_frame(data[key])
+                return _example_frame(data[key], names)
         if "columns" in data and "data" in data:
             return pd.DataFrame(data["data"], columns=data["columns"])
+        if names and "data" in data:
+            return _example_frame(data["data"], names)
         if data and all(isinstance(v, list) for v in data.values()):
             return pd.DataFrame(data)
         return None
     if isinstance(data, list) and data and all(isinstance(row, dict) for row in data):
         return pd.DataFrame.from_records(data)
+    if (
+        names
+        and isinstance(data, list)
+        and data
+        and all(isinstance(row, list) and len(row) == len(names) for row in data)
+    ):
+        return pd.DataFrame(data, columns=names)
     return None
 
 
@@ -152,10 +285,11 @@ def read_input_example(
         info.get("artifact_path") or "input_example.json",
         info.get("serving_input_path") or "serving_input_example.json",
     ]
+    columns = signature.columns if signature is not None else None
     for name in names:
         try:
             path = stored_file(folder, name, "MLflow input example")
-            frame = _example_frame(json.loads(path.read_text(encoding="utf-8")))
+            frame = _example_frame(json.loads(path.read_text(encoding="utf-8")), columns)
         except (FlavorError, OSError, UnicodeDecodeError, ValueError):
             continue
         if frame is None or frame.empty:
@@ -200,6 +334,9 @@ def _plan(folder: Path, meta: Mapping[str, Any]) -> tuple[dict[str, Any], list[s
         file = str(sk.get("pickled_model", ""))
         ser = _serialization(sk, file)
         config.update(loader="sklearn", model_file=file, serialization=ser)
+        declared = sk.get("skops_trusted_types")
+        if ser == "skops" and isinstance(declared, list):
+            config["skops_trusted_types"] = [str(t) for t in declared]
         return config, _untrusted(folder, file, ser)
     if isinstance(flavors.get("lightgbm"), dict):
         lg = flavors["lightgbm"]
@@ -257,6 +394,34 @@ def _load_pyfunc(directory: Path, config: Mapping[str, Any]) -> Predictor:
     return Predictor(predict=predict, native=model)
 
 
+def tensor_predictor(predictor: Predictor, dtype: str) -> Predictor:
+    """``predictor`` fed one 2-D array of ``dtype`` (the columns in order), as MLflow feeds
+    a model whose signature is one unnamed tensor."""
+    try:
+        kind = np.dtype(dtype)
+    except TypeError as exc:
+        raise FlavorError(
+            f"expected a numpy dtype for the MLflow tensor input but the config says "
+            f"{dtype!r}; import the MLflow folder again"
+        ) from exc
+    predict: Callable[[Any], np.ndarray] = predictor.predict
+    proba: Callable[[Any], np.ndarray] | None = predictor.predict_proba
+
+    def run_predict(frame: pd.DataFrame) -> np.ndarray:
+        return predict(frame.to_numpy(dtype=kind))
+
+    def run_proba(frame: pd.DataFrame) -> np.ndarray:
+        assert proba is not None
+        return proba(frame.to_numpy(dtype=kind))
+
+    return Predictor(
+        predict=run_predict,
+        predict_proba=run_proba if proba is not None else None,
+        classes=predictor.classes,
+        native=predictor.native,
+    )
+
+
 class MlflowFlavor(Flavor):
     """Folders written by ``mlflow.<flavor>.save_model`` (import only)."""
 
@@ -290,24 +455,54 @@ class MlflowFlavor(Flavor):
         meta = read_mlmodel(path)
         shutil.copytree(path, directory, dirs_exist_ok=True)
         config, untrusted = _plan(directory, meta)
-        signature = mlflow_signature(meta)
+        read = read_signature(meta)
+        signature = read.signature
+        notes = list(read.notes)
         if config["loader"] == "onnx":
             graph_signature, classes = onnx_flavor.describe_onnx(
                 stored_file(directory, config["model_file"], "MLflow onnx model")
             )
-            signature = signature or graph_signature
+            if read.from_tensors or signature is None:
+                signature = graph_signature or signature  # the graph names its inputs
             if classes is not None:
                 config["classes"] = classes
+        elif read.tensor is not None:
+            config["tensor"] = read.tensor
+        declared = config.get("skops_trusted_types")
+        if untrusted and declared is not None:
+            notes.append(
+                "the MLmodel's skops_trusted_types declares "
+                f"{', '.join(declared) or 'no type'} (what its author trusted when saving; "
+                f"shipyard trusts only what the registration names, read from the file: "
+                f"{', '.join(untrusted)})"
+            )
+        config["notes"] = notes
+        columns = set(signature.columns) if signature is not None else set()
         return SavedModel(
             flavor=self.name,
             config=config,
             untrusted_types=untrusted,
             signature=signature,
             input_example=read_input_example(directory, meta, signature),
+            nullable_reasons={
+                name: "optional in the MLmodel signature"
+                for name in read.optional
+                if name in columns
+            },
+            no_missing=tuple(name for name in read.integers if name in columns),
+            declared_trusted=declared,
+            notes=notes,
         )
 
     def load(self, directory: Path, config: Mapping[str, Any]) -> Predictor:
         """Load with the loader ``import_path`` chose, honouring ``trusted_types``."""
+        predictor = self._load(directory, config)
+        tensor = config.get("tensor")
+        if isinstance(tensor, dict) and config.get("loader") != "onnx":
+            return tensor_predictor(predictor, str(tensor.get("dtype")))
+        return predictor
+
+    def _load(self, directory: Path, config: Mapping[str, Any]) -> Predictor:
         loader = config.get("loader")
         if loader == "pyfunc":
             return _load_pyfunc(directory, config)

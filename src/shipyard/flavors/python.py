@@ -51,8 +51,8 @@ def order_columns(frame: pd.DataFrame, features: Sequence[str] | None) -> pd.Dat
     A validated frame follows the signature's order; libraries that check feature names
     (XGBoost, scikit-learn) or read columns by position (LightGBM) want their own.
     """
-    if features is None or len(features) == 0:
-        return frame
+    if features is None or len(features) == 0 or not isinstance(frame, pd.DataFrame):
+        return frame  # nothing to order by, or an array (a tensor input) already in order
     names = [str(f) for f in features]
     if list(frame.columns) != names and set(names) <= set(map(str, frame.columns)):
         return frame[names]

@@ -14,9 +14,8 @@ import tempfile
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
@@ -24,18 +23,24 @@ from shipyard.core.clock import utcnow
 from shipyard.core.exceptions import (
     ConflictError,
     InvalidArgumentError,
+    SchemaError,
     UntrustedArtifactError,
 )
 from shipyard.core.refs import ModelRef, check_name
 from shipyard.core.schema import OutputSpec, Signature
 from shipyard.core.settings import Settings
-from shipyard.flavors import LoadedModel, SavedModel, import_model, load_model, save_model
+from shipyard.flavors import import_model, load_model, save_model
 from shipyard.registry.lineage import build_lineage
 from shipyard.registry.profiles import Profiles
 from shipyard.registry.promotions import Promotions
 from shipyard.registry.records import ModelInfo, VersionInfo
 from shipyard.store import ArtifactStore, Database
 from shipyard.store.tables import ModelVersion, RegisteredModel
+
+if TYPE_CHECKING:  # pandas and the model classes load when a model is registered or loaded
+    import pandas as pd
+
+    from shipyard.flavors import LoadedModel, SavedModel
 
 #: Rows of the input example kept with a version (the signature is inferred from all rows).
 EXAMPLE_ROWS = 5
@@ -104,9 +109,12 @@ class Registry(Promotions):
                 origin = f"{type(model).__module__}.{type(model).__qualname__}"
             saved.config["trusted_types"] = _decide_trust(saved, trust, trusted_types, origin)
             example = input_example if input_example is not None else saved.input_example
-            signature = Signature.infer(example) if example is not None else saved.signature
+            signature = saved.signature
+            if signature is None and example is not None:
+                signature = Signature.infer(example)
             loaded = load_model(folder, saved.flavor, saved.config, signature)
             if example is not None:
+                _settle_nullability(loaded, saved, example)
                 signature = _with_outputs(loaded, example)
             rows = reference if reference is not None else example
             profiled = self.profiles.build(loaded, rows) if rows is not None and len(rows) else None
@@ -314,13 +322,59 @@ def _decide_trust(
     given = set(trusted_types or ())
     missing = [t for t in needed if t not in given]
     if missing:
+        declared = ""
+        if saved.declared_trusted is not None:
+            undeclared = [t for t in missing if t not in saved.declared_trusted]
+            declared = (
+                " The MLmodel's skops_trusted_types declares "
+                f"{', '.join(saved.declared_trusted) or 'no type'}"
+                + (f" (not among them: {', '.join(undeclared)})" if undeclared else "")
+                + "; that is what its author trusted, not a decision shipyard takes."
+            )
         raise UntrustedArtifactError(
             f"{origin} ({saved.flavor}) needs these types trusted before it can be loaded: "
-            f"{', '.join(missing)}. Review them, then register again with --trust "
+            f"{', '.join(missing)}.{declared} Review them, then register again with --trust "
             "(Python: trust=True) "
             "to trust all of them, or --trust-type NAME for each"
         )
     return needed
+
+
+def _settle_nullability(loaded: LoadedModel, saved: SavedModel, example: pd.DataFrame) -> None:
+    """Settle which columns of ``loaded.signature`` take missing values (in place).
+
+    Example rows show where values were missing; the model may handle them elsewhere too
+    (:func:`~shipyard.flavors.missing.accept_missing`). A format's own signature (an
+    MLmodel) keeps its types and declared nullability and takes categories and ranges
+    from the rows. Records why each column is nullable in ``saved.config["notes"]``.
+    """
+    from shipyard.flavors.missing import accept_missing
+
+    signature = loaded.signature
+    assert signature is not None
+    reasons = dict(saved.nullable_reasons)
+    if saved.signature is None:
+        reasons.update(
+            (c.name, "missing in the example rows") for c in signature.inputs if c.nullable
+        )
+    widened, handled = accept_missing(loaded, example, refused=saved.no_missing)
+    assert widened is not None
+    reasons.update(handled)
+    if saved.signature is not None:
+        try:
+            widened = widened.with_example(example)
+        except SchemaError as exc:
+            raise SchemaError(
+                f"the input example does not fit the signature {saved.flavor} declares: "
+                f"{exc.message}",
+                column=exc.column,
+            ) from exc
+    loaded.signature = widened
+    nullable = [c.name for c in widened.inputs if c.nullable]
+    if nullable:
+        listed = ", ".join(f"{name} ({reasons.get(name, 'declared')})" for name in nullable)
+        saved.notes.append(f"missing values accepted in {listed}")
+    saved.config["notes"] = saved.notes
 
 
 def _with_outputs(loaded: LoadedModel, example: pd.DataFrame) -> Signature | None:
