@@ -34,9 +34,9 @@ from shipyard.core.exceptions import (
 )
 from shipyard.core.refs import ModelRef
 from shipyard.core.schema import ColumnSpec, OutputSpec, Signature
-from shipyard.core.settings import Settings
 
 if TYPE_CHECKING:
+    from shipyard.core.settings import Settings
     from shipyard.flavors import LoadedModel
     from shipyard.pipelines import step
     from shipyard.project import Project
@@ -44,10 +44,12 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 #: Imported on first use, so ``import shipyard.statistics`` (a monitoring job, a benchmark)
-#: does not load the server, the engines and every model library with it.
+#: does not load the server, the engines and every model library with it, and the
+#: ``shipyard`` command starts without pydantic, pandas or SQLAlchemy.
 _LAZY = {
     "LoadedModel": "shipyard.flavors",
     "Project": "shipyard.project",
+    "Settings": "shipyard.core.settings",
     "step": "shipyard.pipelines",
 }
 

@@ -6,25 +6,32 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from shipyard.batch import BatchRequest, BatchResult, predict_batch
-from shipyard.batch.request import DEFAULT_CHUNK_ROWS, Progress
+from shipyard.batch.request import DEFAULT_CHUNK_ROWS
 from shipyard.core.exceptions import ConfigError, ConflictError
 from shipyard.core.refs import is_dataset_ref
 from shipyard.core.settings import CONFIG_FILE, STATE_DIR, Settings, find_project_root
-from shipyard.datasets import Datasets, SourceSettings, parse_sources
-from shipyard.datasets.feedback import FeedbackStore
-from shipyard.datasets.monitor_results import MonitorResults
 from shipyard.datasets.predictions import PredictionStore
 from shipyard.datasets.run_records import Runs
-from shipyard.monitoring.run import MonitorOutcome, MonitorRequest, profile_reference, run_monitor
-from shipyard.monitoring.settings import load_monitors, project_path
-from shipyard.pipelines.schedule import Schedule
-from shipyard.registry import Registry, VersionInfo
+from shipyard.datasets.sources import parse_sources
+from shipyard.datasets.store import Datasets
+from shipyard.registry.registry import Registry
 from shipyard.registry.tokens import TokenStore
-from shipyard.statistics.profile import DatasetProfile
 from shipyard.store import ArtifactStore, Database
-from shipyard.value import ValueSettings
+from shipyard.value.settings import ValueSettings
+
+# Opening a project imports only what opening needs (the stores); the engines (batch
+# scoring, monitoring, schedules) are imported by the methods that run them, so the CLI's
+# listings and a notebook's first ``Project(".")`` start without them.
+if TYPE_CHECKING:
+    from shipyard.batch import BatchResult
+    from shipyard.batch.request import Progress
+    from shipyard.datasets.sources import SourceSettings
+    from shipyard.monitoring.run import MonitorOutcome
+    from shipyard.pipelines.schedule import Schedule
+    from shipyard.registry.records import VersionInfo
+    from shipyard.statistics.profile import DatasetProfile
 
 DEFAULT_CONFIG = """\
 # shipyard project settings. Environment variables SHIPYARD_DATABASE_URL,
@@ -117,6 +124,8 @@ class Project:
         The keywords are those of :class:`~shipyard.batch.BatchRequest` (what ``shipyard
         predict`` takes); ``progress(rows, total)`` is called as chunks are scored.
         """
+        from shipyard.batch import BatchRequest, predict_batch
+
         request = BatchRequest(
             ref=ref,
             input=input,
@@ -142,6 +151,9 @@ class Project:
     def prune(self, before: datetime) -> dict[str, int]:
         """Apply retention: batch jobs, prediction datasets, online log rows, ground-truth
         labels and monitoring reports older than ``before`` (see ``PredictionStore.prune``)."""
+        from shipyard.datasets.feedback import FeedbackStore
+        from shipyard.datasets.monitor_results import MonitorResults
+
         removed = self.predictions.prune(before)
         removed["feedback"] = FeedbackStore(self.database).prune(None, before)
         removed["monitoring"] = MonitorResults(self.database).prune(before)
@@ -167,6 +179,8 @@ class Project:
         The keywords are those of :class:`~shipyard.monitoring.run.MonitorRequest` (what
         ``shipyard monitor`` takes); ``report`` is an HTML path.
         """
+        from shipyard.monitoring.run import MonitorRequest, run_monitor
+
         request = MonitorRequest(
             ref=ref,
             reference=reference,
@@ -191,6 +205,9 @@ class Project:
 
     def monitor_schedules(self) -> dict[str, Schedule]:
         """The enabled ``[monitors.NAME]`` tables with a cron, as schedules ``monitor:NAME``."""
+        from shipyard.monitoring.settings import load_monitors
+        from shipyard.pipelines.schedule import Schedule
+
         return {
             f"{MONITOR_PREFIX}{name}": Schedule(
                 f"{MONITOR_PREFIX}{name}", config.cron, config.timezone
@@ -201,6 +218,8 @@ class Project:
 
     def run_monitor(self, name: str) -> MonitorOutcome:
         """Run the monitor of the ``[monitors.NAME]`` table (what the scheduler launches)."""
+        from shipyard.monitoring.settings import load_monitors, project_path
+
         monitors = load_monitors(self.settings)
         if name not in monitors:
             raise ConfigError(
@@ -224,6 +243,8 @@ class Project:
 
     def profile(self, ref: str, data: str) -> tuple[VersionInfo, DatasetProfile, str]:
         """Store the profile of ``data`` as the new reference profile of ``ref``."""
+        from shipyard.monitoring.run import profile_reference
+
         return profile_reference(ref, data, registry=self.registry, datasets=self.datasets)
 
     def close(self) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from shipyard.registry import ModelInfo, PromotionInfo, RuleResult, VersionInfo
+if TYPE_CHECKING:
+    from shipyard.registry import ModelInfo, PromotionInfo, RuleResult, VersionInfo
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)

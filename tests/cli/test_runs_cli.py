@@ -117,3 +117,50 @@ def test_step_without_its_inputs_is_refused(folder: Path) -> None:
     assert "dataset raw/items does not exist yet: run the step that writes it (make) first" in err
     code, out, _ = shipyard(folder, "runs", "list", "--json")
     assert json.loads(out) == []
+
+
+def test_run_without_a_name_runs_the_only_pipeline(folder: Path) -> None:
+    code, out, err = shipyard(folder, "run", "--json")
+    assert code == 0, err
+    assert json.loads(out)["pipeline"] == "tiny"
+
+
+def test_run_without_a_name_among_several_pipelines(folder: Path) -> None:
+    shutil.copy(TINY, folder / "pipelines" / "other.py")
+    code, out, err = shipyard(folder, "run")
+    assert code == 1
+    assert err == (
+        "error: this project has 2 pipelines (other, tiny): name one (shipyard run other), "
+        'or set the default in shipyard.toml: [pipelines] default = "other"\n'
+    )
+    assert out == ""
+
+    config = folder / "shipyard.toml"
+    config.write_text(
+        config.read_text().replace(
+            "[pipelines.tiny", '[pipelines]\ndefault = "tiny"\n\n[pipelines.tiny', 1
+        )
+    )
+    code, out, err = shipyard(folder, "run", "--json")
+    assert code == 0, err
+    assert json.loads(out)["pipeline"] == "tiny"
+    code, out, err = shipyard(folder, "run", "other", "--json")  # a name still wins
+    assert code == 0, err
+    assert json.loads(out)["pipeline"] == "other"
+
+    config.write_text(config.read_text().replace('default = "tiny"', 'default = "nope"'))
+    code, _, err = shipyard(folder, "run")
+    assert code == 1
+    assert err.startswith("error: [pipelines] default = 'nope' in ")
+    assert "names no pipeline; pipelines here: other, tiny." in err
+    assert err.count("\n") == 1
+
+
+def test_run_without_a_name_and_no_pipelines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SHIPYARD_DATABASE_URL", raising=False)
+    (tmp_path / "shipyard.toml").write_text('[project]\nname = "empty"\n')
+    code, _, err = shipyard(tmp_path, "run")
+    assert code == 1
+    assert err.startswith(f"error: no pipelines in {tmp_path.resolve()}: write pipelines/NAME.py")

@@ -43,6 +43,26 @@ def test_bad_files_are_config_errors(tmp_path: Path) -> None:
         Settings.load(tmp_path, environ={})
 
 
+def test_the_default_pipeline_is_kept_apart_from_the_pipelines(tmp_path: Path) -> None:
+    config = tmp_path / "shipyard.toml"
+    config.write_text('[pipelines]\ndefault = "train"\n\n[pipelines.train]\nkind = "standard"\n')
+    settings = Settings.load(tmp_path, environ={})
+    assert settings.default_pipeline == "train"
+    assert settings.pipelines == {"train": {"kind": "standard"}}
+    assert Settings.model_validate(settings.model_dump()) == settings
+
+    config.write_text('[pipelines.default]\nkind = "standard"\n')  # a pipeline called default
+    settings = Settings.load(tmp_path, environ={})
+    assert settings.default_pipeline == ""
+    assert settings.pipelines == {"default": {"kind": "standard"}}
+
+    config.write_text("[pipelines]\ndefault = 3\n")
+    with pytest.raises(
+        ConfigError, match=r'pipelines: default must name a pipeline, such as default = "train"'
+    ):
+        Settings.load(tmp_path, environ={})
+
+
 def test_the_project_is_found_upwards(tmp_path: Path) -> None:
     (tmp_path / "shipyard.toml").write_text("")
     deep = tmp_path / "a" / "b"

@@ -23,13 +23,10 @@ from shipyard.cli.predict import predict_command, predictions_app
 from shipyard.cli.runs import run_command, runs_app
 from shipyard.cli.serve import serve_command
 from shipyard.cli.tokens import tokens_app
-from shipyard.demo.quickstart import run_quickstart
-from shipyard.project import Project
 from shipyard.render import console
-from shipyard.store import head_revision
-from shipyard.templates import create_project
 
 app = typer.Typer(
+    rich_markup_mode=None,  # help texts name settings as [section] key: print them as written
     cls=Group,
     name="shipyard",
     help="Carry a model from a notebook to production, and keep it healthy there.",
@@ -37,7 +34,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-db_app = typer.Typer(cls=Group, help="The metadata database.", no_args_is_help=True)
+db_app = typer.Typer(cls=Group, rich_markup_mode=None, help="The metadata database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 app.add_typer(datasets_app, name="datasets")
@@ -70,6 +67,9 @@ def init(
     ] = False,
 ) -> None:
     """Create a working project: settings, sample data, pipelines, notebook and tests."""
+    from shipyard.project import Project
+    from shipyard.templates import create_project
+
     if bare:
         Project.init(directory, name=name).close()
         written = [directory / "shipyard.toml"]
@@ -93,6 +93,8 @@ def quickstart(
     ),
 ) -> None:
     """Run the demo: train a churn model, register it and promote it through the gates."""
+    from shipyard.demo.quickstart import run_quickstart
+
     run_quickstart(directory, console)
 
 
@@ -107,6 +109,8 @@ def db_upgrade(ctx: typer.Context) -> None:
 @db_app.command("current")
 def db_current(ctx: typer.Context) -> None:
     """Show the schema revision of the metadata database and the newest one known."""
+    from shipyard.store import head_revision
+
     project = open_project(ctx)
     console.print(f"current: {project.database.current_revision()}  newest: {head_revision()}")
 

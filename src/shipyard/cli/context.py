@@ -1,18 +1,26 @@
-"""What every command shares: finding the project and turning errors into one line."""
+"""What every command shares: finding the project and turning errors into one line.
+
+Command modules import at their top only what their signatures need (Typer, rich's markup);
+everything a command does is imported when it runs, so ``shipyard --help`` and the listing
+commands start without pandas, scikit-learn, the server or Alembic
+(``tests/cli/test_startup.py`` checks it).
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
 from shipyard.core.exceptions import ShipyardError
-from shipyard.project import Project
 from shipyard.render import err_console
+
+if TYPE_CHECKING:
+    from shipyard.project import Project
 
 
 class Group(TyperGroup):
@@ -46,6 +54,8 @@ ProjectOption = Annotated[
 
 def open_project(ctx: typer.Context, project: Path | None = None) -> Project:
     """Open the project named by ``--project`` (here or on a parent command) or found upwards."""
+    from shipyard.project import Project
+
     current: Any = ctx
     chosen: Path | None = project
     while chosen is None and current is not None:

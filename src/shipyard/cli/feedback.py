@@ -18,20 +18,21 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from shipyard.cli.context import Group, JsonOption, ProjectOption, open_project
 from shipyard.core.exceptions import InvalidArgumentError
-from shipyard.datasets.feedback import FeedbackStore, Label, check_model_name
-from shipyard.datasets.predictions import as_utc
 from shipyard.render import console, print_json
 
+if TYPE_CHECKING:
+    from shipyard.datasets.feedback import Label
+
 feedback_app = typer.Typer(
+    rich_markup_mode=None,  # help texts name settings as [section] key: print them as written
     cls=Group,
     help="Ground truth for predictions: store label files, list what arrived.",
     no_args_is_help=True,
@@ -48,6 +49,10 @@ def read_labels(
     row_column: str | None = None,
 ) -> list[Label]:
     """The labels of a CSV or Parquet file, one per row (keys and request ids read as text)."""
+    import pandas as pd
+
+    from shipyard.datasets.feedback import Label
+
     if (key_column is None) == (request_id_column is None):
         raise InvalidArgumentError(
             "say which predictions the labels are for: --key-column COL (batch predictions, "
@@ -125,6 +130,8 @@ def add(
     project: ProjectOption = None,
 ) -> None:
     """Store a file of labels for a model's predictions (a new label replaces an old one)."""
+    from shipyard.datasets.feedback import FeedbackStore, check_model_name
+
     check_model_name(model)
     labels = read_labels(file, label_column, key_column, request_id_column, row_column)
     opened = open_project(ctx, project)
@@ -147,6 +154,8 @@ def add(
 
 def parse_since(text: str | None) -> datetime | None:
     """``--since`` as a UTC datetime (ISO-8601 date or datetime; no zone means UTC)."""
+    from shipyard.datasets.predictions import as_utc
+
     if text is None or not text.strip():
         return None
     try:
@@ -170,6 +179,8 @@ def list_labels(
     project: ProjectOption = None,
 ) -> None:
     """The labels received for a model, oldest first: prediction, label, when it arrived."""
+    from shipyard.datasets.feedback import FeedbackStore, check_model_name
+
     check_model_name(model)
     start = parse_since(since)
     if limit < 0:

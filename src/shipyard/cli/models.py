@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from shipyard.registry import VersionInfo
 
 models_app = typer.Typer(
+    rich_markup_mode=None,  # help texts name settings as [section] key: print them as written
     cls=Group, help="Registered models and their versions.", no_args_is_help=True
 )
 

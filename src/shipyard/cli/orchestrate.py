@@ -9,35 +9,31 @@ is locked while it runs, so none runs twice at once.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from shipyard.cli.context import Group, ProjectOption, open_project
 from shipyard.core.exceptions import ConfigError, EmptyWindowError
-from shipyard.datasets.run_records import FAILED, KILLED, SUCCEEDED
-from shipyard.pipelines.airflow import (
-    default_executable,
-    export_airflow,
-    project_pipelines,
-    task_project_dir,
-)
-from shipyard.pipelines.resolve import pipeline_names
-from shipyard.pipelines.schedule import Fire, Launch, Scheduler, load_schedules, make_launcher
-from shipyard.project import MONITOR_PREFIX, Project
 from shipyard.render import console, err_console
 
-#: Run statuses that make ``shipyard scheduler --once`` exit with status 1.
-UNSUCCESSFUL = (FAILED, KILLED)
+if TYPE_CHECKING:
+    from shipyard.pipelines.schedule import Fire, Launch
+    from shipyard.project import Project
 
 export_app = typer.Typer(
+    rich_markup_mode=None,  # help texts name settings as [section] key: print them as written
     cls=Group, help="Export pipelines to other orchestrators.", no_args_is_help=True
 )
 
 
 def build_launcher(project: Project) -> Launch:
     """The launch callable the scheduler uses: shipyard's runner, or a monitor, in this process."""
+    from shipyard.datasets.run_records import SUCCEEDED
+    from shipyard.pipelines.schedule import make_launcher
+    from shipyard.project import MONITOR_PREFIX
+
     pipelines = make_launcher(
         project.settings, project.database, project.artifacts, project.datasets
     )
@@ -58,8 +54,15 @@ def build_launcher(project: Project) -> Launch:
     return launch
 
 
+def _unsuccessful(status: str) -> bool:
+    """Whether a run ended so that ``shipyard scheduler --once`` exits with status 1."""
+    from shipyard.datasets.run_records import FAILED, KILLED
+
+    return status in (FAILED, KILLED)
+
+
 def _report(fire: Fire) -> None:
-    style = "red" if fire.status in UNSUCCESSFUL else "green"
+    style = "red" if _unsuccessful(fire.status) else "green"
     detail = f": {escape(fire.error)}" if fire.error else ""
     console.print(
         f"{fire.fire_time:%Y-%m-%d %H:%M} UTC  {escape(fire.pipeline)}  "
@@ -82,6 +85,9 @@ def scheduler(
 
     Pipelines: [schedules.PIPELINE] tables; monitors: [monitors.NAME] tables with a cron.
     """
+    from shipyard.pipelines.resolve import pipeline_names
+    from shipyard.pipelines.schedule import Scheduler, load_schedules
+
     opened = open_project(ctx, project)
     schedules = load_schedules(opened.settings)
     enabled = {name: s for name, s in schedules.items() if s.enabled}
@@ -137,7 +143,7 @@ def scheduler(
         runner.close()
     if once and not runner.fires:
         console.print("Nothing due.")
-    if any(fire.status in UNSUCCESSFUL for fire in runner.fires):
+    if any(_unsuccessful(fire.status) for fire in runner.fires):
         raise typer.Exit(1)
 
 
@@ -172,6 +178,13 @@ def export_airflow_command(
     For Airflow in a container or on another host, give the paths the tasks will see:
     --executable /opt/shipyard/bin/shipyard --project-dir /app.
     """
+    from shipyard.pipelines.airflow import (
+        default_executable,
+        export_airflow,
+        project_pipelines,
+        task_project_dir,
+    )
+
     opened = open_project(ctx, project)
     folder = task_project_dir(opened.settings, project_dir)
     pipelines = project_pipelines(opened.settings, pipeline or ())

@@ -15,10 +15,14 @@ import typer
 from rich.markup import escape
 
 from shipyard.cli.context import ProjectOption, open_project
-from shipyard.packaging.compose import write_compose
-from shipyard.packaging.image import docker_build, write_context
-from shipyard.packaging.settings import PROFILE_NAMES, load_deploy
 from shipyard.render import console
+
+# ``packaging.settings.PROFILE_NAMES``, written out: importing it would load pydantic for
+# every ``shipyard --help`` (tests/cli/test_startup.py checks the two agree).
+PROFILES_HELP = (
+    "Profiles to write (repeatable; core, monitoring, bi, dev, orchestration, all; "
+    "default: \\[deploy] profiles)."
+)
 
 
 def build_command(
@@ -38,6 +42,9 @@ def build_command(
     project: ProjectOption = None,
 ) -> None:
     """Build the project's container image (multi-stage, non-root, healthcheck, pinned lock)."""
+    from shipyard.packaging.image import docker_build, write_context
+    from shipyard.packaging.settings import load_deploy
+
     opened = open_project(ctx, project)
     deploy = load_deploy(opened.settings, tag=tag, base_image=base_image)
     if out is not None:
@@ -61,10 +68,7 @@ def compose_command(
     ] = None,
     profile: Annotated[
         list[str] | None,
-        typer.Option(
-            help=f"Profiles to write (repeatable; {', '.join(PROFILE_NAMES)}; "
-            "default: [deploy] profiles)."
-        ),
+        typer.Option(help=PROFILES_HELP),
     ] = None,
     replicas: Annotated[
         int | None, typer.Option(help="api replicas (default: [deploy] replicas).")
@@ -86,6 +90,9 @@ def compose_command(
     project: ProjectOption = None,
 ) -> None:
     """Write the architecture as one Compose file: api replicas, scheduler, stores, dashboards."""
+    from shipyard.packaging.compose import write_compose
+    from shipyard.packaging.settings import load_deploy
+
     opened = open_project(ctx, project)
     deploy = load_deploy(
         opened.settings,

@@ -1,34 +1,28 @@
-"""``shipyard run PIPELINE`` and ``shipyard runs …``: run pipelines and look at past runs.
+"""``shipyard run [PIPELINE]`` and ``shipyard runs …``: run pipelines and look at past runs.
 
 ``run_command`` is registered as ``app.command("run")`` and ``runs_app`` as the ``runs``
-group in :mod:`shipyard.cli.app`.
+group in :mod:`shipyard.cli.app`. With no name, ``shipyard run`` runs the project's only
+pipeline, or the one ``[pipelines] default = "NAME"`` in shipyard.toml names.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from shipyard.cli.context import Group, JsonOption, ProjectOption, open_project
-from shipyard.datasets.run_records import (
-    CACHED,
-    FAILED,
-    KILLED,
-    SUCCEEDED,
-    RunInfo,
-    Runs,
-    StepRunInfo,
-)
-from shipyard.pipelines.plan import parse_param_options
-from shipyard.pipelines.progress import styled
-from shipyard.pipelines.resolve import resolve_pipeline
-from shipyard.pipelines.runner import Runner
+from shipyard.core.exceptions import ConfigError
 from shipyard.render import console, err_console, print_json
 
+if TYPE_CHECKING:
+    from shipyard.core.settings import Settings
+    from shipyard.datasets.run_records import RunInfo, StepRunInfo
+
 runs_app = typer.Typer(
+    rich_markup_mode=None,  # help texts name settings as [section] key: print them as written
     cls=Group, help="Pipeline runs: what ran, when, and how it ended.", no_args_is_help=True
 )
 
@@ -47,9 +41,50 @@ def _log_lines(info: RunInfo) -> None:
             )
 
 
+def default_pipeline(settings: Settings) -> str:
+    """The pipeline ``shipyard run`` runs when given no name.
+
+    ``[pipelines] default`` when set, else the project's only pipeline; a
+    :class:`ConfigError` listing the pipelines when there are none or several.
+    """
+    from shipyard.core.settings import CONFIG_FILE
+    from shipyard.pipelines.resolve import pipeline_names
+
+    names = pipeline_names(settings)
+    if settings.default_pipeline:
+        if settings.default_pipeline not in names:
+            raise ConfigError(
+                f"[pipelines] default = {settings.default_pipeline!r} in "
+                f"{settings.root / CONFIG_FILE} names no pipeline; pipelines here: "
+                f"{', '.join(names) or 'none'}. Fix the name, or write "
+                f"pipelines/{settings.default_pipeline}.py"
+            )
+        return settings.default_pipeline
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise ConfigError(
+            f"no pipelines in {settings.root}: write pipelines/NAME.py with @step functions, "
+            'or add a [pipelines.NAME] table with kind = "standard" to shipyard.toml'
+        )
+    raise ConfigError(
+        f"this project has {len(names)} pipelines ({', '.join(names)}): name one "
+        f"(shipyard run {names[0]}), or set the default in {CONFIG_FILE}: "
+        f'[pipelines] default = "{names[0]}"'
+    )
+
+
 def run_command(
     ctx: typer.Context,
-    pipeline: Annotated[str, typer.Argument(help="Pipeline name (pipelines/NAME.py).")],
+    pipeline: Annotated[
+        str | None,
+        typer.Argument(
+            # \[ keeps rich's help formatter from reading [pipelines] as a style
+            help="Pipeline name (pipelines/NAME.py or \\[pipelines.NAME]); default: "
+            "\\[pipelines] default in shipyard.toml, or the project's only pipeline.",
+            show_default=False,
+        ),
+    ] = None,
     step: Annotated[
         list[str] | None,
         typer.Option("--step", "-s", help="Run only this step (repeatable)."),
@@ -68,8 +103,14 @@ def run_command(
     project: ProjectOption = None,
 ) -> None:
     """Run PIPELINE: its steps in dependency order, unchanged steps reused from the cache."""
+    from shipyard.datasets.run_records import SUCCEEDED
+    from shipyard.pipelines.plan import parse_param_options
+    from shipyard.pipelines.resolve import resolve_pipeline
+    from shipyard.pipelines.runner import Runner
+
     opened = open_project(ctx, project)
-    resolved = resolve_pipeline(opened.settings, pipeline)
+    name = pipeline or default_pipeline(opened.settings)
+    resolved = resolve_pipeline(opened.settings, name)
     runner = Runner(
         opened.settings, opened.database, opened.artifacts, opened.datasets,
         workers=workers, console=None if as_json else console,
@@ -87,6 +128,9 @@ def run_command(
 
 
 def _runs_table(runs: list[RunInfo]) -> Table:
+    from shipyard.datasets.run_records import CACHED, SUCCEEDED
+    from shipyard.pipelines.progress import styled
+
     table = Table(title="Pipeline runs")
     for column in ("run", "pipeline", "status", "trigger", "started", "time", "steps"):
         table.add_column(column, no_wrap=column in ("run", "status"))
@@ -107,6 +151,8 @@ def _runs_table(runs: list[RunInfo]) -> Table:
 
 
 def _steps_table(steps: list[StepRunInfo]) -> Table:
+    from shipyard.pipelines.progress import styled
+
     table = Table(title="Steps")
     for column in ("step", "status", "attempts", "time", "outputs"):
         table.add_column(column, no_wrap=column in ("step", "status"))
@@ -130,6 +176,8 @@ def list_(
     project: ProjectOption = None,
 ) -> None:
     """The newest pipeline runs, newest first."""
+    from shipyard.datasets.run_records import Runs
+
     runs = Runs(open_project(ctx, project).database).list(pipeline=pipeline, limit=limit)
     if as_json:
         print_json([info.to_dict() for info in runs])
@@ -149,6 +197,9 @@ def show(
     project: ProjectOption = None,
 ) -> None:
     """One run: its steps, their outputs, and for a failed step its error and logs."""
+    from shipyard.datasets.run_records import FAILED, KILLED, Runs
+    from shipyard.pipelines.progress import styled
+
     info = Runs(open_project(ctx, project).database).get(run_id)
     if as_json:
         print_json(info.to_dict())

@@ -12,10 +12,14 @@ import typer
 from rich.table import Table
 
 from shipyard.cli.context import Group, JsonOption, open_project
-from shipyard.registry.tokens import SCOPES
 from shipyard.render import console, print_json
 
+# ``registry.tokens.SCOPES``, written out: importing it would load SQLAlchemy for every
+# ``shipyard --help`` (tests/cli/test_startup.py checks the two agree).
+SCOPES_HELP = "What it allows (repeatable): predict, read, admin."
+
 tokens_app = typer.Typer(
+    rich_markup_mode=None,  # help texts name settings as [section] key: print them as written
     cls=Group,
     help="API tokens for the model server (enforced with shipyard serve --auth).",
     no_args_is_help=True,
@@ -28,7 +32,7 @@ def create(
     name: Annotated[str, typer.Argument(help="A name for the token (who or what uses it).")],
     scope: Annotated[
         list[str] | None,
-        typer.Option("--scope", help=f"What it allows (repeatable): {', '.join(SCOPES)}."),
+        typer.Option("--scope", help=SCOPES_HELP),
     ] = None,
 ) -> None:
     """Make a token and print it once: store it now, it cannot be shown again."""

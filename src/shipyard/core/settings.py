@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shipyard.core.exceptions import ConfigError, ProjectNotFoundError
 
@@ -78,6 +78,9 @@ class Settings(_Section):
     # validates its own section, and Project does so on open so a typo fails early.
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
     pipelines: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: ``[pipelines] default = "NAME"``: what ``shipyard run`` runs when given no name
+    #: (kept out of ``pipelines``, which holds only the ``[pipelines.NAME]`` tables).
+    default_pipeline: str = ""
     schedules: dict[str, dict[str, Any]] = Field(default_factory=dict)
     value: dict[str, Any] | None = None
     serving: dict[str, Any] = Field(default_factory=dict)
@@ -86,6 +89,32 @@ class Settings(_Section):
     deploy: dict[str, Any] = Field(default_factory=dict)
     predictions: PredictionsSettings = Field(default_factory=PredictionsSettings)
     user: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lift_default_pipeline(cls, data: Any) -> Any:
+        # ``default`` beside the [pipelines.NAME] tables is a choice, not a pipeline; a
+        # table named ``default`` ([pipelines.default]) stays a pipeline.
+        if isinstance(data, dict) and isinstance(data.get("pipelines"), dict):
+            pipelines = dict(data["pipelines"])
+            if isinstance(pipelines.get("default"), str):
+                data = {**data, "pipelines": pipelines}
+                data.setdefault("default_pipeline", pipelines.pop("default"))
+        return data
+
+    @field_validator("pipelines", mode="before")
+    @classmethod
+    def _check_default_pipeline(cls, value: Any) -> Any:
+        if (
+            isinstance(value, dict)
+            and "default" in value
+            and not isinstance(value["default"], dict)
+        ):
+            raise ValueError(
+                f'default must name a pipeline, such as default = "train", but got '
+                f"{value['default']!r}"
+            )
+        return value
 
     @property
     def state_dir(self) -> Path:

@@ -21,13 +21,15 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import sqlalchemy as sa
 
 from shipyard.store import Database
 from shipyard.store.tables import PredictionLogEntry
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: The columns of a frame of :meth:`PredictionLogStore.read`, in order.
 COLUMNS = [
@@ -117,6 +119,8 @@ class PredictionLogStore:
         ``shadow`` = True or False keeps only shadow or only answered predictions (default:
         both).
         """
+        import pandas as pd
+
         query = sa.select(*(_TABLE.c[name] for name in COLUMNS)).where(_TABLE.c.model == model)
         if since is not None:
             if since.tzinfo is None:  # a naive time means UTC, as everywhere in shipyard

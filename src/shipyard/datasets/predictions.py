@@ -26,12 +26,9 @@ import shutil
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from shipyard.core.clock import utcnow
@@ -41,6 +38,9 @@ from shipyard.datasets.prediction_log import LoggedRequest, PredictionLogStore
 from shipyard.datasets.store import Datasets
 from shipyard.store import Database
 from shipyard.store.tables import BatchJob
+
+if TYPE_CHECKING:  # Arrow loads when prediction parts are read, not to list jobs
+    import pyarrow as pa
 
 SOURCES = ("batch", "online")
 #: The columns of a prediction row as :meth:`PredictionStore.rows` gives it.
@@ -370,6 +370,8 @@ class PredictionStore:
 
     def _read_part(self, digest: str, job: JobInfo) -> pa.Table:
         """The columns of one prediction part that rows are made of (one part in memory)."""
+        import pyarrow.parquet as pq
+
         with self.datasets.local_part(digest) as path:
             names = pq.read_schema(path).names
             wanted = [*(job.key_columns or [_ROW_ID]), "prediction", "scored_at"]
@@ -433,6 +435,9 @@ class PredictionStore:
 
 
 def _filtered(table: pa.Table, where: RowFilter, keys: list[str]) -> pa.Table:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     mask = None
 
     def both(condition: Any) -> None:
@@ -453,6 +458,9 @@ def _key_strings(table: pa.Table, keys: list[str]) -> pa.ChunkedArray:
 
     The same text is the rows' ``key`` and what ``RowFilter.key`` is compared with.
     """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     parts = [pc.cast(table[k], pa.string()) for k in keys or [_ROW_ID]]
     return parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "|")
 

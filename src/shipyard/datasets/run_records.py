@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from shipyard.core.clock import utcnow
@@ -369,6 +367,10 @@ class ScheduleStates:
         or None when the pipeline is not due, is locked by a live lease, or another
         scheduler moved it first.
         """
+        # the dialects' own INSERTs are imported here: listing runs needs neither
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
         first = {"pipeline": pipeline, "next_fire_at": next_fire_at}
         insert = pg_insert if self.database.backend == "postgresql" else sqlite_insert
         with self.database.session() as session:

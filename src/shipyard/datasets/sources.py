@@ -23,18 +23,17 @@ from __future__ import annotations
 import io
 import json
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
-import pyarrow.dataset as pads
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shipyard.core.exceptions import ConfigError, DataSourceError
 from shipyard.core.settings import problems
+
+if TYPE_CHECKING:  # pandas and Arrow load when a source is read, not when settings are parsed
+    import pandas as pd
 
 
 class SourceSettings(BaseModel):
@@ -99,6 +98,8 @@ def _local(source: SourceSettings, root: Path) -> Path:
 
 
 def _csv(source: SourceSettings, root: Path) -> pd.DataFrame:
+    import pandas as pd
+
     path = _local(source, root)
     try:
         frame: pd.DataFrame = pd.read_csv(path, **source.options)
@@ -108,6 +109,8 @@ def _csv(source: SourceSettings, root: Path) -> pd.DataFrame:
 
 
 def _parquet(source: SourceSettings, root: Path) -> pd.DataFrame:
+    import pyarrow.dataset as pads
+
     path = _local(source, root)
     try:
         # A folder is read as one dataset (every Parquet file below it, hive partitions too).
@@ -119,6 +122,8 @@ def _parquet(source: SourceSettings, root: Path) -> pd.DataFrame:
 
 
 def _sql(source: SourceSettings, _root: Path) -> pd.DataFrame:
+    import pandas as pd
+
     url = os.path.expandvars(source.url)
     try:
         engine = sa.create_engine(url)
@@ -139,6 +144,11 @@ def _sql(source: SourceSettings, _root: Path) -> pd.DataFrame:
 
 
 def _http(source: SourceSettings, _root: Path) -> pd.DataFrame:
+    import urllib.error
+    import urllib.request
+
+    import pandas as pd
+
     url = os.path.expandvars(source.url)
     if not url.startswith(("http://", "https://")):
         raise DataSourceError(f"an http source needs an http:// or https:// URL, got {url!r}")

@@ -16,11 +16,8 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
@@ -30,6 +27,10 @@ from shipyard.core.fingerprint import fingerprint_frame
 from shipyard.core.refs import ZONES, DatasetRef, check_name
 from shipyard.store import ArtifactStore, Database
 from shipyard.store.tables import DatasetVersion
+
+if TYPE_CHECKING:  # pandas and Arrow load when rows are written or read, not to list versions
+    import pandas as pd
+    import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,8 @@ class Datasets:
         Pipelines stage every output of a step and :meth:`commit` them together, so a
         step that fails half-way records none of its outputs.
         """
+        import pandas as pd
+
         parsed = DatasetRef.parse(ref)
         check_name(parsed.name)
         if parsed.version is not None:
@@ -284,6 +287,8 @@ class Datasets:
         plus a manifest) without reading them into memory. The fingerprint is a sha256 over the
         parts' own digests, in order.
         """
+        import pyarrow.parquet as pq
+
         parsed = DatasetRef.parse(ref)
         check_name(parsed.name)
         if parsed.version is not None:
@@ -338,6 +343,8 @@ class Datasets:
         columns: builtins.list[str] | None = None,
     ) -> Generator[pa.RecordBatch]:
         """Stream a version's rows as Arrow record batches: one part in memory at the most."""
+        import pyarrow.parquet as pq
+
         info = ref if isinstance(ref, DatasetInfo) else self.get(ref)
         for digest in self.parts(info):
             with self.local_part(digest) as path, pq.ParquetFile(path) as parquet:
@@ -345,6 +352,8 @@ class Datasets:
 
     def schema(self, ref: str | DatasetInfo) -> pa.Schema:
         """The Arrow schema of a version (read from its first part)."""
+        import pyarrow.parquet as pq
+
         info = ref if isinstance(ref, DatasetInfo) else self.get(ref)
         with self.local_part(self.parts(info)[0]) as path:
             schema: pa.Schema = pq.read_schema(path)
@@ -352,6 +361,9 @@ class Datasets:
 
     def read(self, ref: str, columns: builtins.list[str] | None = None) -> pd.DataFrame:
         """The rows of a dataset version (verified against its sha256 on the way)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         info = self.get(ref)
         tables = []
         for digest in self.parts(info):
@@ -362,6 +374,8 @@ class Datasets:
 
     def head(self, ref: str, rows: int = 10) -> pd.DataFrame:
         """The first ``rows`` rows of a dataset version."""
+        import pyarrow as pa
+
         info = self.get(ref)
         batches = []
         wanted = max(rows, 1)

@@ -1,7 +1,30 @@
 """Pipelines: steps, the graph they imply, and the runner that executes them."""
 
-from shipyard.pipelines.graph import Pipeline, load_module_pipeline, pipeline_modules
-from shipyard.pipelines.steps import ARTIFACTS, Step, is_dataset, step
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shipyard.pipelines.graph import Pipeline, load_module_pipeline, pipeline_modules
+    from shipyard.pipelines.steps import ARTIFACTS, Step, is_dataset, step
+
+#: Each name's module, imported on first use: a submodule (``resolve``, ``progress``) loads
+#: without the graph's pandas.
+_LAZY = {
+    "Pipeline": "shipyard.pipelines.graph",
+    "load_module_pipeline": "shipyard.pipelines.graph",
+    "pipeline_modules": "shipyard.pipelines.graph",
+    "ARTIFACTS": "shipyard.pipelines.steps",
+    "Step": "shipyard.pipelines.steps",
+    "is_dataset": "shipyard.pipelines.steps",
+    "step": "shipyard.pipelines.steps",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ARTIFACTS",

@@ -8,11 +8,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from shipyard.core.fingerprint import fingerprint_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def git_state(folder: Path) -> dict[str, Any]:
@@ -40,6 +41,8 @@ def git_state(folder: Path) -> dict[str, Any]:
 
 def dataset_fingerprints(datasets: Mapping[str, pd.DataFrame | str] | None) -> dict[str, str]:
     """Fingerprints of the datasets a model was trained or evaluated on (names -> sha256)."""
+    import pandas as pd
+
     result: dict[str, str] = {}
     for name, data in (datasets or {}).items():
         result[str(name)] = fingerprint_frame(data) if isinstance(data, pd.DataFrame) else str(data)

@@ -15,18 +15,20 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
 import sqlalchemy as sa
 
 from shipyard.core.clock import utcnow
 from shipyard.core.schema import PREDICTION, Signature, proba_column
-from shipyard.flavors import LoadedModel
-from shipyard.statistics.profile import DatasetProfile, profile
 from shipyard.store import ArtifactStore, Database
 from shipyard.store.tables import ReferenceProfile
+
+if TYPE_CHECKING:  # the statistics and model libraries load when a profile is built or read
+    import pandas as pd
+
+    from shipyard.flavors import LoadedModel
+    from shipyard.statistics.profile import DatasetProfile
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,9 @@ def categorical_columns(
 
 def model_outputs(loaded: LoadedModel, frame: pd.DataFrame) -> pd.DataFrame:
     """The model's answers on ``frame``: ``prediction`` and, for classifiers, ``proba_<class>``."""
+    import numpy as np
+    import pandas as pd
+
     outputs: dict[str, Any] = {PREDICTION: np.asarray(loaded.predict(frame)).reshape(len(frame))}
     classes = loaded.classes if loaded.has_proba else None
     if classes is not None:
@@ -83,6 +88,8 @@ def model_outputs(loaded: LoadedModel, frame: pd.DataFrame) -> pd.DataFrame:
 
 def with_outputs(loaded: LoadedModel, frame: pd.DataFrame) -> pd.DataFrame:
     """``frame``'s model inputs next to the model's answers on them."""
+    import pandas as pd
+
     columns = loaded.signature.columns if loaded.signature is not None else list(frame.columns)
     inputs = frame[[c for c in columns if c in frame.columns]]
     return pd.concat([inputs, model_outputs(loaded, inputs)], axis=1)
@@ -97,6 +104,8 @@ class Profiles:
 
     def build(self, loaded: LoadedModel, frame: pd.DataFrame) -> DatasetProfile:
         """The profile of ``frame`` (reference rows) and of ``loaded``'s outputs on it."""
+        from shipyard.statistics.profile import profile
+
         data = with_outputs(loaded, frame)
         # the same rule as the signature's outputs (``OutputSpec.classes``): a model with
         # classes is a classifier, with or without probabilities
@@ -123,6 +132,8 @@ class Profiles:
 
     def latest(self, model: str, version: int) -> tuple[ProfileInfo, DatasetProfile] | None:
         """The newest profile of ``model:version`` and its record, or ``None``."""
+        from shipyard.statistics.profile import DatasetProfile
+
         query = (
             sa.select(ReferenceProfile)
             .where(ReferenceProfile.model == model, ReferenceProfile.version == version)

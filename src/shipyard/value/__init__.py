@@ -6,8 +6,30 @@ are flat, finite float metrics usable in stage-gate rules such as ``roi >= 1.5``
 definitions of every number are in :mod:`shipyard.value.model`.
 """
 
-from shipyard.value.model import METRIC_NAMES, UNBOUNDED, ValueReport, business_value
-from shipyard.value.settings import ClassificationValue, RegressionValue, ValueSettings
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shipyard.value.model import METRIC_NAMES, UNBOUNDED, ValueReport, business_value
+    from shipyard.value.settings import ClassificationValue, RegressionValue, ValueSettings
+
+#: Each name's module, imported on first use: reading the ``[value]`` table loads no numpy.
+_LAZY = {
+    "METRIC_NAMES": "shipyard.value.model",
+    "UNBOUNDED": "shipyard.value.model",
+    "ValueReport": "shipyard.value.model",
+    "business_value": "shipyard.value.model",
+    "ClassificationValue": "shipyard.value.settings",
+    "RegressionValue": "shipyard.value.settings",
+    "ValueSettings": "shipyard.value.settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "METRIC_NAMES",
