@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo-project
 AIRFLOW_VENV := .venv-airflow
 EVIDENTLY_VENV := .venv-evidently
+MLSERVER_VENV := .venv-mlserver
 
 .PHONY: demo test lint bench bench-batch bench-monitor clean
 
@@ -32,6 +33,12 @@ $(EVIDENTLY_VENV)/bin/python:
 	$(PYTHON) -m venv $(EVIDENTLY_VENV)
 	$(EVIDENTLY_VENV)/bin/pip install --quiet 'evidently==0.7.*' 'pandas<3' pyarrow || (rm -rf $(EVIDENTLY_VENV); exit 1)
 
+# Seldon MLServer (its own pins): its own virtualenv, the peer server of the serving benchmark.
+# uvloop 0.22 breaks MLServer 1.7.1's inference workers (SeldonIO/MLServer#2286): keep 0.21.
+$(MLSERVER_VENV)/bin/python:
+	$(PYTHON) -m venv $(MLSERVER_VENV)
+	$(MLSERVER_VENV)/bin/pip install --quiet 'mlserver==1.7.*' 'mlserver-sklearn==1.7.*' 'uvloop<0.22' || (rm -rf $(MLSERVER_VENV); exit 1)
+
 demo: $(VENV)/.installed-runtime
 	$(BIN)/shipyard quickstart $(DEMO_DIR)
 
@@ -45,7 +52,7 @@ test: $(VENV)/.installed-dev $(AIRFLOW_VENV)/bin/python $(SUPERSET_VENV)/bin/pyt
 	OMP_NUM_THREADS=1 $(BIN)/pytest -n 2 --dist loadgroup
 
 # The model-server benchmark (needs wrk: apt-get install wrk); results go in docs/benchmarks.md.
-bench: $(VENV)/.installed-dev
+bench: $(VENV)/.installed-dev $(MLSERVER_VENV)/bin/python
 	$(BIN)/python bench/serve_bench.py
 
 # The batch scoring benchmark (1,000,000 rows Parquet → Parquet); results go in docs/benchmarks.md.
@@ -62,4 +69,4 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) $(AIRFLOW_VENV) $(EVIDENTLY_VENV) $(SUPERSET_VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(AIRFLOW_VENV) $(EVIDENTLY_VENV) $(MLSERVER_VENV) $(SUPERSET_VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -30,7 +30,7 @@ async def test_concurrent_requests_share_predict_calls(
     model, frame, _ = trained
     app = create_app(served_project.registry, ["churn"])
     async with serving(app) as client:
-        batcher = app.state.server.models.lookup("churn").batcher
+        batcher = app.state.server.models.get("churn").batcher
         before = batcher.batches
         responses = await asyncio.gather(
             *(

@@ -10,6 +10,7 @@ from shipyard.core.exceptions import InvalidArgumentError, SchemaError
 from shipyard.core.schema import ColumnSpec, Signature
 from shipyard.serving.columns import (
     ColumnCaster,
+    MatrixColumns,
     records_to_columns,
     split_to_columns,
     to_frame,
@@ -111,3 +112,55 @@ def test_request_shapes() -> None:
         records_to_columns([{"a": 1}, 2])
     with pytest.raises(InvalidArgumentError, match="non-empty list"):
         records_to_columns([])
+
+
+FLOATS = Signature(inputs=tuple(ColumnSpec(n, "float64", nullable=n == "b") for n in "abc"))
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [
+        {"c": [3.0, 0.5], "a": [1, 2], "b": [2.5, -1]},  # lists, ints among the floats
+        {"a": np.array([1.0, 2.0]), "b": np.array([2.5, -1.0]), "c": np.array([3.0, 0.5])},
+        {"a": [2**60, 1.0], "b": [0.0, 0.0], "c": [1.0, 1e308]},  # values float64 rounds
+    ],
+)
+def test_float_columns_in_one_step_equal_the_column_by_column_cast(
+    columns: dict[str, object],
+) -> None:
+    fast = ColumnCaster(FLOATS).cast(columns)
+    assert isinstance(fast, MatrixColumns)
+    assert list(fast) == ["a", "b", "c"]
+    for name in "abc":
+        values = columns[name]
+        general = np.asarray(values).astype("float64")  # what the per-column cast gives
+        np.testing.assert_array_equal(fast[name], general)
+        assert fast[name].dtype == np.float64
+    matrix = MatrixColumns(np.asarray(fast.matrix), ["a", "b", "c"])
+    assert ColumnCaster(FLOATS).cast(matrix) is matrix  # a decoded matrix is taken as it is
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        ({"a": [float("nan")], "b": [1.0], "c": [1.0]}, "column 'a' has 1 missing value"),
+        ({"a": [True], "b": [1.0], "c": [1.0]}, None),  # booleans: the general cast decides
+        ({"a": [1.0, 2.0], "b": [1.0], "c": [1.0]}, "every column needs one value per row"),
+        ({"a": ["1.0"], "b": [1.0], "c": [1.0]}, "expects float64"),
+        ({"a": [1.0], "b": [1.0]}, "missing column 'c'"),
+        ({"a": [], "b": [], "c": []}, "at least one row"),
+    ],
+)
+def test_anything_unusual_takes_the_general_cast_and_its_errors(
+    columns: dict[str, list[object]], message: str | None
+) -> None:
+    caster = ColumnCaster(FLOATS)
+    if message is None:
+        assert not isinstance(caster.cast(columns), MatrixColumns)
+        return
+    with pytest.raises(SchemaError, match=message):
+        caster.cast(columns)
+    nullable = {"a": [1.0], "b": [float("nan")], "c": [2.0]}  # NaN where allowed: per column
+    cast = caster.cast(nullable)
+    assert not isinstance(cast, MatrixColumns)
+    assert np.isnan(cast["b"][0])

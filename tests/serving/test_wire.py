@@ -112,7 +112,7 @@ def test_graceful_stop_finishes_in_flight_requests(
     server = LiveServer(create_app(served_project.registry, ["churn"]))
     server.start()
     try:
-        served = server.app.state.server.models.lookup("churn")
+        served = server.app.state.server.models.get("churn")
         fast = served.batcher._run
 
         def slow(columns: dict[str, np.ndarray]) -> Prediction:

@@ -34,7 +34,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-db_app = typer.Typer(cls=Group, rich_markup_mode=None, help="The metadata database.", no_args_is_help=True)
+db_app = typer.Typer(
+    cls=Group, rich_markup_mode=None, help="The metadata database.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 app.add_typer(datasets_app, name="datasets")

@@ -23,6 +23,11 @@ process and in each prediction thread. Measured on 2 cores with a HistGradientBo
 model, its default OpenMP team (one thread per core) fighting the event loop made single-row
 latency 2-3x worse; batches of a few dozen rows gain nothing from more threads.
 
+``--grpc-port 8001`` (or ``[serving] grpc_port``) also serves the Open Inference Protocol v2
+over gRPC on that port (``tritonclient.grpc``, KServe's client), in the same process and event
+loop as HTTP; with ``--workers`` > 1 every worker listens on it (SO_REUSEPORT). It needs the
+``grpc`` extra: ``pip install 'shipyard[grpc]'``.
+
 ``--compile onnx`` converts scikit-learn, LightGBM and XGBoost models to ONNX at load and
 serves them with onnxruntime, only where the converted model's answers match the original's
 on the input example (:mod:`shipyard.serving.compile`); ``GET /v1/models`` shows each model's
@@ -36,19 +41,18 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import uvicorn
-from fastapi import FastAPI
 
 from shipyard.cli.context import open_project
-from shipyard.core.exceptions import ConfigError
-from shipyard.core.settings import CONFIG_FILE, Settings
-from shipyard.flavors.kernels import limit_model_threads
-from shipyard.project import Project
+from shipyard.core.exceptions import ConfigError, MissingDependencyError
 from shipyard.render import console
-from shipyard.serving import WorkerConfig, create_app, resolve_serve_settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from shipyard.core.settings import Settings
 
 
 class CompileTarget(StrEnum):
@@ -63,6 +67,8 @@ SERVE_ENV = "SHIPYARD_SERVE_CONFIG"
 
 def configured_refs(settings: Settings) -> list[str]:
     """``[serving] models`` of the project's settings (empty when not set)."""
+    from shipyard.core.settings import CONFIG_FILE
+
     models = settings.serving.get("models", [])
     if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
         raise ConfigError(
@@ -86,6 +92,10 @@ def configure_logging(access_log: bool) -> None:
 
 def app_from_environment() -> FastAPI:
     """The app a uvicorn worker process builds (``--workers`` > 1), from :data:`SERVE_ENV`."""
+    from shipyard.flavors.kernels import limit_model_threads
+    from shipyard.project import Project
+    from shipyard.serving import WorkerConfig, create_app
+
     config = WorkerConfig.model_validate_json(os.environ[SERVE_ENV])
     configure_logging(config.access_log)
     project = Project(config.project)
@@ -165,12 +175,28 @@ def serve_command(
             show_default=False,
         ),
     ] = None,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Also serve the Open Inference Protocol v2 over gRPC on this port "
+            "(default: [serving] grpc_port, off).",
+            show_default=False,
+        ),
+    ] = None,
     project_dir: Annotated[
         Path | None,
         typer.Option("--project", "-p", help="Project folder (default: found from here up)."),
     ] = None,
 ) -> None:
     """Serve models over HTTP: shipyard's API, MLflow's scoring protocol, /metrics."""
+    import uvicorn
+
+    from shipyard.core.settings import CONFIG_FILE
+    from shipyard.flavors.kernels import limit_model_threads
+    from shipyard.serving import WorkerConfig, create_app, resolve_serve_settings
+
     project = open_project(ctx, project_dir)
     chosen = list(refs or []) or configured_refs(project.settings)
     if not chosen:
@@ -192,11 +218,24 @@ def serve_command(
         model_threads=model_threads,
         freeze_gc=True,
         compile=compile_to.value if compile_to else None,
+        grpc_port=grpc_port,
+        grpc_host=host,
+        grpc_reuse_port=workers > 1,
     )
+    if settings.grpc_port is not None:
+        try:  # the optional extra, checked here before any worker process starts
+            import grpc  # noqa: F401
+        except ImportError as exc:
+            raise MissingDependencyError(
+                "--grpc-port needs grpcio and protobuf; install them with: "
+                "pip install 'shipyard[grpc]'"
+            ) from exc
     configure_logging(access_log)
     if settings.auth:
         console.print("auth: on (Authorization: Bearer <token>; shipyard tokens create)")
     console.print(f"serving {', '.join(chosen)} on http://{host}:{port} ({workers} worker(s))")
+    if settings.grpc_port is not None:
+        console.print(f"gRPC (Open Inference Protocol v2) on {host}:{settings.grpc_port}")
     common: dict[str, Any] = {
         "host": host,
         "port": port,

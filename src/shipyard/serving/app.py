@@ -17,16 +17,21 @@ global, so tests build as many apps as they like. Routes:
 - ``POST /v1/feedback`` (:mod:`shipyard.serving.data.feedback`): ground truth for logged or batch
   predictions, for monitoring;
 - MLflow's scoring protocol: ``/invocations``, ``/ping``, ``/health``, ``/version``
-  (:mod:`shipyard.serving.protocols.mlflow`).
+  (:mod:`shipyard.serving.protocols.mlflow`);
+- with ``ServeSettings.grpc_port``, the Open Inference Protocol v2 over gRPC on that port, in
+  the same event loop (:mod:`shipyard.serving.protocols.grpc`; ``app.state.grpc`` is its
+  server): listening once the models are warm, as uvicorn does (so with several workers
+  sharing the port, connections reach only ready ones), stopped first on shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from importlib import metadata
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -34,7 +39,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from shipyard.core.exceptions import ShipyardError
+from shipyard.core.exceptions import ConfigError, MissingDependencyError, ShipyardError
 from shipyard.datasets import Datasets
 from shipyard.datasets.predictions import PredictionStore
 from shipyard.registry import Registry
@@ -54,6 +59,9 @@ from shipyard.serving.protocols.v2 import v2_router
 from shipyard.serving.routing import CLIENT_REQUEST_ID
 from shipyard.serving.settings import ServeSettings
 from shipyard.serving.state import ServerState, server_state
+
+if TYPE_CHECKING:
+    from shipyard.serving.protocols.grpc import GrpcServer
 
 
 def create_app(
@@ -86,11 +94,14 @@ def create_app(
         models=models,
         metrics=metrics,
         settings=settings,
+        registry=registry,
         datasets=datasets,
         predictions=PredictionStore(database, datasets),
         prediction_log=prediction_log,
         auth=auth,
     )
+    grpc_port = settings.grpc_port
+    grpc_server = _grpc_server(state, settings, grpc_port) if grpc_port is not None else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -104,8 +115,12 @@ def create_app(
             gc.collect()
             gc.freeze()
         try:
+            if grpc_server is not None:
+                await grpc_server.start()
             yield
         finally:
+            if grpc_server is not None:
+                await grpc_server.stop()
             await models.stop()
             if prediction_log is not None:
                 await asyncio.to_thread(prediction_log.close)
@@ -122,10 +137,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.server = state
+    app.state.grpc = grpc_server
     app.add_exception_handler(ShipyardError, shipyard_error_handler)
     app.add_middleware(ServingMiddleware, metrics=metrics, auth=auth)
     app.add_api_route("/health/live", live, methods=["GET"], tags=["health"])
-    app.add_api_route("/health/ready", ready, methods=["GET"], tags=["health"])
+    app.add_api_route("/health/ready", _ready_route(models), methods=["GET"], tags=["health"])
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], tags=["operations"])
     app.include_router(native_router)
     app.include_router(exposure_router)
@@ -153,6 +169,32 @@ class _RoutedApp(ServingApp):
             CLIENT_REQUEST_ID.reset(token)
 
 
+def _grpc_server(state: ServerState, settings: ServeSettings, port: int) -> GrpcServer:
+    """The app's gRPC service, imported only when asked for: grpcio is an optional extra."""
+    try:
+        from shipyard.serving.protocols.grpc import GrpcServer
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"serving gRPC (--grpc-port, [serving] grpc_port) needs grpcio and protobuf ({exc}); "
+            "install them with: pip install 'shipyard[grpc]'"
+        ) from exc
+    except TypeError as exc:  # protobuf refuses a second definition of the inference.* messages
+        raise ConfigError(
+            f"cannot serve gRPC from this process ({exc}): a library imported here "
+            "(tritonclient.grpc, kserve, mlserver) registered the Open Inference Protocol's "
+            "messages first; serve gRPC from a process that does not import one"
+        ) from exc
+    return GrpcServer(
+        state,
+        settings.grpc_host,
+        port,
+        server_name="shipyard",
+        server_version=_version(),
+        reuse_port=settings.grpc_reuse_port,
+        client_request_id=CLIENT_REQUEST_ID,
+    )
+
+
 def _version() -> str:
     try:
         return metadata.version("shipyard")
@@ -170,14 +212,18 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(server_state(request.app).metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
-async def ready(request: Request) -> Response:
-    """200 once every model is loaded and warmed up, else 503."""
-    models = server_state(request.app).models
-    if not models.ready():
+def _ready_route(models: ModelManager) -> Callable[[], Awaitable[Response]]:
+    """``GET /health/ready`` over the concrete manager: while loading it lists the references."""
+
+    async def ready() -> Response:
+        """200 once every model is loaded and warmed up, else 503."""
+        if not models.ready():
+            return json_response(
+                {"status": "loading", "models": models.refs, "served": models.describe_served()},
+                503,
+            )
         return json_response(
-            {"status": "loading", "models": models.refs, "served": models.describe_served()},
-            503,
+            {"status": "ready", "models": [f"{m.name}:{m.version}" for m in models.served()]}
         )
-    return json_response(
-        {"status": "ready", "models": [f"{m.name}:{m.version}" for m in models.served()]}
-    )
+
+    return ready

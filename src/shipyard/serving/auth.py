@@ -138,23 +138,25 @@ class Authenticator:
             if key == b"authorization":
                 header = value
                 break
+        refusal = self.verify(header, required)
+        return None if refusal is None else _deny(*refusal, scope)
+
+    def verify(self, header: bytes | None, required: str) -> tuple[int, str] | None:
+        """None when the ``Authorization`` value ``header`` grants ``required``, else the
+        status (401 / 403) and why: the one token rule of every transport (HTTP, gRPC)."""
         if header is None:
-            return _deny(
-                401, "missing API token: send the header 'Authorization: Bearer <token>'", scope
-            )
+            return 401, "missing API token: send the header 'Authorization: Bearer <token>'"
         kind, _, token = header.partition(b" ")
         token = token.strip()
         if kind.lower() != b"bearer" or not token:
-            return _deny(401, "the Authorization header must be 'Bearer <token>'", scope)
+            return 401, "the Authorization header must be 'Bearer <token>'"
         active = self._tokens.get(hashlib.sha256(token).hexdigest())
         if active is None:
-            return _deny(401, "invalid or revoked API token", scope)
+            return 401, "invalid or revoked API token"
         self._used.add(active.id)
         if required not in active.scopes and "admin" not in active.scopes:
-            return _deny(
-                403,
+            return 403, (
                 f"token {active.name!r} lacks the {required!r} scope this route needs "
-                f"(it has: {', '.join(sorted(active.scopes))})",
-                scope,
+                f"(it has: {', '.join(sorted(active.scopes))})"
             )
         return None

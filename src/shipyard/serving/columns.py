@@ -185,6 +185,11 @@ class ColumnCaster:
         order = self._order
         if len(columns) != len(order):
             return None
+        if type(columns) is MatrixColumns and list(columns) == order:
+            matrix = columns.matrix
+            if matrix.dtype != np.float64 or not len(matrix) or np.isnan(matrix).any():
+                return None
+            return columns
         try:
             values = [columns[name] for name in order]
             if all(type(v) is np.ndarray and v.dtype == np.float64 and v.ndim == 1 for v in values):

@@ -59,6 +59,8 @@ class _Table:
 
 
 _EMPTY = _Table({}, {}, {}, {}, {})
+#: How many distinct reference texts :meth:`ModelManager.resolve` keeps parsed.
+_PARSED_REFS = 1024
 
 
 class ModelManager:
@@ -134,6 +136,7 @@ class ModelManager:
         self._watcher: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
         self._failed: dict[ModelRef, int] = {}  # alias reference → the version that failed to load
+        self._parsed: dict[str, ModelRef] = {}  # reference text → parsed (resolve)
 
     async def start(self) -> None:
         """Load and warm up every model (off the event loop), then become ready.
@@ -156,8 +159,18 @@ class ModelManager:
             return known
         loaded = self.registry.load(info.ref)  # the exact version, even if the alias moves
         executor = self.shadow_executor if ref in self._shadow_only else self.executor
+        profile = None
+        if not info.input_example:  # its warm-up rows are made from what the profile saw
+            found = self.registry.profiles.latest(info.name, info.version)
+            profile = found[1] if found is not None else None
         model = ServingModel(
-            loaded, info, executor, self.batching, self.metrics, compile_to=self.compile_to
+            loaded,
+            info,
+            executor,
+            self.batching,
+            self.metrics,
+            compile_to=self.compile_to,
+            profile=profile,
         )
         model.warm_up()
         return model
@@ -287,14 +300,11 @@ class ModelManager:
 
     # -- the ModelLookup contract ---------------------------------------------------------
 
-    def get(self, name: str, version: int | None = None) -> ServedModel:
-        """The model called ``name`` (a given version, or its default)."""
-        return self.lookup(name, version)
+    def get(self, name: str, version: int | None = None, alias: str | None = None) -> ServingModel:
+        """The model called ``name``: a given version, the one holding ``alias``, or its default.
 
-    def lookup(
-        self, name: str, version: int | None = None, alias: str | None = None
-    ) -> ServingModel:
-        """Like :meth:`get`, also by alias; :class:`NotFoundError` names what is served."""
+        Not routed; :class:`NotFoundError` names what is served.
+        """
         table = self._table
         if alias is not None:
             model = table.aliases.get((name, alias))
@@ -309,24 +319,28 @@ class ModelManager:
             )
         return model
 
-    def resolve(self, ref: str) -> ServingModel:
+    def resolve(self, ref: str) -> ServedModel:
         """The model for a reference text: ``NAME``, ``NAME:VERSION`` or ``NAME@ALIAS``.
 
         A request for a model's champion (by name or alias, not a pinned version) goes to
         its canary challenger when the split says so.
         """
-        parsed = ModelRef.parse(ref)
-        model = self.lookup(parsed.name, parsed.version, parsed.alias)
+        parsed = self._parsed.get(ref)
+        if parsed is None:  # parsed once per reference text: requests repeat a few of them
+            parsed = ModelRef.parse(ref)
+            if len(self._parsed) < _PARSED_REFS:
+                self._parsed[ref] = parsed
+        model = self.get(parsed.name, parsed.version, parsed.alias)
         if parsed.version is None:
-            return self.route_model(model)
+            return self.route(model)
         return model
 
     def route(self, model: ServedModel) -> ServedModel:
-        """:class:`~shipyard.serving.base.ModelLookup`'s routing (see :meth:`route_model`)."""
-        return self.route_model(model) if isinstance(model, ServingModel) else model
+        """``model``, or its canary challenger for this request (when ``model`` is a champion).
 
-    def route_model(self, model: ServingModel) -> ServingModel:
-        """``model``, or its canary challenger for this request (when ``model`` is a champion)."""
+        Only a model this manager serves as a name's default is a champion (an identity
+        check), so any other model comes back unchanged.
+        """
         canary = self._table.canary
         if canary:
             split = canary.get(model.name)
@@ -340,10 +354,6 @@ class ModelManager:
 
     def served(self) -> list[ServedModel]:
         """Every served model version."""
-        return list(self._table.versions.values())
-
-    def serving_models(self) -> list[ServingModel]:
-        """Every served model version, with shipyard's extras."""
         return list(self._table.versions.values())
 
     def ready(self) -> bool:

@@ -6,7 +6,9 @@ starts its micro-batcher; it is ready only when every model is. :class:`ServingM
 implements :class:`~shipyard.serving.base.ServedModel`.
 
 At warm-up each model picks the cheapest way to feed its batches that gives the *same*
-answers as ``LoadedModel.predict`` on the version's input example, trying in order:
+answers as ``LoadedModel.predict`` on the version's input example (or, for a version without
+one, on rows made from its signature and reference profile: :mod:`shipyard.serving.warmup`),
+trying in order:
 
 - ``onnx`` (only with ``--compile onnx``): the model converted to ONNX at load and run with
   onnxruntime (:mod:`shipyard.serving.compile`); adopted only when its labels equal the
@@ -18,6 +20,9 @@ answers as ``LoadedModel.predict`` on the version's input example, trying in ord
   one fitted on arrays, or one fitted on a DataFrame whose ``feature_names_in_`` are the
   signature's columns in order (then a copy without ``feature_names_in_``, so sklearn skips
   its per-call name check; the warm-up comparison below proves the answers are the same);
+- ``encoded``: a pipeline that starts with a ``ColumnTransformer`` (text one-hot encoded,
+  numbers passed through...) fed the validated columns without pandas, its categories
+  encoded once per batch (:mod:`shipyard.serving.encoded`);
 - ``frame``: one DataFrame per batch built from the validated columns (models fitted on
   DataFrames, e.g. a ``ColumnTransformer`` selecting columns by name);
 - ``checked``: the registry's own path, ``Signature.validate`` on a DataFrame per batch.
@@ -50,16 +55,19 @@ from shipyard.serving.compile import (
     compile_onnx,
     same_answers,
 )
+from shipyard.serving.encoded import EncodedPipeline
 from shipyard.serving.metrics import ServingMetrics
 from shipyard.serving.routing import (
     ShadowMirror,
 )
+from shipyard.serving.warmup import synthetic_rows
+from shipyard.statistics.profile import DatasetProfile
 
 logger = logging.getLogger("shipyard.serving")
 
 
 #: The ways a batch can be fed to a model, cheapest first.
-MODES = ("onnx", "kernel", "array", "frame", "checked")
+MODES = ("onnx", "kernel", "array", "encoded", "frame", "checked")
 _Compute = Callable[[Any], np.ndarray]
 
 
@@ -75,9 +83,13 @@ class ServingModel:
         metrics: ServingMetrics | None = None,
         *,
         compile_to: str | None = None,
+        profile: DatasetProfile | None = None,
     ) -> None:
         #: ``"onnx"`` to try the ``onnx`` mode first (``shipyard serve --compile onnx``)
         self.compile_to = compile_to
+        #: the version's reference profile: ranges and categories for warm-up rows when it
+        #: has no input example (:func:`~shipyard.serving.warmup.synthetic_rows`)
+        self.profile = profile
         self.name = info.name
         self.version = info.version
         self.flavor = info.flavor
@@ -97,6 +109,7 @@ class ServingModel:
         self._derive_labels = False
         self._array_model: Any = None  # what the ``array`` mode calls (see warm_up)
         self._kernel: Any = None  # what the ``kernel`` mode calls
+        self._encoded: Any = None  # what the ``encoded`` mode calls
         self._onnx: OnnxModel | None = None  # what the ``onnx`` mode calls
         self._caster = ColumnCaster(self.signature)
         labels = (self.name, str(self.version))
@@ -197,6 +210,10 @@ class ServingModel:
             native = self._array_model
             proba = native.predict_proba if predictor.predict_proba is not None else None
             return native.predict, proba, to_matrix(columns)
+        if mode == "encoded":
+            encoded = self._encoded
+            proba = encoded.predict_proba if predictor.predict_proba is not None else None
+            return encoded.predict, proba, columns
         if mode == "frame":
             return predictor.predict, predictor.predict_proba, to_frame(columns, self.signature)
         loaded = self.loaded
@@ -209,15 +226,38 @@ class ServingModel:
     def warm_up(self) -> None:
         """Pick the fastest input mode that matches the registry's answers, then warm caches.
 
-        Without an input example the model keeps the ``checked`` mode and is not exercised.
+        The rows are the version's input example, else rows made from its signature and
+        reference profile (:func:`~shipyard.serving.warmup.synthetic_rows`). Without a
+        signature, or when the model refuses those made-up rows, the model keeps the
+        ``checked`` mode and is not exercised.
         """
-        if not self.input_example:
-            logger.warning("%r has no input example: serving it unwarmed", self)
+        rows, source = self.input_example, "example row(s)"
+        if not rows:
+            rows = synthetic_rows(self.signature, self.profile)
+            source = "row(s) made from its signature"
+            if rows is None:
+                logger.warning(
+                    "%r has neither an input example nor a signature: serving it unwarmed", self
+                )
+                return
+        frame = pd.DataFrame(rows)
+        try:
+            expected = np.asarray(self.loaded.predict(frame))
+            expected_proba = (
+                np.asarray(self.loaded.predict_proba(frame)) if self.has_proba else None
+            )
+            columns = self.validate(records_to_columns(rows))
+        except Exception as exc:
+            if self.input_example:  # the example predicted at registration: a real failure
+                raise
+            logger.warning(
+                "%r has no input example and refuses rows made from its signature (%s: %s): "
+                "serving it unwarmed; register it with an input example to warm it up",
+                self,
+                type(exc).__name__,
+                exc,
+            )
             return
-        frame = pd.DataFrame(self.input_example)
-        expected = np.asarray(self.loaded.predict(frame))
-        expected_proba = np.asarray(self.loaded.predict_proba(frame)) if self.has_proba else None
-        columns = self.validate(records_to_columns(self.input_example))
         compiled = self._try_compile(columns, expected, expected_proba)
         for mode in [] if compiled else self._candidate_modes():
             try:
@@ -237,7 +277,7 @@ class ServingModel:
         for _ in range(3):
             self.run_batch(first_row)
             self.run_batch(columns)
-        logger.info("%r warmed up on %d example row(s)", self, len(frame))
+        logger.info("%r warmed up on %d %s", self, len(frame), source)
 
     def _try_compile(
         self, columns: dict[str, np.ndarray], expected: np.ndarray, expected_proba: Any
@@ -286,6 +326,10 @@ class ServingModel:
                 self._kernel = HistGradientBoostingKernel.build(native)
                 if self._kernel is not None:
                     modes.insert(0, "kernel")
+        if signature is not None and _is_sklearn(native):
+            self._encoded = EncodedPipeline.build(native, signature.columns)
+            if self._encoded is not None:
+                modes.insert(modes.index("frame"), "encoded")
         return modes
 
     def start(self) -> None:

@@ -1,8 +1,8 @@
 """The server's configuration: one Pydantic model, resolved here for the CLI and notebooks.
 
 :func:`resolve_serve_settings` reads ``[serving]`` of shipyard.toml (``prediction_log``,
-``auth``, canary / shadow tables, ``poll_seconds``) and applies what the caller gives on
-top, so ``shipyard serve`` and a notebook calling ``create_app`` get the same settings.
+``auth``, canary / shadow tables, ``poll_seconds``, ``grpc_port``) and applies what the caller
+gives on top, so ``shipyard serve`` and a notebook calling ``create_app`` get the same settings.
 Worker processes (``--workers`` > 1) receive a :class:`WorkerConfig` as JSON
 (``model_dump_json`` / ``model_validate_json``), never a hand-made mapping.
 """
@@ -41,6 +41,9 @@ class ServeSettings(BaseModel):
     ``compile`` (``"onnx"``) converts each scikit-learn / LightGBM / XGBoost model to ONNX
     at load and serves it with onnxruntime when its answers match on the input example
     (:mod:`shipyard.serving.compile`); ``None``: models run as registered.
+    ``grpc_port`` also serves the Open Inference Protocol v2 over gRPC on ``grpc_host``
+    (:mod:`shipyard.serving.protocols.grpc`; ``None``: off); ``grpc_reuse_port`` lets several
+    worker processes listen on that one port (SO_REUSEPORT), what ``--workers`` > 1 sets.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -57,6 +60,9 @@ class ServeSettings(BaseModel):
     auth: bool = False
     token_refresh_s: float = 30.0
     compile: str | None = None
+    grpc_port: int | None = Field(default=None, ge=0, le=65535)
+    grpc_host: str = "127.0.0.1"
+    grpc_reuse_port: bool = False
 
     @property
     def batching(self) -> BatchSettings:
@@ -87,6 +93,16 @@ def _flag(settings: Settings, key: str, given: bool | None, default: bool) -> bo
     return value
 
 
+def _port(settings: Settings, key: str) -> int | None:
+    value = settings.serving.get(key)
+    if value is not None and (type(value) is not int or not 0 < value < 65536):
+        raise ConfigError(
+            f"{settings.root / CONFIG_FILE}: [serving] {key} must be a port number "
+            f"(1-65535) but got {value!r}"
+        )
+    return value
+
+
 def resolve_serve_settings(
     settings: Settings,
     *,
@@ -95,6 +111,7 @@ def resolve_serve_settings(
     canary: Iterable[str] = (),
     shadow: Iterable[str] = (),
     poll_seconds: float | None = None,
+    grpc_port: int | None = None,
     **given: object,
 ) -> ServeSettings:
     """The project's ``[serving]`` settings with what the caller gives on top.
@@ -102,7 +119,8 @@ def resolve_serve_settings(
     ``prediction_log`` and ``auth`` (``None``: ``[serving]``, else on / off), ``canary``
     (``NAME=TARGET:PERCENT``) and ``shadow`` (``NAME=TARGET``) options merged over the
     ``[serving.canary.NAME]`` / ``[serving.shadow.NAME]`` tables, ``poll_seconds`` over
-    ``[serving] poll_seconds``; any other :class:`ServeSettings` field as a keyword.
+    ``[serving] poll_seconds``, ``grpc_port`` (``None``: ``[serving] grpc_port``, else off);
+    any other :class:`ServeSettings` field as a keyword.
     """
     configured = parse_routing(settings.serving, str(settings.root / CONFIG_FILE))
     routing = configured.merged(
@@ -116,5 +134,6 @@ def resolve_serve_settings(
             "routing": routing,
             "prediction_log": _flag(settings, "prediction_log", prediction_log, True),
             "auth": _flag(settings, "auth", auth, False),
+            "grpc_port": grpc_port if grpc_port is not None else _port(settings, "grpc_port"),
         }
     )

@@ -226,10 +226,10 @@ def test_infer_errors_use_the_protocol_error_body(
 def test_infer_errors_from_the_model_and_outputs(
     client: HttpClient, models: tuple[Registry, dict[str, Any], pd.DataFrame]
 ) -> None:
-    rows = models[2].iloc[:2].assign(plan=["basic", None])
-    unseen = client.post("/v2/models/churn/infer", json=columns_body(rows))
-    assert unseen.status_code == 422
-    assert "'plan'" in unseen.json()["error"]
+    rows = models[2].iloc[:2].assign(tenure=[1.5, 2.0])
+    fractional = client.post("/v2/models/churn/infer", json=columns_body(rows))
+    assert fractional.status_code == 422
+    assert "'tenure'" in fractional.json()["error"]
 
     wrong_output = columns_body(models[2].iloc[:1], outputs=[{"name": "predict_proba"}])
     body = {"inputs": wrong_output["inputs"][:2], "outputs": wrong_output["outputs"]}

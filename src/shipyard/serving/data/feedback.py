@@ -42,8 +42,9 @@ from shipyard.datasets.feedback import (
     Label,
     check_model_name,
 )
+from shipyard.registry import Registry
+from shipyard.serving.base import ModelLookup
 from shipyard.serving.http import json_response
-from shipyard.serving.models import ModelManager
 from shipyard.serving.state import server_state
 from shipyard.store import Database
 
@@ -164,13 +165,13 @@ def _database(request: Request) -> Database:
     return server_state(request.app).datasets.database
 
 
-def check_registered(models: ModelManager, name: str) -> None:
+def check_registered(models: ModelLookup, registry: Registry, name: str) -> None:
     """Nothing when ``name`` is served here or registered in the registry, else NotFoundError."""
     check_model_name(name)
     if any(m.name == name for m in models.served()):
         return
     try:
-        models.registry.list_versions(name, include_archived=True)
+        registry.list_versions(name, include_archived=True)
     except NotFoundError as exc:
         raise NotFoundError(
             f"no registered model named {name!r}: feedback is kept for the models of this "
@@ -180,7 +181,8 @@ def check_registered(models: ModelManager, name: str) -> None:
 
 
 def _store(request: Request, body: FeedbackRequest) -> int:
-    check_registered(server_state(request.app).models, body.model)
+    state = server_state(request.app)
+    check_registered(state.models, state.registry, body.model)
     labels = [
         Label(label=entry.label, request_id=entry.request_id, row=entry.row, key=entry.key)
         for entry in body.labels

@@ -15,6 +15,8 @@
 
 With several served models, ``/invocations`` serves the first reference given to the
 server; ``/invocations?model=REF`` (``NAME``, ``NAME:VERSION``, ``NAME@ALIAS``) picks another.
+It is :func:`invocations_reply`, which the ASGI fast path
+(:mod:`shipyard.serving.protocols.fastpath`) also calls directly.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from shipyard.core.exceptions import InvalidArgumentError, ShipyardError
+from shipyard.serving.base import ModelLookup, ServedModel
 from shipyard.serving.columns import records_to_columns, rows_to_columns, split_to_columns
-from shipyard.serving.http import dump_json, json_response, note_model, parse_json
-from shipyard.serving.models import ModelManager, ServingModel
-from shipyard.serving.state import note_prediction, server_state
+from shipyard.serving.http import dump_json, parse_json
+from shipyard.serving.protocols.exchange import Exchange, Reply, answer_route
+from shipyard.serving.state import server_state
 
 router = APIRouter(tags=["mlflow"])
 
@@ -45,12 +48,11 @@ REQUIRED_INPUT_FORMAT = (
 )
 
 
-def _manager(request: Request) -> ModelManager:
-    manager = server_state(request.app).models
-    return manager
+def _models(request: Request) -> ModelLookup:
+    return server_state(request.app).models
 
 
-def mlflow_error(exc: ShipyardError) -> Response:
+def mlflow_error(exc: ShipyardError) -> Reply:
     """MLflow's error body for ``exc``: 400 BAD_REQUEST, 404 or 500 INTERNAL_ERROR."""
     if exc.status_code >= 500:
         code, status = "INTERNAL_ERROR", 500
@@ -58,7 +60,7 @@ def mlflow_error(exc: ShipyardError) -> Response:
         code, status = "RESOURCE_DOES_NOT_EXIST", 404
     else:
         code, status = "BAD_REQUEST", 400
-    return json_response({"error_code": code, "message": exc.message}, status)
+    return Reply(status, dump_json({"error_code": code, "message": exc.message}))
 
 
 def content_type_problem(value: str | None) -> tuple[str, str | None]:
@@ -86,7 +88,7 @@ def content_type_problem(value: str | None) -> tuple[str, str | None]:
     return mime, None
 
 
-def json_columns(payload: Any, model: ServingModel) -> dict[str, Any]:
+def json_columns(payload: Any, model: ServedModel) -> dict[str, Any]:
     """The columns of an MLflow JSON body (one of :data:`FORMATS`, plus ``params``)."""
     if not isinstance(payload, dict):
         kind = "a list" if isinstance(payload, list) else type(payload).__name__
@@ -109,7 +111,7 @@ def json_columns(payload: Any, model: ServingModel) -> dict[str, Any]:
     return _tf_serving_columns(data, model)
 
 
-def _tf_serving_columns(data: Any, model: ServingModel) -> dict[str, Any]:
+def _tf_serving_columns(data: Any, model: ServedModel) -> dict[str, Any]:
     """``instances`` / ``inputs``: rows as objects or lists, or one object of columns."""
     if isinstance(data, dict):
         return {k: v if isinstance(v, list) else [v] for k, v in data.items()}
@@ -127,7 +129,7 @@ def _tf_serving_columns(data: Any, model: ServingModel) -> dict[str, Any]:
     )
 
 
-def _signature_columns(model: ServingModel) -> list[str]:
+def _signature_columns(model: ServedModel) -> list[str]:
     if model.signature is None or not model.signature.inputs:
         raise InvalidArgumentError(
             f"model {model.name}:{model.version} has no signature, so rows without column "
@@ -137,7 +139,7 @@ def _signature_columns(model: ServingModel) -> list[str]:
     return model.signature.columns
 
 
-def csv_columns(body: bytes, model: ServingModel) -> dict[str, Any]:
+def csv_columns(body: bytes, model: ServedModel) -> dict[str, Any]:
     """The columns of a CSV body (header row first), text columns read as text."""
     text_columns: dict[str, Any] = {}
     if model.signature is not None:
@@ -155,32 +157,50 @@ def csv_columns(body: bytes, model: ServingModel) -> dict[str, Any]:
     return {str(name): frame[name].to_numpy() for name in frame.columns}
 
 
-@router.post("/invocations")
-async def invocations(request: Request, model: str | None = None) -> Response:
-    """Score rows sent as MLflow JSON or CSV with the first (or ``?model=``) served model."""
+def validated_json(payload: Any, model: ServedModel) -> dict[str, Any]:
+    """The validated columns of an MLflow JSON body; rows as objects of numbers take the
+    model's one-step cast (:meth:`~shipyard.serving.base.ServedModel.validate_records`)."""
+    if type(payload) is dict and len(payload) == 1:
+        rows = payload.get("dataframe_records", payload.get("instances", payload.get("inputs")))
+        if type(rows) is list and rows and type(rows[0]) is dict:
+            validated = model.validate_records(rows)
+            if validated is not None:
+                return validated
+    return model.validate(json_columns(payload, model))
+
+
+async def invocations_reply(models: ModelLookup, exchange: Exchange) -> Reply:
+    """``POST /invocations``: the handler the fast path and the route share."""
     try:
-        manager = _manager(request)
-        served = manager.resolve(model) if model else manager.route_model(manager.first())
-        note_model(request, served.name, served.version)
-        mime, problem = content_type_problem(request.headers.get("content-type"))
+        ref = exchange.query("model")
+        served = models.resolve(ref) if ref else models.route(models.first())
+        exchange.served_by(served)
+        mime, problem = content_type_problem(exchange.header(b"content-type"))
         if problem is not None:
-            return Response(problem, 415, media_type="text/plain")
-        body = await request.body()
+            return Reply(415, problem.encode(), b"text/plain; charset=utf-8")
         if mime == CONTENT_TYPE_CSV:
-            columns = csv_columns(body, served)
+            validated = served.validate(csv_columns(exchange.body, served))
         else:
-            columns = json_columns(parse_json(body), served)
-        validated = served.validate(columns)
+            validated = validated_json(parse_json(exchange.body), served)
         result = await served.predict(validated)
     except ShipyardError as exc:
         return mlflow_error(exc)
-    note_prediction(request, served, validated, result)
-    return Response(dump_json({"predictions": result.predictions}), media_type=CONTENT_TYPE_JSON)
+    exchange.record(served, validated, result)
+    return Reply(200, dump_json({"predictions": result.predictions}))
+
+
+@router.post("/invocations")
+async def invocations(
+    request: Request,
+    model: str | None = None,  # noqa: ARG001 - documented here, read by the handler
+) -> Response:
+    """Score rows sent as MLflow JSON or CSV with the first (or ``?model=``) served model."""
+    return await answer_route(request, invocations_reply)
 
 
 async def ping(request: Request) -> Response:
     """200 once every model is loaded, 404 before (MLflow's health check)."""
-    status = 200 if _manager(request).ready() else 404
+    status = 200 if _models(request).ready() else 404
     return Response("\n", status, media_type=CONTENT_TYPE_JSON)
 
 

@@ -15,24 +15,18 @@ input not matching the signature (``column`` names the culprit), 500 model failu
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from shipyard.core.exceptions import InvalidArgumentError
+from shipyard.core.exceptions import InvalidArgumentError, ShipyardError
+from shipyard.serving.base import ModelLookup, ServedModel
 from shipyard.serving.columns import records_to_columns, split_to_columns
-from shipyard.serving.http import (
-    dump_json,
-    json_response,
-    note_model,
-    parse_json,
-    request_id,
-)
-from shipyard.serving.models import ModelManager, ServingModel
-from shipyard.serving.predlog import PredictionLog
+from shipyard.serving.http import dump_json, error_body, json_response, parse_json
+from shipyard.serving.protocols.exchange import Exchange, Reply, answer_route
 from shipyard.serving.state import server_state
 
 router = APIRouter(prefix="/v1", tags=["native"])
@@ -56,33 +50,23 @@ def body_columns(payload: Any) -> dict[str, list[Any]]:
     raise InvalidArgumentError(f"expected {BODY_SHAPES} but got {kind or type(payload).__name__}")
 
 
-async def predict_bytes(
-    model: ServingModel,
-    body: bytes,
-    rid: str,
-    log: PredictionLog | None = None,
-    started: float = 0.0,
-) -> bytes:
+async def predict_bytes(model: ServedModel, exchange: Exchange) -> bytes:
     """Validate a native request body for ``model``, predict, and answer as JSON bytes.
 
-    The one implementation behind the routes below and the ASGI fast path
-    (:mod:`shipyard.serving.protocols.fastpath`): both give byte-identical answers. With a
-    prediction ``log`` the answer is queued there, its latency counted from ``started``
-    (:func:`time.perf_counter`).
+    The prediction is logged when the server keeps a prediction log.
     """
-    payload = parse_json(body)
+    payload = parse_json(exchange.body)
     columns = None
     if type(payload) is list:  # records: the cheap all-numeric path, when it applies
         columns = model.validate_records(payload)
     if columns is None:
         columns = model.validate(body_columns(payload))
     result = await model.predict(columns)
-    if log is not None:
-        log.record(model.name, model.version, rid, time.perf_counter() - started, columns, result)
+    exchange.record(model, columns, result)
     content: dict[str, Any] = {
         "model": model.name,
         "version": model.version,
-        "request_id": rid,
+        "request_id": exchange.request_id,
         "predictions": result.predictions,
     }
     if result.probabilities is not None:
@@ -91,38 +75,53 @@ async def predict_bytes(
     return dump_json(content)
 
 
-async def answer(request: Request, model: ServingModel) -> Response:
-    """Validate the body for ``model``, predict, and answer in the native format."""
-    note_model(request, model.name, model.version)
-    log = server_state(request.app).prediction_log
-    started = request.scope.get("state", {}).get("started", 0.0)
-    content = await predict_bytes(model, await request.body(), request_id(request), log, started)
-    return Response(content, media_type="application/json")
+async def answer(exchange: Exchange, find: Callable[[], ServedModel]) -> Reply:
+    """The native answer for the model ``find`` returns; errors as the native error body."""
+    try:
+        model = find()
+        exchange.served_by(model)
+        return Reply(200, await predict_bytes(model, exchange))
+    except ShipyardError as exc:
+        return Reply(exc.status_code, dump_json(error_body(exc, exchange.request_id)))
 
 
-def _models(request: Request) -> ModelManager:
-    return server_state(request.app).models
+async def predict_ref(models: ModelLookup, exchange: Exchange, ref: str) -> Reply:
+    """``POST /v1/models/{ref}/predict``: the handler the fast path and the route share."""
+    return await answer(exchange, lambda: models.resolve(ref))
+
+
+async def predict_version(
+    models: ModelLookup, exchange: Exchange, name: str, version: int
+) -> Reply:
+    """``POST /v1/models/{name}/versions/{version}/predict``."""
+    return await answer(exchange, lambda: models.get(name, version))
+
+
+async def predict_alias(models: ModelLookup, exchange: Exchange, name: str, alias: str) -> Reply:
+    """``POST /v1/models/{name}/aliases/{alias}/predict``."""
+    return await answer(exchange, lambda: models.get(name, alias=alias))
 
 
 @router.get("/models")
 async def list_models(request: Request) -> Response:
     """Every served model version."""
-    return json_response({"models": [m.describe() for m in _models(request).serving_models()]})
+    models = server_state(request.app).models
+    return json_response({"models": [m.describe() for m in models.served()]})
 
 
 @router.post("/models/{ref}/predict")
 async def predict(request: Request, ref: str) -> Response:
     """Predict with the model ``ref`` (``NAME``, ``NAME:VERSION`` or ``NAME@ALIAS``)."""
-    return await answer(request, _models(request).resolve(ref))
+    return await answer_route(request, predict_ref, ref)
 
 
 @router.post("/models/{name}/versions/{version}/predict")
-async def predict_version(request: Request, name: str, version: int) -> Response:
+async def post_version(request: Request, name: str, version: int) -> Response:
     """Predict with version ``version`` of ``name``."""
-    return await answer(request, _models(request).lookup(name, version))
+    return await answer_route(request, predict_version, name, version)
 
 
 @router.post("/models/{name}/aliases/{alias}/predict")
-async def predict_alias(request: Request, name: str, alias: str) -> Response:
+async def post_alias(request: Request, name: str, alias: str) -> Response:
     """Predict with the version of ``name`` that held ``alias`` when the server loaded it."""
-    return await answer(request, _models(request).lookup(name, alias=alias))
+    return await answer_route(request, predict_alias, name, alias)

@@ -4,7 +4,9 @@
 and model metadata, model readiness and ``/infer`` (JSON, or Triton's binary tensor extension,
 so ``tritonclient.http`` works with its defaults). Bodies are read raw and parsed by
 :mod:`shipyard.serving.protocols.v2_codec`; errors answer in the protocol's own form,
-``{"error": "message"}``, with the status of the :class:`ShipyardError` raised.
+``{"error": "message"}``, with the status of the :class:`ShipyardError` raised. ``/infer``
+is :func:`infer_reply`, which the ASGI fast path (:mod:`shipyard.serving.protocols.fastpath`)
+also calls directly.
 """
 
 from __future__ import annotations
@@ -19,20 +21,19 @@ from fastapi import APIRouter, Request, Response
 
 from shipyard.core.exceptions import InvalidArgumentError, ShipyardError
 from shipyard.serving.base import ModelLookup, ServedModel
-from shipyard.serving.http import note_model, request_id
+from shipyard.serving.protocols.exchange import Exchange, Reply, answer_route
 from shipyard.serving.protocols.v2_codec import (
     HEADER_LENGTH,
-    PREDICT_OUTPUT,
-    PROBA_OUTPUT,
     decode_request,
     encode_response,
-    signature_datatype,
+    model_metadata,
 )
-from shipyard.serving.state import note_prediction
 
 __all__ = ["model_metadata", "v2_router"]
 
 logger = logging.getLogger(__name__)
+
+_HEADER_LENGTH_KEY = HEADER_LENGTH.lower().encode("latin-1")
 
 #: Protocol extensions this server implements, as ``GET /v2`` lists them.
 EXTENSIONS = ("binary_tensor_data",)
@@ -74,32 +75,6 @@ def v2_router(models: ModelLookup, server_name: str, server_version: str) -> API
             return _error(exc)
         return _json({"name": model.name, "version": str(model.version), "ready": True})
 
-    async def infer(request: Request, name: str, version: str | None) -> Response:
-        try:
-            model = _find(models, name, version)
-            if version is None:  # an unpinned request may go to the model's canary
-                model = models.route(model)
-            note_model(request, model.name, model.version)
-            body = _decompress(await request.body(), request.headers.get("content-encoding"))
-            decoded = decode_request(body, _header_length(request), model.signature)
-            validated = model.validate(decoded.columns)
-            prediction = await model.predict(validated)
-            payload, headers = encode_response(
-                model.name,
-                model.version,
-                decoded.request_id or request_id(request) or uuid.uuid4().hex,
-                prediction,
-                decoded.requested_outputs,
-                decoded.binary_outputs_wanted,
-            )
-        except ShipyardError as exc:
-            return _error(exc)
-        except Exception as exc:  # the protocol's error body, even for a bug
-            logger.exception("v2 inference on model %r failed", name)
-            return _json({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
-        note_prediction(request, model, validated, prediction)
-        return Response(payload, headers=headers)
-
     @router.get("/v2/models/{name}")
     async def get_metadata(name: str) -> Response:
         """Model metadata: versions, platform, input and output tensors."""
@@ -123,44 +98,53 @@ def v2_router(models: ModelLookup, server_name: str, server_version: str) -> API
     @router.post("/v2/models/{name}/infer")
     async def post_infer(request: Request, name: str) -> Response:
         """Predict with the version served by default."""
-        return await infer(request, name, None)
+        return await answer_route(request, infer_reply, name, None)
 
     @router.post("/v2/models/{name}/versions/{version}/infer")
     async def post_version_infer(request: Request, name: str, version: str) -> Response:
         """Predict with one version."""
-        return await infer(request, name, version)
+        return await answer_route(request, infer_reply, name, version)
 
     return router
 
 
-def model_metadata(model: ServedModel, versions: list[int]) -> dict[str, Any]:
-    """The v2 model metadata: one BYTES/numeric tensor per signature column, -1 for rows.
+async def infer_reply(
+    models: ModelLookup, exchange: Exchange, name: str, version: str | None
+) -> Reply:
+    """``POST /v2/models/{name}[/versions/{version}]/infer``: the handler the fast path and
+    the routes share."""
+    try:
+        model = _find(models, name, version)
+        if version is None:  # an unpinned request may go to the model's canary
+            model = models.route(model)
+        exchange.served_by(model)
+        body = _decompress(exchange.body, exchange.header(b"content-encoding"))
+        length = _header_length(exchange.header(_HEADER_LENGTH_KEY))
+        decoded = decode_request(body, length, model.signature)
+        validated = model.validate(decoded.columns)
+        prediction = await model.predict(validated)
+        payload, headers = encode_response(
+            model.name,
+            model.version,
+            decoded.request_id or exchange.request_id or uuid.uuid4().hex,
+            prediction,
+            decoded.requested_outputs,
+            decoded.binary_outputs_wanted,
+        )
+    except ShipyardError as exc:
+        return _reply_error(exc)
+    except Exception as exc:  # the protocol's error body, even for a bug
+        logger.exception("v2 inference on model %r failed", name)
+        error = {"error": f"internal error: {type(exc).__name__}: {exc}"}
+        return Reply(500, orjson.dumps(error))
+    exchange.record(model, validated, prediction)
+    content_type = headers.pop("content-type", "application/json").encode("latin-1")
+    extra = tuple((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
+    return Reply(200, payload, content_type, extra)
 
-    Outputs are ``predict`` (the signature's output dtype and shape) and, for classifiers
-    (a signature listing classes), ``predict_proba`` as FP64 ``[-1, classes]``.
-    """
-    signature = model.signature
-    inputs = [
-        {"name": c.name, "datatype": signature_datatype(c.dtype), "shape": [-1]}
-        for c in (signature.inputs if signature is not None else ())
-    ]
-    spec = signature.outputs if signature is not None else None
-    outputs: list[dict[str, Any]] = [
-        {
-            "name": PREDICT_OUTPUT,
-            "datatype": signature_datatype(spec.dtype) if spec is not None else "BYTES",
-            "shape": list(spec.shape) if spec is not None else [-1],
-        }
-    ]
-    if spec is not None and spec.classes:
-        outputs.append({"name": PROBA_OUTPUT, "datatype": "FP64", "shape": [-1, len(spec.classes)]})
-    return {
-        "name": model.name,
-        "versions": [str(v) for v in versions],
-        "platform": f"shipyard-{model.flavor}",
-        "inputs": inputs,
-        "outputs": outputs,
-    }
+
+def _reply_error(exc: ShipyardError) -> Reply:
+    return Reply(exc.status_code, orjson.dumps({"error": exc.message}))
 
 
 def _find(models: ModelLookup, name: str, version: str | None) -> ServedModel:
@@ -175,8 +159,7 @@ def _find(models: ModelLookup, name: str, version: str | None) -> ServedModel:
     return models.get(name, number)
 
 
-def _header_length(request: Request) -> int | None:
-    raw = request.headers.get(HEADER_LENGTH)
+def _header_length(raw: str | None) -> int | None:
     if raw is None:
         return None
     try:
@@ -206,4 +189,4 @@ def _json(content: Any, status: int = 200) -> Response:
 
 
 def _error(exc: ShipyardError) -> Response:
-    return _json({"error": exc.message}, exc.status_code)
+    return _reply_error(exc).response()

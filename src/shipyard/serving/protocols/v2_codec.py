@@ -9,6 +9,10 @@ BYTES element is a 4-byte length + its bytes). Tabular input is one tensor per s
 probabilities, ``predict_proba`` (FP64 ``[rows, classes]`` in the model's class order): the
 names of MLServer's scikit-learn runtime; each JSON or binary as asked. Malformed bodies raise
 :class:`InvalidArgumentError`; tensors that do not fit raise :class:`SchemaError` naming them.
+
+The gRPC transport (:mod:`shipyard.serving.protocols.grpc`) uses the same pieces, so both say
+the same: :func:`decode_tensor`, :func:`columns_from_tensors`, :func:`requested_outputs`,
+:func:`prediction_outputs`, :func:`tensor_bytes` and :func:`model_metadata`.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import orjson
 
 from shipyard.core.exceptions import InvalidArgumentError, SchemaError
 from shipyard.core.schema import Signature
-from shipyard.serving.base import Prediction
+from shipyard.serving.base import Prediction, ServedModel
+from shipyard.serving.columns import MatrixColumns
 
 #: The output holding what the model's ``predict`` returns.
 PREDICT_OUTPUT = "predict"
@@ -85,6 +90,36 @@ def signature_datatype(dtype: str) -> str:
     return "BOOL" if dtype == "bool" else "BYTES"  # string, category, datetime
 
 
+def model_metadata(model: ServedModel, versions: list[int]) -> dict[str, Any]:
+    """The v2 model metadata: one BYTES/numeric tensor per signature column, -1 for rows.
+
+    Outputs are ``predict`` (the signature's output dtype and shape) and, for classifiers
+    (a signature listing classes), ``predict_proba`` as FP64 ``[-1, classes]``.
+    """
+    signature = model.signature
+    inputs = [
+        {"name": c.name, "datatype": signature_datatype(c.dtype), "shape": [-1]}
+        for c in (signature.inputs if signature is not None else ())
+    ]
+    spec = signature.outputs if signature is not None else None
+    outputs: list[dict[str, Any]] = [
+        {
+            "name": PREDICT_OUTPUT,
+            "datatype": signature_datatype(spec.dtype) if spec is not None else "BYTES",
+            "shape": list(spec.shape) if spec is not None else [-1],
+        }
+    ]
+    if spec is not None and spec.classes:
+        outputs.append({"name": PROBA_OUTPUT, "datatype": "FP64", "shape": [-1, len(spec.classes)]})
+    return {
+        "name": model.name,
+        "versions": [str(v) for v in versions],
+        "platform": f"shipyard-{model.flavor}",
+        "inputs": inputs,
+        "outputs": outputs,
+    }
+
+
 # -- decoding ----------------------------------------------------------------------------------
 
 
@@ -131,8 +166,8 @@ def decode_request(
     request_id, params = doc.get("id"), doc.get("parameters")
     binary = isinstance(params, dict) and params.get("binary_data_output") is True
     request_id = str(request_id) if request_id is not None else None
-    columns = _to_columns(tensors, signature)
-    return DecodedRequest(columns, request_id, _requested_outputs(doc.get("outputs")), binary)
+    columns = columns_from_tensors(tensors, signature)
+    return DecodedRequest(columns, request_id, requested_outputs(doc.get("outputs")), binary)
 
 
 def _bad(name: str, problem: str) -> SchemaError:
@@ -253,7 +288,8 @@ def _reshape(name: str, array: np.ndarray, shape: list[int]) -> np.ndarray:
     return array.reshape(shape)
 
 
-def _requested_outputs(raw: Any) -> list[RequestedOutput] | None:
+def requested_outputs(raw: Any) -> list[RequestedOutput] | None:
+    """The request's ``outputs`` (``[{"name", "parameters"?}, ...]``), checked; None if absent."""
     if raw is None:
         return None
     wanted: list[RequestedOutput] = []
@@ -271,11 +307,34 @@ def _requested_outputs(raw: Any) -> list[RequestedOutput] | None:
     return wanted
 
 
+def decode_tensor(
+    name: str,
+    datatype: str,
+    shape: Sequence[int],
+    *,
+    raw: bytes | None = None,
+    values: list[Any] | None = None,
+) -> np.ndarray:
+    """One input tensor sent outside a JSON body (the gRPC protocol), checked like one inside.
+
+    ``raw``: its little-endian row-major bytes (``raw_input_contents``); else ``values``: its
+    elements, flat (the typed ``contents``; BYTES elements as ``str``).
+    """
+    header = {"name": name, "datatype": datatype, "shape": list(shape)}
+    name, datatype, dims, _ = _tensor_header(header, 0)
+    if raw is not None:
+        return _from_binary(name, datatype, dims, raw)
+    return _from_json(name, datatype, dims, values if values is not None else [])
+
+
 # -- tensors to columns ------------------------------------------------------------------------
 
 
-def _to_columns(tensors: Sequence[_Tensor], signature: Signature | None) -> dict[str, np.ndarray]:
-    """Map request tensors onto signature columns: one per column, or one 2-D numeric tensor."""
+def columns_from_tensors(
+    tensors: Sequence[tuple[str, str, np.ndarray]], signature: Signature | None
+) -> dict[str, np.ndarray]:
+    """Map request tensors (name, datatype, values) onto signature columns: one per column,
+    or one 2-D numeric tensor; without a signature, every tensor is a column of its name."""
     names = signature.columns if signature is not None else []
     known = set(names)
     unknown = next((t[0] for t in tensors if t[0] not in known), None) if known else None
@@ -335,6 +394,8 @@ def _split_matrix(tensor: _Tensor, signature: Signature) -> dict[str, np.ndarray
             f"has shape {list(array.shape)} but the model takes [-1, {len(names)}]: "
             f"one column per feature, in order {', '.join(names)}",
         )
+    if array.dtype == np.float64:  # the matrix itself: the caster takes it in one step
+        return MatrixColumns(array, names)
     return {column: array[:, i] for i, column in enumerate(names)}
 
 
@@ -354,24 +415,12 @@ def encode_response(
     Without ``requested_outputs`` every output is returned, binary when ``binary`` is true
     (Triton's ``binary_data_output``); a requested output's own ``binary_data`` wins.
     """
-    predict = np.asarray(prediction.predictions)
-    if predict.dtype.kind == "O":  # labels as Python objects: numbers become numeric, text BYTES
-        predict = np.asarray(predict.tolist())
-    available = {PREDICT_OUTPUT: predict}
-    if prediction.probabilities is not None:
-        available[PROBA_OUTPUT] = np.asarray(prediction.probabilities, dtype=np.float64)
     outputs: list[dict[str, Any]] = []
     chunks: list[bytes] = []
-    for wanted in requested_outputs or [RequestedOutput(name) for name in available]:
-        if wanted.name not in available:
-            raise InvalidArgumentError(
-                f"unknown output {wanted.name!r}: the model gives {', '.join(available)}"
-            )
-        array = available[wanted.name]
-        datatype = datatype_of(array.dtype)
+    for wanted, array, datatype in prediction_outputs(prediction, requested_outputs):
         entry: dict[str, Any] = {"name": wanted.name, "datatype": datatype, "shape": array.shape}
         if binary if wanted.binary is None else wanted.binary:
-            chunks.append(_to_binary(array, datatype))
+            chunks.append(tensor_bytes(array, datatype))
             entry["parameters"] = {"binary_data_size": len(chunks[-1])}
         elif datatype == "BYTES":
             entry["data"] = [v if isinstance(v, str) else str(v) for v in array.ravel().tolist()]
@@ -388,7 +437,29 @@ def encode_response(
     return b"".join([header, *chunks]), headers
 
 
-def _to_binary(array: np.ndarray, datatype: str) -> bytes:
+def prediction_outputs(
+    prediction: Prediction, requested: Sequence[RequestedOutput] | None
+) -> list[tuple[RequestedOutput, np.ndarray, str]]:
+    """The outputs an answer carries, in order: each one ``requested`` (None: every output),
+    its values and its v2 datatype. An output the model does not give is refused."""
+    predict = np.asarray(prediction.predictions)
+    if predict.dtype.kind == "O":  # labels as Python objects: numbers become numeric, text BYTES
+        predict = np.asarray(predict.tolist())
+    available = {PREDICT_OUTPUT: predict}
+    if prediction.probabilities is not None:
+        available[PROBA_OUTPUT] = np.asarray(prediction.probabilities, dtype=np.float64)
+    chosen: list[tuple[RequestedOutput, np.ndarray, str]] = []
+    for wanted in requested or [RequestedOutput(name) for name in available]:
+        if wanted.name not in available:
+            raise InvalidArgumentError(
+                f"unknown output {wanted.name!r}: the model gives {', '.join(available)}"
+            )
+        array = available[wanted.name]
+        chosen.append((wanted, array, datatype_of(array.dtype)))
+    return chosen
+
+
+def tensor_bytes(array: np.ndarray, datatype: str) -> bytes:
     """Raw little-endian bytes of a tensor (BYTES: 4-byte length + UTF-8 per element)."""
     if datatype != "BYTES":
         return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
