@@ -12,7 +12,9 @@ from shipyard.render import console, print_json
 
 datasets_app = typer.Typer(
     rich_markup_mode=None,  # help texts name settings as [section] key: print them as written
-    cls=Group, help="Datasets in the raw, processed and predictions zones.", no_args_is_help=True
+    cls=Group,
+    help="Datasets in the raw, processed and predictions zones.",
+    no_args_is_help=True,
 )
 
 

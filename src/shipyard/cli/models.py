@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 
 models_app = typer.Typer(
     rich_markup_mode=None,  # help texts name settings as [section] key: print them as written
-    cls=Group, help="Registered models and their versions.", no_args_is_help=True
+    cls=Group,
+    help="Registered models and their versions.",
+    no_args_is_help=True,
 )
 
 TrustOption = Annotated[

@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 
 export_app = typer.Typer(
     rich_markup_mode=None,  # help texts name settings as [section] key: print them as written
-    cls=Group, help="Export pipelines to other orchestrators.", no_args_is_help=True
+    cls=Group,
+    help="Export pipelines to other orchestrators.",
+    no_args_is_help=True,
 )
 
 

@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
 runs_app = typer.Typer(
     rich_markup_mode=None,  # help texts name settings as [section] key: print them as written
-    cls=Group, help="Pipeline runs: what ran, when, and how it ended.", no_args_is_help=True
+    cls=Group,
+    help="Pipeline runs: what ran, when, and how it ended.",
+    no_args_is_help=True,
 )
 
 
