@@ -6,7 +6,26 @@ work_root=...)`` is what ``shipyard predict`` and ``Project.predict`` call; see
 committed, and :mod:`shipyard.batch.dask_engine` for the Dask engine.
 """
 
-from shipyard.batch.request import BatchRequest
-from shipyard.batch.run import BatchResult, predict_batch
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shipyard.batch.request import BatchRequest
+    from shipyard.batch.run import BatchResult, predict_batch
+
+#: Each name's module, imported on first use: ``shipyard.batch.request`` (what the CLI and
+#: ``Project`` describe a job with) loads without the scoring engine.
+_LAZY = {
+    "BatchRequest": "shipyard.batch.request",
+    "BatchResult": "shipyard.batch.run",
+    "predict_batch": "shipyard.batch.run",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["BatchRequest", "BatchResult", "predict_batch"]

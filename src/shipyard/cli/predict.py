@@ -20,14 +20,6 @@ from datetime import timedelta
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from shipyard.batch.request import DEFAULT_CHUNK_ROWS
@@ -37,7 +29,10 @@ from shipyard.core.exceptions import InvalidArgumentError
 from shipyard.render import console, err_console, print_json
 
 predictions_app = typer.Typer(
-    cls=Group, help="The predictions store: batch jobs and their retention.", no_args_is_help=True
+    rich_markup_mode=None,  # help texts name settings as [section] key: print them as written
+    cls=Group,
+    help="The predictions store: batch jobs and their retention.",
+    no_args_is_help=True,
 )
 
 
@@ -84,6 +79,15 @@ def predict_command(
     project: ProjectOption = None,
 ) -> None:
     """Score a batch with a registered model into the predictions store."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     opened = open_project(ctx, project)
     keys = tuple(k for item in key or [] for k in item.split(",") if k)
     with Progress(
