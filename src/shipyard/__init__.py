@@ -10,8 +10,7 @@ The Python surface mirrors the CLI::
     model.predict(rows)
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from shipyard.core.exceptions import (
     ArtifactIntegrityError,
@@ -32,6 +31,7 @@ from shipyard.core.exceptions import (
     UnsupportedModelError,
     UntrustedArtifactError,
 )
+from shipyard.core.lazy import lazy_exports
 from shipyard.core.refs import ModelRef
 from shipyard.core.schema import ColumnSpec, OutputSpec, Signature
 
@@ -54,10 +54,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'shipyard' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

@@ -6,8 +6,9 @@ work_root=...)`` is what ``shipyard predict`` and ``Project.predict`` call; see
 committed, and :mod:`shipyard.batch.dask_engine` for the Dask engine.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from shipyard.core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from shipyard.batch.request import BatchRequest
@@ -22,10 +23,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = ["BatchRequest", "BatchResult", "predict_batch"]

@@ -1,7 +1,8 @@
 """Datasets: versioned Parquet tables in three zones (raw, processed, predictions), and sources."""
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from shipyard.core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from shipyard.datasets.sources import SourceSettings, parse_sources, read_source
@@ -18,10 +19,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = ["DatasetInfo", "Datasets", "SourceSettings", "parse_sources", "read_source"]

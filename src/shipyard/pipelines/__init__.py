@@ -1,7 +1,8 @@
 """Pipelines: steps, the graph they imply, and the runner that executes them."""
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from shipyard.core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from shipyard.pipelines.graph import Pipeline, load_module_pipeline, pipeline_modules
@@ -20,10 +21,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

@@ -6,8 +6,9 @@ are flat, finite float metrics usable in stage-gate rules such as ``roi >= 1.5``
 definitions of every number are in :mod:`shipyard.value.model`.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from shipyard.core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from shipyard.value.model import METRIC_NAMES, UNBOUNDED, ValueReport, business_value
@@ -25,10 +26,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [
