@@ -1,4 +1,5 @@
-"""Benchmark batch scoring: ``Project.predict`` Parquet → Parquet vs in-process predict and MLflow.
+"""Benchmark batch scoring: ``shipyard predict`` and ``Project.predict`` Parquet → Parquet vs
+in-process predict and MLflow.
 
 Run from the repository root (needs the dev extras, which include MLflow and Dask)::
 
@@ -9,7 +10,8 @@ What it does, in a temporary folder that is removed at the end (no data is kept)
 
 1. trains the serving benchmark's model (``serve_bench.train()``: a HistGradientBoostingClassifier,
    100 iterations, 20 float features, seeded data, fitted on a DataFrame), pickles it, registers
-   it as ``hgb`` in a shipyard project and saves it with ``mlflow.sklearn.save_model``;
+   it as ``hgb`` in a shipyard project, saves it with ``mlflow.sklearn.save_model`` and imports
+   that folder as ``hgb-mlflow`` with ``shipyard models import-mlflow`` (as a user would);
 2. writes seeded Parquet inputs of ``--rows`` rows (and half and double that) in row groups of
    100,000 rows; row group ``g`` of every file holds the same rows;
 3. runs every contender in its own fresh subprocess (``--repeat`` times, round robin), so peak
@@ -21,6 +23,9 @@ What it does, in a temporary folder that is removed at the end (no data is kept)
      whole, with timers wrapped around its own functions (model load, read, ``Scorer.score``,
      ``LoadedModel.prepare``, the model's tree pass ``_raw_predict``, write, recording the
      dataset version); also at half and double the rows;
+   - ``cli`` and ``cli-mlflow``: ``shipyard predict hgb --input FILE`` (and ``hgb-mlflow``), the
+     command as users run it: a fresh process in the project folder, timed from its start
+     (interpreter, imports, model load) to its exit;
    - ``phases``: the same functions one chunk and one step after the other (no threads), plus
      alternatives measured besides (numpy matrix, serving's HGB kernel, Parquet options);
    - ``mlflow``: ``mlflow.pyfunc.load_model`` (not timed), then ``pd.read_parquet`` →
@@ -34,8 +39,9 @@ What it does, in a temporary folder that is removed at the end (no data is kept)
    shared, and an OpenMP team of two threads slows down a lot when another process takes a core;
 
 4. prints one table (seconds as median and min-max, rows/s, ratios to raw ``predict`` and to
-   MLflow, peak memory), the phase tables, and PASS/FAIL for the targets (≥ 0.9x raw predict;
-   peak memory that does not grow with the input: at 4x the rows at most 1.10x the peak).
+   MLflow, peak memory), the phase tables, and PASS/FAIL for the targets (``project.predict``
+   ≥ 0.9x raw predict; the ``shipyard predict`` command, process start included, ≥ 0.85x; peak
+   memory that does not grow with the input: at 4x the rows at most 1.10x the peak).
 
 Every contender runs with the same ``OMP_NUM_THREADS`` (``--threads``, default: the number of
 cores). Dask's nanny sets ``OMP_NUM_THREADS=1`` in its workers (``distributed.nanny.
@@ -60,8 +66,16 @@ from pathlib import Path
 from typing import Any
 
 from batch_contenders import CHILDREN, train_model, write_input
+from shared_machine import (
+    add_idle_wait,
+    busy_cpu_seconds,
+    children_cpu_seconds,
+    code_version,
+    wait_for_idle,
+)
 
 TARGET = 0.9  # shipyard local rows/s ÷ raw model.predict rows/s
+CLI_TARGET = 0.85  # `shipyard predict` (a fresh process, start included) ÷ raw model.predict
 MEMORY_GROWTH = 1.10  # peak RSS at double the rows ÷ peak RSS at half the rows
 
 
@@ -116,34 +130,16 @@ def setup(work: Path, rows: int, need_mlflow: bool) -> dict[str, Any]:
                 "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
             ],
         )
+        # as a user imports it: the command, in the project folder
+        shipyard = str(Path(sys.executable).parent / "shipyard")
+        subprocess.run(
+            [shipyard, "models", "import-mlflow", str(work / "mlflow-model"), "--name",
+             "hgb-mlflow", "--trust"],
+            cwd=work / "project", check=True, capture_output=True,
+        )  # fmt: skip
     for n in sorted({rows // 2, rows, rows * 2}):
         write_input(work / f"input-{n}.parquet", n)
     return {"seconds": time.perf_counter() - started, "peak_mb": 0.0}
-
-
-def busy_cpu_seconds() -> float:
-    """CPU seconds every process of the machine has used since boot (``/proc/stat``)."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def children_cpu_seconds() -> float:
-    """CPU seconds of this process's finished children (and theirs)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def wait_for_idle(limit: float, busy: float = 0.3) -> float:
-    """Wait (at most ``limit`` s) until other processes use < ``busy`` cores; the load seen."""
-    deadline = time.monotonic() + limit
-    while True:
-        before = busy_cpu_seconds()
-        time.sleep(1.0)
-        cores = busy_cpu_seconds() - before
-        if cores < busy or time.monotonic() > deadline:
-            return cores
-        time.sleep(2.0)
 
 
 def run_child(kind: str, work: Path, rows: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -173,30 +169,6 @@ def run_child(kind: str, work: Path, rows: int, args: argparse.Namespace) -> dic
     return result
 
 
-def code_version() -> str:
-    """The commit measured, and the files of ``src`` that differ from it (read-only git)."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (no git)"
-    changed = [line[3:] for line in status.splitlines()]
-    return f"{head}" + (f" + uncommitted changes to {', '.join(changed)}" if changed else "")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the whole benchmark and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -208,13 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--skip-dask", action="store_true", help="do not measure the Dask engine")
     parser.add_argument("--skip-mlflow", action="store_true", help="do not measure MLflow")
-    parser.add_argument(
-        "--idle-wait",
-        type=float,
-        default=60.0,
-        help="before each run, wait up to this many seconds for other processes to use "
-        "< 0.3 cores (0: do not wait)",
-    )
+    add_idle_wait(parser)
     parser.add_argument("--child", choices=[*CHILDREN, "setup"], help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -228,9 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     half, double = args.rows // 2, args.rows * 2
-    plan: list[tuple[str, int]] = [("raw", args.rows), ("shipyard", args.rows)]
+    plan: list[tuple[str, int]] = [("raw", args.rows), ("shipyard", args.rows), ("cli", args.rows)]
     if not args.skip_mlflow:
-        plan.append(("mlflow", args.rows))
+        plan += [("mlflow", args.rows), ("cli-mlflow", args.rows)]
     if not args.skip_dask:
         plan.append(("dask", args.rows))
     plan += [("shipyard", half), ("shipyard", double), ("phases", args.rows)]
@@ -323,6 +289,12 @@ def report(runs: dict[tuple[str, int], Runs], args: argparse.Namespace) -> int:
         if n == rows:
             score = r.phase("score (calling thread)")
             print(line("shipyard local, score phase only", r, score, "same run"))
+    commands = (("cli", "`shipyard predict hgb` (fresh process, start included)"),
+                ("cli-mlflow", "`shipyard predict` of the MLflow import, same"))  # fmt: skip
+    for kind, name in commands:
+        command = runs.get((kind, rows))
+        if command:
+            print(line(name, command, command.values("seconds"), peak(command)))
     if mlflow:
         print(line("MLflow pyfunc, read → predict → write", mlflow, mlflow.values("seconds"),
                    peak(mlflow)))  # fmt: skip
@@ -358,7 +330,16 @@ def report(runs: dict[tuple[str, int], Runs], args: argparse.Namespace) -> int:
             f"{dask.spread('startup_seconds')} s, model plugin (load on every worker) "
             f"{dask.spread('plugin_seconds')} s, shut-down {dask.spread('shutdown_seconds')} s"
         )
-    for name, r in (("shipyard", ship), ("MLflow", mlflow), ("Dask", dask)):
+    cli = runs["cli", rows]
+    print(
+        f"`shipyard predict`: the job itself (its --json seconds) {cli.spread('job_seconds')} s; "
+        f"process start, imports and recording before and after it {cli.spread('start_seconds')} s"
+    )
+    notes = {note for r in cli.results for note in r.get("notes", [])}
+    print(f"`shipyard predict` notes (the model's warnings, once each): {sorted(notes) or 'none'}")
+    named = (("shipyard", ship), ("shipyard predict", cli), ("MLflow", mlflow), ("Dask", dask),
+             ("shipyard predict (MLflow import)", runs.get(("cli-mlflow", rows))))  # fmt: skip
+    for name, r in named:
         if r is not None:
             checks = {x.get("labels_equal") for x in r.results}
             print(f"{name} labels equal raw model.predict: {checks}")
@@ -366,7 +347,9 @@ def report(runs: dict[tuple[str, int], Runs], args: argparse.Namespace) -> int:
     print()
     print(f"Where shipyard's time goes (local engine, {rows:,} rows, timers around its own code;")
     print("reader and writer threads overlap the calling thread, so threads' sums exceed wall;")
-    print("the public predict/predict_proba include their own _raw_predict pass):")
+    print("the public predict/predict_proba include their own _raw_predict pass, run on the")
+    print("first chunk's check; the tree pass runs on the scoring threads, per block, while the")
+    print("calling thread waits for it inside 'score'):")
     print()
     wall = ship.median()
     inner = ["  prepare (signature validation)", "  model trees (_raw_predict, every pass)"]
@@ -382,7 +365,8 @@ def report(runs: dict[tuple[str, int], Runs], args: argparse.Namespace) -> int:
         ),
     }
     order = ["model load", "  skops load (of model load)", "chunks: read/score/write overlapped",
-             "read (reader thread)", "score (calling thread)", *inner, *public,
+             "read (reader thread)", "score (calling thread)",
+             "  tree pass (scoring threads, per block)", *inner, *public,
              "  rest of score (check, to_pandas, link + labels, output table)",
              "write (writer thread)",
              "stage parts (hash, copy into artifacts)", "commit dataset version",
@@ -429,6 +413,16 @@ def report(runs: dict[tuple[str, int], Runs], args: argparse.Namespace) -> int:
           f"({ratio:.2f}x; {rows / ship.median():,.0f} vs {raw_rps:,.0f} rows/s)")  # fmt: skip
     best = (rows / min(ship.values("seconds"))) / (rows / min(raw.values("seconds")))
     print(f"        on the fastest run of each: {best:.2f}x")
+    for kind in ("cli", "cli-mlflow"):
+        command = runs.get((kind, rows))
+        if command is None:
+            continue
+        ratio = (rows / command.median()) / raw_rps
+        verdict = "PASS" if ratio >= CLI_TARGET else "FAIL"
+        best = (rows / min(command.values("seconds"))) / (rows / min(raw.values("seconds")))
+        print(f"target: `shipyard predict` ({kind}, a fresh process, start included) >= "
+              f"{CLI_TARGET}x raw model.predict rows/s: {verdict} ({ratio:.2f}x; fastest runs "
+              f"{best:.2f}x)")  # fmt: skip
     small = runs["shipyard", rows // 2].median("peak_mb")
     large = runs["shipyard", rows * 2].median("peak_mb")
     grows = large / small

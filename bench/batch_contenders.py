@@ -192,7 +192,8 @@ def _shipyard_run(work: Path, rows: int, chunk_rows: int, engine: str) -> dict[s
     import shipyard.flavors.sklearn as sklearn_flavor
     from shipyard import Project
     from shipyard.batch.inputs import ParquetInput
-    from shipyard.batch.scoring import Scorer
+    from shipyard.batch.modes import KernelMode
+    from shipyard.batch.scoring import Pending, Scorer
     from shipyard.datasets import Datasets
     from shipyard.flavors.base import LoadedModel
     from shipyard.registry import Registry
@@ -203,7 +204,11 @@ def _shipyard_run(work: Path, rows: int, chunk_rows: int, engine: str) -> dict[s
     timers.wrap(Registry, "load", "model load")
     timers.wrap(sklearn_flavor, "load_skops", "  skops load (of model load)")
     timers.wrap(ParquetInput, "read_chunk", "read (reader thread)")
-    timers.wrap(Scorer, "score", "score (calling thread)")
+    # the calling thread starts a chunk (its blocks go to the scoring threads) and later
+    # waits for it and builds its table: both are its share of scoring
+    timers.wrap(Scorer, "start", "score (calling thread)")
+    timers.wrap(Pending, "result", "score (calling thread)")
+    timers.wrap(KernelMode, "_raw", "  tree pass (scoring threads, per block)")
     timers.wrap(LoadedModel, "prepare", "  prepare (signature validation)")
     hgb = sklearn.ensemble.HistGradientBoostingClassifier
     timers.wrap(hgb, "predict_proba", "  model.predict_proba (public)")
@@ -381,7 +386,53 @@ def child_mlflow(work: Path, rows: int, _chunk_rows: int) -> dict[str, Any]:
             "labels_equal": check_labels(work, rows, np.asarray(predictions))}  # fmt: skip
 
 
+def _cli(work: Path, rows: int, chunk_rows: int, model: str) -> dict[str, Any]:
+    """``shipyard predict MODEL --input FILE`` as a user types it: a fresh process in the
+    project folder, timed from its start (imports, model load) to its exit."""
+    import subprocess
+
+    source = work / f"input-{rows}.parquet"
+    command = [str(Path(sys.executable).parent / "shipyard"), "predict", model, "--input",
+               str(source), "--chunk-rows", str(chunk_rows), "--json"]  # fmt: skip
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=work / "project", capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    # this child imports nothing heavy before: its largest child is the command
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")
+    result = json_loads(done.stdout)
+    import numpy as np
+
+    from shipyard import Project
+
+    with Project(work / "project") as project:
+        labels = project.datasets.read(result["dataset"], columns=["prediction"])["prediction"]
+    return {"seconds": seconds, "peak_mb": peak, "job_seconds": result["seconds"],
+            "start_seconds": seconds - result["seconds"], "notes": result.get("notes", []),
+            "labels_equal": check_labels(work, rows, np.asarray(labels))}  # fmt: skip
+
+
+def json_loads(text: str) -> Any:
+    """The JSON document printed last (``--json``), whatever came before it."""
+    import json
+
+    return json.loads(text[text.index("{") :])
+
+
+def child_cli(work: Path, rows: int, chunk_rows: int) -> dict[str, Any]:
+    """``shipyard predict hgb`` (registered natively) in a fresh process."""
+    return _cli(work, rows, chunk_rows, "hgb")
+
+
+def child_cli_mlflow(work: Path, rows: int, chunk_rows: int) -> dict[str, Any]:
+    """``shipyard predict hgb-mlflow`` (imported with ``shipyard models import-mlflow``)."""
+    return _cli(work, rows, chunk_rows, "hgb-mlflow")
+
+
 CHILDREN: dict[str, Callable[[Path, int, int], dict[str, Any]]] = {
+    "cli": child_cli,
+    "cli-mlflow": child_cli_mlflow,
     "raw": child_raw,
     "shipyard": child_shipyard,
     "phases": child_phases,

@@ -1,4 +1,8 @@
-"""Benchmark drift detection: shipyard's ``compare`` vs Evidently's ``DataDriftPreset``.
+"""Benchmark drift detection and monitoring as users run it.
+
+shipyard's ``compare`` against Evidently's ``DataDriftPreset``, and the whole ``shipyard
+monitor`` command (read both files, score them with the model, drift, prediction drift,
+quality, store the report) as a fresh process.
 
 Run from the repository root (``make bench-monitor`` also creates ``.venv-evidently``)::
 
@@ -10,7 +14,10 @@ What it does, in a temporary folder that is removed at the end:
 
 1. writes the workload once (``bench/monitor_data.py``, in a child process): a reference and a
    current Parquet file of ``--rows`` rows each, 20 float64 and 5 string columns, from one
-   seeded generator, with drift in 7 columns by construction;
+   seeded generator, with drift in 7 columns by construction; and a project (``project/``)
+   where ``drift:1`` is registered for those 25 columns: a scikit-learn pipeline (mean
+   imputation of the 20 numbers, logistic regression; the 5 text columns are inputs it
+   ignores) fitted on 20,000 reference rows, a model cheap to score so the engine shows;
 2. runs every contender in its own fresh process (``--repeat`` times, round robin), after
    waiting (``--idle-wait``, at most 60 s) for other processes to leave the cores idle:
 
@@ -20,6 +27,15 @@ What it does, in a temporary folder that is removed at the end:
      with the default methods and thresholds (timed);
    - ``shipyard``: ``shipyard.statistics.drift.compare([reference], [current])`` timed as a
      whole (it reads the Parquet files itself); imports are done before the timer;
+   - ``command``: ``.venv/bin/shipyard monitor drift:1 --reference reference.parquet
+     --current current.parquet --json`` in the project folder, what a user types: the
+     process's wall time (start to exit, imports included) and peak RSS;
+   - ``monitor``: ``Project.monitor`` with the same arguments, in process, timed after the
+     imports and the model's load;
+   - ``model``: the model alone, ``predict`` and ``predict_proba`` on both files' rows in
+     the chunks the monitor scores them in (the part of the command that is the model's);
+   - ``imports``: a fresh process importing what the command imports before it reads data
+     (the CLI, the project, the monitoring engine, the sklearn flavor), timed;
 
    peak memory is the child's own ``ru_maxrss`` as ``wait4`` returns it to this launcher (a
    child's high-water mark starts at the RSS of the process that forked it: the launcher
@@ -28,7 +44,8 @@ What it does, in a temporary folder that is removed at the end:
    between the two tools' per-column scores for each method, every column whose method
    differs, the per-column table, and PASS/FAIL for the targets of issue 6 (shipyard ≤ 3 s,
    ≤ 500 MB, scores equal to Evidently's within 1e-6 where both compute the statistic from
-   raw rows). The exit status is 0 whatever the verdicts.
+   raw rows) and of issue 13 (the command ≤ 3 s and ≤ 900 MB as a fresh process, its drift
+   scores those of ``compare``). The exit status is 0 whatever the verdicts.
 """
 
 from __future__ import annotations
@@ -49,12 +66,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from batch_bench import busy_cpu_seconds, code_version, wait_for_idle
+from shared_machine import add_idle_wait, busy_cpu_seconds, code_version, wait_for_idle
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_SECONDS = 3.0
 TARGET_MB = 500.0
 TARGET_DIFF = 1e-6
+COMMAND_SECONDS = 3.0  # issue 13: the whole command, as a fresh process
+COMMAND_MB = 900.0
+MODEL = "drift:1"
+TRAIN_ROWS = 20_000
 # one spelling per method: registered names, Evidently's display names, common aliases
 METHODS = {
     "wasserstein": "wasserstein",
@@ -84,14 +105,99 @@ def canonical(method: str | None) -> str:
 
 
 def child_setup(work: Path, rows: int) -> dict[str, Any]:
-    """Write the two Parquet files (in a child, so the launcher stays small)."""
+    """Write the two Parquet files and the project (in a child, so the launcher stays small)."""
     from monitor_data import write_pair
 
     started = time.perf_counter()
     reference, current = write_pair(work, rows)
+    register_model(work / "project", reference)
     return {
         "seconds": time.perf_counter() - started,
         "bytes": reference.stat().st_size + current.stat().st_size,
+    }
+
+
+def register_model(folder: Path, reference: Path) -> None:
+    """A project where ``drift:1`` takes the 25 columns (see the module docstring)."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    from monitor_data import CATEGORICAL, NUMERIC
+    from sklearn.compose import make_column_transformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from shipyard import Project
+
+    frame = pq.read_table(reference).slice(0, TRAIN_ROWS).to_pandas()[NUMERIC + CATEGORICAL]
+    rng = np.random.default_rng(7)
+    logit = frame["n0"] + 0.5 * frame["n6"] - 0.3
+    target = (rng.random(len(frame)) < 1 / (1 + np.exp(-logit))).astype(int)
+    numbers = make_column_transformer((SimpleImputer(), NUMERIC))
+    model = make_pipeline(numbers, LogisticRegression(max_iter=500)).fit(frame, target)
+    name, version = MODEL.split(":")
+    with Project.init(folder, name="monitor-bench") as project:
+        info = project.registry.register(name, model, input_example=frame.head(5), trust=True)
+    if info.version != int(version):
+        raise RuntimeError(f"expected {MODEL} but registered {name}:{info.version}")
+
+
+def child_monitor(work: Path) -> dict[str, Any]:
+    """``Project.monitor`` in process, timed after the imports and the model's load."""
+    started = time.perf_counter()
+    from shipyard import Project
+    from shipyard.monitoring import run  # noqa: F401  (the engine's imports, before the timer)
+
+    imports = time.perf_counter() - started
+    with Project(work / "project") as project:
+        project.registry.load(MODEL)  # the flavor's imports, before the timer
+        started = time.perf_counter()
+        outcome = project.monitor(MODEL, **_files(work))
+        seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "import_seconds": imports,
+        "scores": {c["column"]: c["score"] for c in outcome.report["columns"]},
+    }
+
+
+def child_model(work: Path) -> dict[str, Any]:
+    """The model alone on both files' rows, in the monitor's chunks: predict and predict_proba."""
+    import pyarrow.parquet as pq
+
+    from shipyard import Project
+    from shipyard.monitoring.scoring import CHUNK_ROWS
+
+    with Project(work / "project") as project:
+        loaded = project.registry.load(MODEL)
+    columns = loaded.signature.columns if loaded.signature is not None else None
+    seconds, rows = 0.0, 0
+    for path in _files(work).values():
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=CHUNK_ROWS, columns=columns):
+            frame = batch.to_pandas()
+            started = time.perf_counter()
+            loaded.predict(frame)
+            loaded.predict_proba(frame)
+            seconds += time.perf_counter() - started
+            rows += len(frame)
+    return {"seconds": seconds, "rows": rows}
+
+
+def child_imports() -> dict[str, Any]:
+    """What the command imports before it reads data, in a fresh process."""
+    started = time.perf_counter()
+    import shipyard.cli.app
+    import shipyard.flavors.sklearn
+    import shipyard.monitoring.run
+    import shipyard.project  # noqa: F401
+
+    return {"seconds": time.perf_counter() - started}
+
+
+def _files(work: Path) -> dict[str, str]:
+    return {
+        "reference": str(work / "reference.parquet"),
+        "current": str(work / "current.parquet"),
     }
 
 
@@ -132,7 +238,9 @@ def child_shipyard(work: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------- the launcher
 
 
-def run_child(command: list[str], args: argparse.Namespace, wait: bool = True) -> dict[str, Any]:
+def run_child(
+    command: list[str], args: argparse.Namespace, wait: bool = True, cwd: Path | None = None
+) -> dict[str, Any]:
     """Run one child; its JSON result (last stdout line) plus peak RSS and others' CPU.
 
     ``peak_mb`` is the child's ``ru_maxrss`` from ``wait4`` (Linux: KiB), its process tree's
@@ -143,7 +251,7 @@ def run_child(command: list[str], args: argparse.Namespace, wait: bool = True) -
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         busy, started = busy_cpu_seconds(), time.perf_counter()
-        process = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=ROOT)
+        process = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=cwd or ROOT)
         timer = threading.Timer(args.timeout, process.kill)
         timer.start()
         try:
@@ -162,7 +270,13 @@ def run_child(command: list[str], args: argparse.Namespace, wait: bool = True) -
         raise RuntimeError(
             f"{' '.join(command)} failed ({process.returncode}):\n{stdout[-2000:]}{stderr[-4000:]}"
         )
-    result: dict[str, Any] = json.loads(lines[-1])
+    result: dict[str, Any]
+    if command[0].endswith("shipyard"):  # the command's --json report, over many lines
+        report = json.loads(stdout)
+        scores = {c["column"]: c["score"] for c in report["columns"]}
+        result = {"seconds": wall, "scores": scores}
+    else:
+        result = json.loads(lines[-1])
     result |= {
         "peak_mb": usage.ru_maxrss / 1024,
         "wall": wall,
@@ -186,6 +300,20 @@ def commands(work: Path, args: argparse.Namespace) -> dict[str, list[str]]:
         ]
     if not args.skip_shipyard:
         plan["shipyard"] = [sys.executable, me, "--child", "shipyard", "--work", str(work)]
+    if not args.skip_command:
+        files = _files(work)
+        plan["command"] = [
+            str(Path(sys.executable).parent / "shipyard"),
+            "monitor",
+            MODEL,
+            "--reference",
+            files["reference"],
+            "--current",
+            files["current"],
+            "--json",
+        ]
+        for kind in ("monitor", "model", "imports"):
+            plan[kind] = [sys.executable, me, "--child", kind, "--work", str(work)]
     return plan
 
 
@@ -206,29 +334,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows in each file")
     parser.add_argument("--repeat", type=int, default=3, help="runs per contender")
     parser.add_argument("--skip-evidently", action="store_true", help="do not run Evidently")
-    parser.add_argument("--skip-shipyard", action="store_true", help="do not run shipyard")
+    parser.add_argument(
+        "--skip-shipyard", action="store_true", help="do not run shipyard's compare"
+    )
+    parser.add_argument(
+        "--skip-command",
+        action="store_true",
+        help="do not run the shipyard monitor command (nor its in-process, model and imports runs)",
+    )
     parser.add_argument(
         "--evidently-python",
         type=Path,
         default=ROOT / ".venv-evidently/bin/python",
         help="the interpreter of Evidently's virtualenv (make .venv-evidently/bin/python)",
     )
-    parser.add_argument(
-        "--idle-wait",
-        type=float,
-        default=60.0,
-        help="before each run, wait up to this many seconds for other processes to use "
-        "< 0.3 cores (0: do not wait)",
-    )
+    add_idle_wait(parser)
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per child")
-    parser.add_argument("--child", choices=["setup", "shipyard"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child",
+        choices=["setup", "shipyard", "monitor", "model", "imports"],
+        help=argparse.SUPPRESS,
+    )
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child == "setup":
         print(json.dumps(child_setup(args.work, args.rows)), flush=True)
         return 0
-    if args.child == "shipyard":
-        print(json.dumps(child_shipyard(args.work)), flush=True)
+    children = {
+        "shipyard": lambda: child_shipyard(args.work),
+        "monitor": lambda: child_monitor(args.work),
+        "model": lambda: child_model(args.work),
+        "imports": child_imports,
+    }
+    if args.child in children:
+        print(json.dumps(children[args.child]()), flush=True)
         return 0
     if not args.skip_evidently and not args.evidently_python.exists():
         parser.error(
@@ -240,7 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"code: {code_version()}")
     print(
         f"{args.rows:,} reference + {args.rows:,} current rows, 20 float64 + 5 string "
-        f"columns, {args.repeat} repeat(s), each run in a fresh process",
+        f"columns, {args.repeat} repeat(s), each run in a fresh process; "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
         flush=True,
     )
     runs: dict[str, list[dict[str, Any]]] = {}
@@ -257,7 +397,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = commands(work, args)
         for repeat in range(args.repeat):
             for kind, command in plan.items():
-                result = run_child(command, args)
+                result = run_child(
+                    command, args, cwd=work / "project" if kind == "command" else None
+                )
                 runs.setdefault(kind, []).append(result)
                 load = f" + load {result['load_seconds']:.2f} s" if "load_seconds" in result else ""
                 print(
@@ -330,10 +472,13 @@ def report(runs: dict[str, list[dict[str, Any]]]) -> None:
             f"{statistics.median(others):.2f} ({max(others):.2f}) |"
         )
     for name, results in runs.items():
-        imports = spread([r["import_seconds"] for r in results])
-        print(f"{name}: imports before the timer {imports} s")
+        if all("import_seconds" in r for r in results):
+            imports = spread([r["import_seconds"] for r in results])
+            print(f"{name}: imports before the timer {imports} s")
     if evidently:
         print(f"Evidently's own pandas: {evidently[0]['pandas_version']}")
+    if runs.get("command"):
+        report_command(runs, shipyard[0] if shipyard else None)
     if shipyard:
         compare_scores(evidently[0] if evidently else None, shipyard[0])
         seconds = statistics.median([r["seconds"] for r in shipyard])
@@ -343,6 +488,57 @@ def report(runs: dict[str, list[dict[str, Any]]]) -> None:
         print(f"target: shipyard <= {TARGET_SECONDS:g} s: {verdict} ({seconds:.2f} s, median)")
         verdict = "PASS" if peak <= TARGET_MB else "FAIL"
         print(f"target: shipyard peak RSS <= {TARGET_MB:g} MB: {verdict} ({peak:.0f} MB, median)")
+
+
+def report_command(runs: dict[str, list[dict[str, Any]]], shipyard: dict[str, Any] | None) -> None:
+    """The command's table (wall, peak, and what share imports and the model take), verdicts."""
+    command = runs["command"]
+    rows: list[tuple[str, list[dict[str, Any]], str]] = [
+        (
+            f"`shipyard monitor {MODEL} --reference ... --current ... --json` (fresh process)",
+            command,
+            "wall",
+        ),
+        (
+            "in process: `Project.monitor` (imports and model load before the timer)",
+            runs["monitor"],
+            "seconds",
+        ),
+        ("of which the model: `predict` + `predict_proba`, both files", runs["model"], "seconds"),
+        (
+            "a fresh process's imports (CLI, project, engine, sklearn flavor)",
+            runs["imports"],
+            "seconds",
+        ),
+    ]
+    print()
+    print("| run | seconds | peak RSS MB | process CPU s | others' CPU, cores (max) |")
+    print("|---|---:|---:|---:|---:|")
+    for name, results, key in rows:
+        others = [r["others_cores"] for r in results]
+        print(
+            f"| {name} | {spread([r[key] for r in results])} | "
+            f"{spread([r['peak_mb'] for r in results], 0)} | "
+            f"{spread([r['cpu_seconds'] for r in results])} | "
+            f"{statistics.median(others):.2f} ({max(others):.2f}) |"
+        )
+    wall = statistics.median([r["wall"] for r in command])
+    imports = statistics.median([r["seconds"] for r in runs["imports"]])
+    model = statistics.median([r["seconds"] for r in runs["model"]])
+    print(
+        f"command wall {wall:.2f} s: imports {imports:.2f} s ({imports / wall:.0%}), the model's "
+        f"predict + predict_proba {model:.2f} s ({model / wall:.0%}), the rest "
+        f"{wall - imports - model:.2f} s (the model's load, reading, statistics, storing)"
+    )
+    if shipyard is not None:
+        ours = command[0]["scores"]
+        diff = max(abs(ours[c] - shipyard["columns"][c]["score"]) for c in ours)
+        print(f"command's drift scores vs `compare`'s: largest difference {diff:.2e}")
+    peak = statistics.median([r["peak_mb"] for r in command])
+    verdict = "PASS" if wall <= COMMAND_SECONDS else "FAIL"
+    print(f"target: command <= {COMMAND_SECONDS:g} s: {verdict} ({wall:.2f} s, median)")
+    verdict = "PASS" if peak <= COMMAND_MB else "FAIL"
+    print(f"target: command peak RSS <= {COMMAND_MB:g} MB: {verdict} ({peak:.0f} MB, median)")
 
 
 def compare_scores(evidently: dict[str, Any] | None, shipyard: dict[str, Any]) -> None:

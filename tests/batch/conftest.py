@@ -42,3 +42,30 @@ def sql_url(database_url: str, tmp_path: Path) -> str:
     """A database for SQL inputs and outputs: a SQLite file, or a private PostgreSQL schema."""
     (tmp_path / "meta").mkdir(exist_ok=True)  # the SQLite file's folder
     return database_url
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A real S3-compatible server on loopback (moto's, from the dev extras) with a bucket
+    ``scores``; the environment points boto at it. Skipped when moto or s3fs is missing."""
+    moto_server = pytest.importorskip("moto.server", reason="needs moto[server] (dev extras)")
+    s3fs = pytest.importorskip("s3fs", reason="needs s3fs (the s3 extra)")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    for name, value in {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "shipyard-tests",
+        "AWS_SECRET_ACCESS_KEY": "shipyard-tests",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_MAX_ATTEMPTS": "1",  # a refused connection fails at once, not after retries
+    }.items():
+        monkeypatch.setenv(name, value)
+    s3fs.S3FileSystem.clear_instance_cache()  # fsspec keeps filesystems: not one of another port
+    s3fs.S3FileSystem().mkdir("scores")
+    try:
+        yield endpoint
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()
+        server.stop()

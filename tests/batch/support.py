@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,16 @@ def write_parquet_folder(folder: Path, frame: pd.DataFrame, sizes: list[int], gr
         pq.write_table(table, folder / f"data-{number:02d}.parquet", row_group_size=groups)
         start += size
     assert start == len(frame)
+
+
+def block_export(target: Path) -> Callable[[int, int | None], None]:
+    """A progress callback that puts a folder where the job's file export goes, once the job
+    has started (after its output was checked): the job fails when every chunk is scored."""
+
+    def progress(done: int, total: int | None) -> None:
+        target.mkdir(exist_ok=True)
+
+    return progress
 
 
 def shipyard_command() -> list[str]:

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import sqlalchemy as sa
-from tests.batch.support import Trained, customers, register_churn
+from tests.batch.support import (
+    Trained,
+    clean_env,
+    customers,
+    register_churn,
+    shipyard_command,
+)
 from typer.testing import CliRunner
 
 from shipyard import Project
@@ -89,7 +99,7 @@ def test_predict_text_and_json(folder: Path) -> None:
         (["--engine", "dask"], "error: the dask engine needs --scheduler ADDRESS"),
         (["--query", "SELECT 1"], "error: --query goes with a database URL as --input"),
         (["--table", "t"], "error: --table goes with a database URL as --output"),
-        (["-o", "out.xlsx"], "error: --output out.xlsx: write predictions/NAME"),
+        (["-o", "out.xlsx"], "error: --output out.xlsx: the suffix '.xlsx' is not a format"),
         (["--key", "nope"], "error: key column 'nope' is not in the input"),
     ],
 )
@@ -175,3 +185,63 @@ def test_predictions_prune(folder: Path) -> None:
         assert [d.ref for d in project.datasets.versions("predictions/churn")] == [
             "predictions/churn:2"
         ]
+
+
+def test_predict_into_a_folder_and_a_parquet_file(folder: Path) -> None:
+    source = str(folder / "in.csv")
+    code, out, err = shipyard(folder, "predict", "churn", "-i", source, "-o",
+                              f"{folder}/scores/", "--chunk-rows", "200")  # fmt: skip
+    assert code == 0, err
+    assert f"alsowrittentoparquet:{folder / 'scores'}/" in "".join(out.split())
+    assert sorted(p.name for p in (folder / "scores").iterdir()) == [
+        "_SUCCESS",
+        "part-00000.parquet",
+        "part-00001.parquet",
+        "part-00002.parquet",
+    ]
+    code, out, err = shipyard(
+        folder, "predict", "churn", "-i", source, "-o", str(folder / "s.parquet"), "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["output"] == f"parquet:{folder / 's.parquet'}"
+    assert json.loads(out)["notes"] == []
+
+
+def test_a_models_warnings_are_one_note_each(folder: Path, tmp_path: Path) -> None:
+    from tests.batch.test_scoring import Noisy
+
+    frame = customers(450)
+    frame["charges"] = frame["charges"].fillna(70.0)
+    frame.to_parquet(tmp_path / "in.parquet")
+    with Project(folder) as project, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # registering runs the model on its example
+        project.registry.register("noisy", Noisy(), input_example=frame.head(5), trust=True)
+    code, _, err = shipyard(
+        folder, "predict", "noisy", "-i", str(tmp_path / "in.parquet"), "--chunk-rows", "100"
+    )
+    assert code == 0, err
+    assert err.count("noisy model") == 1
+    assert "note: the model warned: UserWarning: noisy model (5 times)" in err
+
+
+def test_a_model_fitted_on_arrays_prints_no_warning(folder: Path, tmp_path: Path) -> None:
+    """As a user runs it: a fresh process with Python's default warning filters."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(4)
+    rows = rng.normal(size=(2000, 3))
+    model = LogisticRegression().fit(rows, (rows[:, 0] > 0).astype(int))
+    frame = pd.DataFrame(rows, columns=["a", "b", "c"])
+    with Project(folder) as project, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        project.registry.register("plain", model, input_example=frame.head(5), trust=True)
+    frame.to_parquet(tmp_path / "in.parquet")
+    done = subprocess.run(
+        [*shipyard_command(), "predict", "plain", "-i", str(tmp_path / "in.parquet"),
+         "--chunk-rows", "300", "--project", str(folder)],
+        capture_output=True, text=True, env=clean_env(), timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Scored 2,000 rows with plain:1" in done.stdout
+    assert "Warning" not in done.stderr
+    assert "note:" not in done.stderr

@@ -12,7 +12,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from distributed import Client, LocalCluster
-from tests.batch.support import Trained, assert_scored, customers, write_parquet_folder
+from tests.batch.support import (
+    Trained,
+    assert_scored,
+    block_export,
+    customers,
+    write_parquet_folder,
+)
 
 from shipyard import Project
 
@@ -102,10 +108,11 @@ def test_a_scheduler_address_loads_the_model_once_per_worker(
 
     # a failed local job resumed on the cluster: only its missing chunks go to the workers
     target = tmp_path / "scores.csv"
-    target.mkdir()
     options = {"chunk_rows": 200, "output": str(target)}
     with pytest.raises(OSError, match=r"scores\.csv"):
-        local.predict("churn", str(tmp_path / "in.parquet"), **options)
+        local.predict(
+            "churn", str(tmp_path / "in.parquet"), progress=block_export(target), **options
+        )
     [_, failed] = local.predictions.jobs()
     parts = Path(failed.work_dir) / "parts"
     for number in (3, 7, 19):

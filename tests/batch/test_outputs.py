@@ -10,43 +10,45 @@ import sqlalchemy as sa
 from tests.batch.support import Trained, assert_scored, customers
 
 from shipyard import Project
-from shipyard.batch.outputs import OutputSpec, parse_output, write_sql
+from shipyard.batch.exports import write_sql
+from shipyard.batch.outputs import OutputSpec, parse_output
 from shipyard.core.exceptions import DataSourceError, InvalidArgumentError
 
 
-def test_parse_output() -> None:
+def test_parse_output(tmp_path: Path) -> None:
     assert parse_output(None, None, "churn") == OutputSpec("predictions/churn")
     assert parse_output("predictions/nightly", None, "churn") == OutputSpec("predictions/nightly")
     spec = parse_output("out/scores.CSV", None, "churn")
-    assert spec.csv == Path("out/scores.CSV").resolve()
+    assert (spec.kind, spec.target) == ("csv", str(Path("out/scores.CSV").resolve()))
+    assert spec.describe() == f"csv:{Path('out/scores.CSV').resolve()}"
     # a file name, even below a folder named like a zone (it was taken for a dataset name)
-    assert parse_output("predictions/scores.csv", None, "churn").csv is not None
-    assert parse_output("raw/scores.csv", None, "churn").csv is not None
+    assert parse_output("predictions/scores.csv", None, "churn").kind == "csv"
+    assert parse_output("raw/scores.parquet", None, "churn").kind == "parquet"
+    parquet = parse_output("scores.pq", None, "churn")
+    assert (parquet.kind, parquet.dataset) == ("parquet", "predictions/churn")
+    assert parquet.describe() == f"parquet:{Path('scores.pq').resolve()}"
+    folder = parse_output("out/scores/", None, "churn")
+    assert (folder.kind, folder.target) == ("folder", str(Path("out/scores").resolve()))
+    assert folder.describe() == f"parquet:{Path('out/scores').resolve()}/"
+    assert parse_output(str(tmp_path), None, "churn").kind == "folder"  # an existing folder
+    assert parse_output("predictions/nightly/", None, "churn").kind == "folder"
+    local = parse_output(f"file://{tmp_path}/s.parquet", None, "churn")
+    assert (local.kind, local.target, local.local) == ("parquet", f"{tmp_path}/s.parquet", True)
+    s3 = parse_output("s3://bucket/runs/scores.parquet", None, "churn")
+    assert (s3.kind, s3.target, s3.local) == ("parquet", "s3://bucket/runs/scores.parquet", False)
+    assert parse_output("s3://bucket/runs/scores/", None, "churn").describe() == (
+        "parquet:s3://bucket/runs/scores/"
+    )
+    secret = parse_output("ftp://ann:pw@host/scores.csv", None, "churn")
+    assert secret.describe() == "csv:ftp://ann:***@host/scores.csv"
     db = parse_output("postgresql+psycopg://ann:pw@db/crm", "churn_scores", "churn")
-    assert (db.sql_url, db.table, db.dataset) == (
+    assert (db.kind, db.target, db.table, db.dataset) == (
+        "sql",
         "postgresql+psycopg://ann:pw@db/crm",
         "churn_scores",
         "predictions/churn",
     )
     assert db.describe() == "sql:postgresql+psycopg://ann:***@db/crm#churn_scores"
-
-
-@pytest.mark.parametrize(
-    ("uri", "table", "message"),
-    [
-        ("raw/scores", None, r"predictions go to predictions/NAME \(no version"),
-        ("predictions/scores:2", None, r"predictions go to predictions/NAME \(no version"),
-        ("scores.parquet", None, "write predictions/NAME .*FILE.csv, or a database URL"),
-        ("sqlite:///x.db", None, "a database output needs --table NAME .* but got None"),
-        ("sqlite:///x.db", "drop table;", "a database output needs --table NAME"),
-        (None, "scores", "--table goes with a database URL as --output"),
-        ("scores.csv", "scores", "--table goes with a database URL as --output"),
-        ("predictions/x", "scores", "--table goes with a database URL as --output"),
-    ],
-)
-def test_bad_outputs_are_refused(uri: str | None, table: str | None, message: str) -> None:
-    with pytest.raises(InvalidArgumentError, match=message):
-        parse_output(uri, table, "churn")
 
 
 def test_zone_dataset_output(local: Project, trained: Trained, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from tests.batch.support import (
     Trained,
     assert_scored,
+    block_export,
     clean_env,
     customers,
     register_churn,
@@ -71,10 +72,10 @@ def test_a_failed_job_resumes_reusing_its_chunks(
     frame = customers(1000)
     frame.to_csv(tmp_path / "in.csv", index=False)
     target = tmp_path / "scores.csv"
-    target.mkdir()  # the export cannot replace a folder: the job fails once every chunk is scored
     options = {"output": str(target), "chunk_rows": 300, "keys": ("customer_id",)}
+    # the export cannot replace a folder: the job fails once every chunk is scored
     with pytest.raises(OSError, match=r"scores\.csv"):
-        local.predict("churn", str(tmp_path / "in.csv"), **options)
+        local.predict("churn", str(tmp_path / "in.csv"), progress=block_export(target), **options)
     [failed] = local.predictions.jobs()
     assert failed.status == "failed"
     assert sorted(done_parts(str(Path(failed.work_dir) / "parts"))) == [0, 1, 2, 3]

@@ -114,7 +114,7 @@ def nothing_written(project: Project, csv: Path | None = None) -> list[str]:
         ({"engine": "dask"}, InvalidArgumentError, "the dask engine needs --scheduler ADDRESS"),
         ({"scheduler": "tcp://x:8786"}, InvalidArgumentError, "--scheduler goes with --engine"),
         ({"query": "SELECT 1"}, InvalidArgumentError, "--query goes with a database URL"),
-        ({"output": "scores.json"}, InvalidArgumentError, "--output scores.json: write pred"),
+        ({"output": "scores.json"}, InvalidArgumentError, "--output scores.json: the suffix"),
         ({"table": "scores"}, InvalidArgumentError, "--table goes with a database URL"),
         ({"output": "sqlite:///x.db"}, InvalidArgumentError, "a database output needs --table"),
     ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from tests.batch.support import FEATURES, OUTPUT_COLUMNS, Trained, customers
 from tests.helpers import make_frame
 
 from shipyard import Project
+from shipyard.batch.modes import BLOCK_ROWS, KernelMode, PipelineMode, arrow_columns
 from shipyard.batch.scoring import Scorer
 from shipyard.core.exceptions import SchemaError
 
@@ -131,8 +133,9 @@ def test_a_histgradientboosting_pipeline_is_scored_in_one_pass_with_its_own_answ
     scorer = Scorer(local.registry.load("churn"), (), "job1")
     frame = customers(3000, seed=7)
     out = scorer.score(pa.Table.from_pandas(frame, preserve_index=False), first_row=0)
-    assert scorer._joint  # raw scores once, labels and probabilities from them
-    assert not scorer._joint.exact  # a Pipeline: every chunk goes through the signature
+    assert scorer.mode == "pipeline"  # raw scores once, labels and probabilities from them
+    assert isinstance(scorer._mode, PipelineMode)
+    assert not scorer._mode.exact  # text columns: every chunk goes through the signature
     model = trained[0]
     np.testing.assert_array_equal(
         out.column("prediction").to_numpy(), model.predict(frame[FEATURES])
@@ -148,7 +151,7 @@ def test_other_classifiers_call_predict_and_predict_proba(local: Project) -> Non
     local.registry.register("logit", model, input_example=frame.head(5), trust=True)
     scorer = Scorer(local.registry.load("logit"), (), "job1")
     out = scorer.score(pa.Table.from_pandas(customers(40), preserve_index=False), first_row=0)
-    assert scorer._joint is False
+    assert scorer.mode == "frame"  # a ColumnTransformer picks columns by name
     assert out.column("prediction").to_pylist() == model.predict(customers(40)[FEATURES]).tolist()
 
 
@@ -174,7 +177,7 @@ def test_a_plain_histgradientboosting_model_runs_its_trees_once_on_a_row_major_m
     scorer = Scorer(local.registry.load("plain"), (), "job1")
     rows = pd.DataFrame(rng.normal(size=(5000, 6)), columns=names)
     out = scorer.score(pa.Table.from_pandas(rows[names[::-1]], preserve_index=False), 0)
-    assert scorer._joint
+    assert scorer.mode == "kernel"
     np.testing.assert_array_equal(out.column("prediction").to_numpy(), model.predict(rows))
     np.testing.assert_array_equal(out.column("proba_1").to_numpy(), model.predict_proba(rows)[:, 1])
 
@@ -200,10 +203,10 @@ def test_chunks_of_the_signatures_types_go_straight_from_arrow(local: Project) -
     rows.loc[::5, "f3"] = np.nan  # allowed: the example had missing values there
     first, second = rows.iloc[:3000], rows.iloc[3000:]
     scorer.score(pa.Table.from_pandas(first, preserve_index=False), 0)
-    assert scorer._joint
-    assert set(scorer._joint.exact) == set(names)
+    assert isinstance(scorer._mode, KernelMode)
+    assert set(scorer._mode.exact) == set(names)
     table = pa.Table.from_pandas(second[names[::-1]], preserve_index=False)
-    assert scorer._joint.arrow(table) is not None  # the pandas path is skipped
+    assert arrow_columns(table, scorer._mode.exact, names) is not None  # no pandas
     out = scorer.score(table, 3000)
     np.testing.assert_array_equal(out.column("prediction").to_numpy(), model.predict(second))
     np.testing.assert_array_equal(
@@ -219,14 +222,158 @@ def test_chunks_that_need_validation_still_get_its_answers_and_errors(local: Pro
     scorer.score(pa.Table.from_pandas(rows, preserve_index=False), 0)
     integers = pd.DataFrame(rng.integers(-3, 3, size=(500, 4)), columns=names)
     table = pa.Table.from_pandas(integers, preserve_index=False)
-    assert scorer._joint
-    assert scorer._joint.arrow(table) is None
+    assert isinstance(scorer._mode, KernelMode)
+    assert arrow_columns(table, scorer._mode.exact, names) is None
     out = scorer.score(table, 0)
     np.testing.assert_array_equal(out.column("prediction").to_numpy(), model.predict(integers))
-    rows.loc[10, "f1"] = np.nan  # HGB takes missing values: scored as the model scores them
-    out = scorer.score(pa.Table.from_pandas(rows, preserve_index=False), 0)
-    np.testing.assert_array_equal(out.column("prediction").to_numpy(), model.predict(rows))
     text = rows.astype({"f1": str})
     text.loc[10, "f1"] = "ten"
-    with pytest.raises(SchemaError, match="column 'f1'"):
+    with pytest.raises(SchemaError, match="column 'f1' expects float64 but got string values"):
         scorer.score(pa.Table.from_pandas(text, preserve_index=False), 0)
+
+
+def test_arrow_columns_take_a_chunk_only_when_validation_would_change_nothing() -> None:
+    exact = {"a": (pa.float64(), False), "b": (pa.float64(), True), "n": (pa.int64(), True)}
+    table = pa.table({"a": [1.0, 2.0], "b": [None, 1.0], "n": [1, 2]})
+    columns = arrow_columns(table, exact, ["n", "b", "a"])
+    assert columns is not None
+    np.testing.assert_array_equal(columns[1], [np.nan, 1.0])  # a missing float is NaN
+    assert arrow_columns(table, {}, ["a"]) is None  # a signature with text columns
+    missing = table.set_column(0, "a", pa.array([None, 2.0], pa.float64()))
+    assert arrow_columns(missing, exact, ["a"]) is None  # validation names the column
+    nan = table.set_column(0, "a", pa.array([np.nan, 2.0], pa.float64(), from_pandas=False))
+    assert arrow_columns(nan, exact, ["a"]) is None
+    null_int = table.set_column(2, "n", pa.array([None, 2], pa.int64()))
+    assert arrow_columns(null_int, exact, ["n"]) is None  # validation makes it float64
+    assert (
+        arrow_columns(
+            table.cast(pa.schema([("a", pa.float32()), ("b", pa.float64()), ("n", pa.int64())])),
+            exact,
+            ["a"],
+        )
+        is None
+    )
+
+
+class Noisy:
+    """A model whose predict warns on every call (as some libraries do)."""
+
+    classes_ = np.array([0, 1])
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        warnings.warn("noisy model", UserWarning, stacklevel=1)
+        return np.zeros(len(frame), dtype=np.int64)
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.tile([1.0, 0.0], (len(frame), 1))
+
+
+def test_warnings_are_reported_once_at_the_end_not_per_chunk(
+    local: Project, tmp_path: Path
+) -> None:
+    frame, _ = make_frame(50)
+    with warnings.catch_warnings():  # registering runs the model on its example too
+        warnings.simplefilter("ignore")
+        local.registry.register("noisy", Noisy(), input_example=frame.head(5), trust=True)
+    rows = customers(300)
+    rows["charges"] = rows["charges"].fillna(70.0)  # this model takes no missing values
+    rows.to_parquet(tmp_path / "in.parquet")
+    # the suite turns warnings into errors: one that escaped the job would fail it here
+    result = local.predict("noisy", str(tmp_path / "in.parquet"), chunk_rows=100)
+    assert result.notes == ("UserWarning: noisy model (3 times)",)
+    assert result.to_dict()["notes"] == ["UserWarning: noisy model (3 times)"]
+
+
+def fitted_on_arrays(kind: str) -> tuple[object, list[str], np.ndarray]:
+    """A model fitted on a numpy array (no feature names), its columns and the training rows."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(11)
+    names = [f"x{i}" for i in range(5)]
+    rows = rng.normal(size=(3000, 5))
+    labels = (rows[:, 0] + rows[:, 1] * rows[:, 2] > 0).astype(int)
+    if kind == "kernel":
+        model: object = HistGradientBoostingClassifier(max_iter=15).fit(rows, labels)
+    elif kind == "regressor":
+        model = HistGradientBoostingRegressor(max_iter=15).fit(rows, rows[:, 0] * 3)
+    elif kind == "pipeline":
+        model = make_pipeline(StandardScaler(), HistGradientBoostingClassifier(max_iter=15))
+        model.fit(rows, labels)
+    else:
+        model = LogisticRegression().fit(rows, labels)
+    return model, names, rows
+
+
+@pytest.mark.parametrize(
+    ("kind", "mode"),
+    [("kernel", "kernel"), ("regressor", "kernel"), ("pipeline", "pipeline"), ("array", "array")],
+)
+def test_models_fitted_without_feature_names_get_a_plain_matrix_and_never_warn(
+    local: Project, kind: str, mode: str
+) -> None:
+    model, names, rows = fitted_on_arrays(kind)
+    example = pd.DataFrame(rows[:5], columns=names)
+    with warnings.catch_warnings():  # the registry runs the model on its example frame
+        warnings.simplefilter("ignore")
+        local.registry.register("arrays", model, input_example=example, trust=True)
+    scorer = Scorer(local.registry.load("arrays"), (), "job1", threads=2)
+    fresh = np.random.default_rng(12).normal(size=(20_000, 5))
+    table = pa.Table.from_pandas(pd.DataFrame(fresh, columns=names), preserve_index=False)
+    # the suite turns warnings into errors: "X has feature names, but ..." would fail it
+    out = scorer.score(table, 0)
+    scorer.close()
+    assert scorer.mode == mode
+    assert scorer.notes.lines() == []
+    # the model's own answers on the frame: scikit-learn makes it a column-major array (BLAS
+    # sums a row-major one in another order: 1-ulp differences in a linear model)
+    own = np.asfortranarray(fresh)
+    np.testing.assert_array_equal(out.column("prediction").to_numpy(), model.predict(own))
+    if hasattr(model, "predict_proba"):
+        np.testing.assert_array_equal(
+            out.column("proba_1").to_numpy(), model.predict_proba(own)[:, 1]
+        )
+
+
+def test_the_kernel_mode_spreads_blocks_over_threads_with_identical_answers(
+    local: Project,
+) -> None:
+    model, names = plain_model(local)
+    rows = pd.DataFrame(np.random.default_rng(6).normal(size=(60_000, 4)), columns=names)
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    one = Scorer(local.registry.load("plain"), (), "job1", threads=1)
+    three = Scorer(local.registry.load("plain"), (), "job1", threads=3)
+    assert BLOCK_ROWS < 20_000  # every chunk is cut into blocks
+    pending = [three.start(table.slice(n, 20_000), n) for n in (0, 20_000, 40_000)]
+    outs = [p.result() for p in pending]  # three chunks in flight on one pool
+    assert three._pool is not None
+    three.close()
+    assert (one.threads, three.threads, three.mode) == (1, 3, "kernel")
+    together = pa.concat_tables(outs)
+    alone = one.score(table, 0)
+    for column in ("row_id", "prediction", "proba_0", "proba_1"):
+        assert together.column(column).equals(alone.column(column))
+    np.testing.assert_array_equal(together.column("prediction").to_numpy(), model.predict(rows))
+
+
+def test_a_multiclass_model_on_threads_gives_its_own_labels_and_probabilities(
+    local: Project,
+) -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(8)
+    names = ["a", "b", "c"]
+    frame = pd.DataFrame(rng.normal(size=(3000, 3)), columns=names)
+    labels = np.select([frame["a"] > 0.5, frame["b"] > 0], ["high", "mid"], "low")
+    model = HistGradientBoostingClassifier(max_iter=10).fit(frame, labels)
+    local.registry.register("three", model, input_example=frame.head(20), trust=True)
+    scorer = Scorer(local.registry.load("three"), (), "job1", threads=2)
+    rows = pd.DataFrame(rng.normal(size=(20_000, 3)), columns=names)
+    out = scorer.score(pa.Table.from_pandas(rows, preserve_index=False), 0)
+    scorer.close()
+    assert scorer.mode == "kernel"
+    assert out.column_names[1:5] == ["prediction", "proba_high", "proba_low", "proba_mid"]
+    assert out.column("prediction").to_pylist() == model.predict(rows).tolist()
+    proba = model.predict_proba(rows)
+    for number, label in enumerate(model.classes_):
+        np.testing.assert_array_equal(out.column(f"proba_{label}").to_numpy(), proba[:, number])

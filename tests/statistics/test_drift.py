@@ -394,6 +394,28 @@ def test_options_naming_unknown_columns() -> None:
         )
 
 
+def test_the_options_of_some_columns_test_them_alike() -> None:
+    options = DriftOptions(
+        methods={"x": "psi", "prediction": "ks"},
+        thresholds={"x": 0.2, "proba_1": 0.3},
+        share_threshold=0.7,
+        categorical=frozenset({"plan", "prediction"}),
+    )
+    only = options.only(["x", "plan"])
+    assert only == DriftOptions(
+        methods={"x": "psi"},
+        thresholds={"x": 0.2},
+        share_threshold=0.7,
+        categorical=frozenset({"plan"}),
+    )
+    rng = np.random.default_rng(5)
+    table = pa.table({"x": rng.normal(size=300), "plan": rng.choice(["a", "b"], 300)})
+    assert compare(table, table, only) == compare(table, table, options.only(["x", "plan", "y"]))
+    options.check_columns(["x", "plan", "prediction", "proba_1"])
+    with pytest.raises(InvalidArgumentError, match=r"does not have: \['prediction', 'proba_1'\]"):
+        options.check_columns(["x", "plan"])
+
+
 def test_missing_column_in_current() -> None:
     with pytest.raises(SchemaError, match="Column 'y' is not in the current data") as info:
         compare(pa.table({"x": [1.0], "y": [2.0]}), pa.table({"x": [1.0]}))

@@ -11,6 +11,7 @@ import pytest
 
 from shipyard.core.exceptions import InvalidArgumentError
 from shipyard.core.schema import ColumnSpec, Signature
+from shipyard.statistics import TableSource
 from shipyard.statistics.quality import MAX_UNSEEN_EXAMPLES, QualityReport, check_quality
 
 
@@ -305,3 +306,42 @@ def test_a_categorical_column_is_read_as_its_values() -> None:
     report = check_quality(frame, spec)
     assert (report.column("n").out_of_range, report.column("x").type_violations) == (1, 2)
     assert [c.column for c in report.changed_types] == ["n", "x"]  # category is not a number
+
+
+class CountingSource(TableSource):
+    """A table read one column at a time, counting the reads."""
+
+    def __init__(self, table: pa.Table) -> None:
+        super().__init__(table)
+        self.reads: list[str] = []
+
+    def read(self, name: str) -> pa.ChunkedArray:
+        self.reads.append(name)
+        return super().read(name)
+
+
+@pytest.mark.parametrize("repeats", [0, 30])
+def test_a_column_source_is_read_a_column_at_a_time(repeats: int) -> None:
+    rng = np.random.default_rng(11)
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=500),
+            "plan": rng.choice(["a", "b", None], 500),
+            "n": rng.integers(0, 5, 500),
+            "extra": rng.integers(0, 3, 500),
+        }
+    )
+    frame = pd.concat([frame, frame.iloc[:repeats]], ignore_index=True)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    spec = sig(
+        ColumnSpec("x", "float64", maximum=1.0),
+        ColumnSpec("plan", "string", categories=("a",)),
+        ColumnSpec("n", "int64"),
+    )
+    source = CountingSource(table)
+    report = check_quality(source, spec, ignore={"n"})
+    assert report.to_dict() == check_quality(table, spec, ignore={"n"}).to_dict()
+    assert report.duplicates == repeats
+    # each input once; for duplicates, the float column alone rules out unrepeated rows
+    others = ["plan", "extra"] if repeats else []
+    assert source.reads == ["x", "plan", "n", "x", *others]

@@ -104,17 +104,27 @@ def _scorer(batch_id: str) -> Scorer:
     return scorer
 
 
+#: what a task hands back: rows written, and the warnings the model raised (Notes.take)
+TaskResult = tuple[int, list[tuple[tuple[str, str], int]]]
+
+
 def score_read_chunk(
     batch_id: str, source: BatchInput, index: int, chunk_rows: int, parts_dir: str
-) -> int:
+) -> TaskResult:
     """Task: read chunk ``index`` on the worker, score it, write its part."""
     table = source.read_chunk(index, chunk_rows)
-    return write_part(parts_dir, index, _scorer(batch_id).score(table, index * chunk_rows))
+    scorer = _scorer(batch_id)
+    rows = write_part(parts_dir, index, scorer.score(table, index * chunk_rows))
+    return rows, scorer.notes.take()
 
 
-def score_given_chunk(batch_id: str, table: Any, index: int, first: int, parts_dir: str) -> int:
+def score_given_chunk(
+    batch_id: str, table: Any, index: int, first: int, parts_dir: str
+) -> TaskResult:
     """Task: score a chunk the client scattered, write its part."""
-    return write_part(parts_dir, index, _scorer(batch_id).score(table, first))
+    scorer = _scorer(batch_id)
+    rows = write_part(parts_dir, index, scorer.score(table, first))
+    return rows, scorer.notes.take()
 
 
 @contextmanager
@@ -174,7 +184,9 @@ def run_dask(
             """Wait for finished tasks until at most ``keep`` are in flight."""
             nonlocal written
             while running.count() > keep:
-                written += next(running).result()
+                rows, notes = next(running).result()
+                written += rows
+                scorer.notes.merge(notes)  # the job reports the workers' warnings too
                 if progress is not None:
                     progress(written, total)
 

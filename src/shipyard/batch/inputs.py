@@ -108,13 +108,22 @@ class ParquetInput(BatchInput):
 
     paths: list[Path]
     label: str
+    #: the columns read (None: all); every file has them (:meth:`open` checks)
+    columns: list[str] | None = None
     random_access = True
     _groups: list[tuple[int, int, int, int]] = field(default_factory=list)  # file, group, start, n
     _cache: dict[tuple[int, int], pa.Table] = field(default_factory=dict)
+    _files: dict[int, pq.ParquetFile] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, path: Path, label: str | None = None) -> ParquetInput:
-        """The Parquet file ``path``, or the files below the folder ``path``."""
+    def open(
+        cls, path: Path, label: str | None = None, columns: list[str] | None = None
+    ) -> ParquetInput:
+        """The Parquet file ``path``, or the files below the folder ``path``.
+
+        ``columns``: read only these (a job reads its features and keys), when every file has
+        them; otherwise every column is read, so the job names the one that is missing.
+        """
         if path.is_dir():
             paths = sorted(p for p in path.rglob("*.parquet") if p.is_file())
             if not paths:
@@ -123,13 +132,15 @@ class ParquetInput(BatchInput):
             paths = [path]
         else:
             raise DataSourceError(f"input {path} does not exist; give a CSV or Parquet file")
-        found = cls(paths, label or f"parquet:{path}")
+        found = cls(paths, label or f"parquet:{path}", list(columns) if columns else None)
         start = 0
         for number, file in enumerate(paths):
             try:
                 metadata = pq.ParquetFile(file).metadata
             except (pa.ArrowInvalid, OSError) as exc:
                 raise DataSourceError(f"{file} is not a readable Parquet file: {exc}") from exc
+            if found.columns and not set(found.columns) <= set(metadata.schema.names):
+                found.columns = None
             for group in range(metadata.num_row_groups):
                 rows = metadata.row_group(group).num_rows
                 found._groups.append((number, group, start, rows))
@@ -143,10 +154,9 @@ class ParquetInput(BatchInput):
         return sum(rows for *_, rows in self._groups)
 
     def tables(self) -> Iterator[pa.Table]:
-        for path in self.paths:
-            parquet = pq.ParquetFile(path)
-            for group in range(parquet.metadata.num_row_groups):
-                yield parquet.read_row_group(group)
+        for number in range(len(self.paths)):
+            for group in range(self._file(number).metadata.num_row_groups):
+                yield self._file(number).read_row_group(group, columns=self.columns)
 
     def chunks(self, chunk_rows: int, skip: frozenset[int] = frozenset()) -> Iterator[Chunk]:
         total = self.total_rows()
@@ -171,12 +181,20 @@ class ParquetInput(BatchInput):
         key = (number, group)
         if key not in self._cache:  # row groups larger than a chunk are read once, not per chunk
             self._cache.clear()
-            self._cache[key] = pq.ParquetFile(self.paths[number]).read_row_group(group)
+            self._cache[key] = self._file(number).read_row_group(group, columns=self.columns)
         return self._cache[key]
 
-    def __getstate__(self) -> dict[str, Any]:  # sent to Dask workers without cached rows
+    def _file(self, number: int) -> pq.ParquetFile:
+        """File ``number``, opened once (its footer parsed once) while it is being read."""
+        if number not in self._files:
+            self._files.clear()
+            self._files[number] = pq.ParquetFile(self.paths[number])
+        return self._files[number]
+
+    def __getstate__(self) -> dict[str, Any]:  # sent to Dask workers without rows or handles
         state = self.__dict__.copy()
         state["_cache"] = {}
+        state["_files"] = {}
         return state
 
 
@@ -339,9 +357,14 @@ class InputSpec:
         datasets: Datasets,
         scratch: Path,
         column_types: dict[str, pa.DataType] | None = None,
+        columns: list[str] | None = None,
     ) -> BatchInput:
         """The rows. A dataset version in a zone is first copied to ``scratch`` (verified on
-        the way), part by part, so it can be read like any Parquet folder."""
+        the way), part by part, so it can be read like any Parquet folder.
+
+        ``columns``: the ones the job needs; Parquet inputs read only these (when they have
+        them all), other inputs every column.
+        """
         if self.kind == "sql":
             return SqlInput(os.path.expandvars(self.uri), str(self.query))
         if self.kind == "dataset":
@@ -352,8 +375,8 @@ class InputSpec:
                 target = folder / f"part-{number:06d}.parquet"
                 if not target.exists():  # a resumed job keeps its verified copy
                     datasets.artifacts.download(digest, target)
-            return ParquetInput.open(folder, label=f"dataset:{info.ref}")
+            return ParquetInput.open(folder, label=f"dataset:{info.ref}", columns=columns)
         path = self._path()
         if path.is_file() and path.suffix.lower() in (".csv", ".txt"):
             return CsvInput(path, CSV_BLOCK_BYTES, dict(column_types or {}))
-        return ParquetInput.open(path)
+        return ParquetInput.open(path, columns=columns)

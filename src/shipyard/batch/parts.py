@@ -9,14 +9,19 @@ serves Dask workers on other machines.
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
+from pathlib import Path
+from typing import Any
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
-_CONSTANT = ["model", "model_version", "scored_at", "batch_id"]
+#: Columns that hold one value per chunk (Parquet dictionary-encodes only these).
+CONSTANT_COLUMNS = ["model", "model_version", "scored_at", "batch_id"]
 _PART = re.compile(r"^part-(\d{6,})\.parquet$")
 
 
@@ -28,17 +33,31 @@ def part_name(index: int) -> str:
 def write_part(work_dir: str, index: int, table: pa.Table) -> int:
     """Write chunk ``index`` atomically below ``work_dir``; the number of rows written."""
     fs, root = fsspec.core.url_to_fs(work_dir)
+    if isinstance(fs, LocalFileSystem):  # Arrow writes the file itself, without Python calls
+        folder = Path(root)
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".tmp-{uuid.uuid4().hex}.parquet"
+        try:
+            _write(table, str(partial))
+            os.replace(partial, folder / part_name(index))
+        finally:
+            partial.unlink(missing_ok=True)
+        return int(table.num_rows)
     fs.makedirs(root, exist_ok=True)
     tmp = f"{root}/.tmp-{uuid.uuid4().hex}.parquet"
     try:
         with fs.open(tmp, "wb") as handle:
-            # the constant columns of a chunk compress to almost nothing as dictionaries
-            pq.write_table(table, handle, compression="zstd", use_dictionary=_CONSTANT)
+            _write(table, handle)
         fs.mv(tmp, f"{root}/{part_name(index)}")
     finally:
         if fs.exists(tmp):
             fs.rm(tmp)
     return int(table.num_rows)
+
+
+def _write(table: pa.Table, where: Any) -> None:
+    # the constant columns of a chunk compress to almost nothing as dictionaries
+    pq.write_table(table, where, compression="zstd", use_dictionary=CONSTANT_COLUMNS)
 
 
 def done_parts(work_dir: str) -> dict[int, int]:

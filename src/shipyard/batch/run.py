@@ -7,13 +7,19 @@ A job goes through four steps:
    job is recorded in ``batch_jobs``.
 2. Every chunk without a part in the job's work folder is read, scored and written as a part
    (:mod:`shipyard.batch.parts`). The local engine overlaps the three: a reader thread reads
-   ahead, the calling thread scores, a writer thread writes behind — at most two chunks wait
-   on either side, so memory depends on the chunk size, never on the input's size. The Dask
-   engine (:mod:`shipyard.batch.dask_engine`) scores chunks on a cluster instead.
+   ahead (it starts before the model is loaded, so the first chunk is ready when the model
+   is), the scorer works on one chunk while the next one's rows queue behind it on the same
+   threads, and a writer thread writes behind. At most two chunks wait on either side, so
+   memory depends on the chunk size, never on the input's size. Parquet inputs are read for
+   the model's features and the keys only. The Dask engine
+   (:mod:`shipyard.batch.dask_engine`) scores chunks on a cluster instead.
 3. The parts are checked: chunks ``0 … n-1`` each once, as many rows as the input has.
-4. The parts become a dataset version in the ``predictions`` zone, the export (CSV, SQL
-   table) is written, and the job is marked succeeded. Each of these is idempotent, so a job
-   killed at any instant and resumed ends with every input row scored exactly once.
+4. The parts become a dataset version in the ``predictions`` zone, the export (``--output``:
+   a file, a folder, a SQL table; :mod:`shipyard.batch.outputs`) is written, and the job is
+   marked succeeded. Each of these is idempotent, so a job killed at any instant and resumed
+   ends with every input row scored exactly once.
+
+Warnings the model raised are reported once each in :attr:`BatchResult.notes`, not per chunk.
 """
 
 from __future__ import annotations
@@ -25,17 +31,22 @@ import shutil
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
-from shipyard.batch.inputs import BatchInput, InputSpec
-from shipyard.batch.outputs import OutputSpec, check_output, parse_output, write_csv, write_sql
+import pyarrow as pa
+
+from shipyard.batch.exports import export
+from shipyard.batch.inputs import BatchInput, Chunk, InputSpec
+from shipyard.batch.outputs import OutputSpec, check_output, parse_output
 from shipyard.batch.parts import clear_temporary, done_parts, write_part
 from shipyard.batch.request import BatchRequest, Progress
-from shipyard.batch.scoring import Scorer
+from shipyard.batch.scoring import Pending, Scorer
 from shipyard.core.clock import utcnow
 from shipyard.core.exceptions import DataSourceError, ShipyardError
 from shipyard.datasets import Datasets
@@ -53,6 +64,8 @@ class BatchResult:
     resumed: bool
     seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
+    #: warnings the model raised while scoring, once each (``Category: message (N times)``)
+    notes: tuple[str, ...] = ()
 
     @property
     def rows_per_s(self) -> float:
@@ -67,6 +80,7 @@ class BatchResult:
             "resumed": self.resumed,
             "seconds": round(self.seconds, 3),
             "rows_per_s": round(self.rows_per_s, 1),
+            "notes": list(self.notes),
             **self.extra,
         }
 
@@ -109,14 +123,17 @@ def predict_batch(
             created_by=datasets.actor,
         )
     work_dir = Path(job.work_dir)
+    notes: list[str] = []
     try:
-        result = _run(request, source, job, output, registry, datasets, store, work_dir, progress)
+        result = _run(
+            request, source, job, output, registry, datasets, store, work_dir, progress, notes
+        )
     except BaseException as exc:
         message = exc.message if isinstance(exc, ShipyardError) else f"{type(exc).__name__}: {exc}"
         store.update_job(job.id, status="failed", error=message, finished_at=utcnow())
         raise
     shutil.rmtree(work_dir, ignore_errors=True)  # its parts are blobs of the dataset now
-    return BatchResult(result, resumed, time.perf_counter() - started)
+    return BatchResult(result, resumed, time.perf_counter() - started, notes=tuple(notes))
 
 
 def _run(
@@ -129,10 +146,19 @@ def _run(
     store: PredictionStore,
     work_dir: Path,
     progress: Progress | None,
+    notes: list[str],
 ) -> JobInfo:
-    loaded = registry.load(f"{job.model}:{job.version}")  # a resumed job keeps its version
-    scorer = Scorer(loaded, request.keys, job.id)
-    source = spec.open(datasets=datasets, scratch=work_dir, column_types=scorer.float_features())
+    ref = f"{job.model}:{job.version}"  # a resumed job keeps its version
+    signature = registry.get(ref).signature
+    features = signature.columns if signature is not None else []
+    inputs = signature.inputs if signature is not None else ()
+    floats = {c.name: pa.float64() for c in inputs if c.dtype.startswith("float")}
+    source = spec.open(
+        datasets=datasets,
+        scratch=work_dir,
+        column_types=floats,
+        columns=[*features, *(k for k in request.keys if k not in features)] or None,
+    )
     store.update_job(job.id, input=source.describe(), status="running", error="")
     parts_dir = work_dir / "parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
@@ -141,25 +167,31 @@ def _run(
     reused_rows = sum(done.values())
     if progress is not None:
         progress(reused_rows, source.total_rows())
-    if request.engine == "dask":
-        from shipyard.batch.dask_engine import run_dask
+    local = request.engine != "dask"
+    # the reader starts before the model loads: the first chunk is read meanwhile
+    reader = Prefetcher(source.chunks(request.chunk_rows, frozenset(done)), 1) if local else None
+    try:
+        scorer = Scorer(registry.load(ref), request.keys, job.id)
+        if reader is not None:
+            read_rows = run_local(
+                source, scorer, str(parts_dir), request.chunk_rows, frozenset(done), progress,
+                reused_rows, chunks=reader,
+            )  # fmt: skip
+        else:
+            from shipyard.batch.dask_engine import run_dask
 
-        read_rows = run_dask(
-            source, scorer, registry, str(parts_dir), request, frozenset(done), progress,
-            reused_rows,
-        )  # fmt: skip
-    else:
-        read_rows = run_local(
-            source, scorer, str(parts_dir), request.chunk_rows, frozenset(done), progress,
-            reused_rows,
-        )  # fmt: skip
+            read_rows = run_dask(
+                source, scorer, registry, str(parts_dir), request, frozenset(done), progress,
+                reused_rows,
+            )  # fmt: skip
+    finally:
+        if reader is not None:
+            reader.close()
+    notes.extend(scorer.notes.lines())
     chunks, rows = _check_parts(parts_dir, source, request.chunk_rows, read_rows + reused_rows)
     staged = datasets.stage_parts(output.dataset, parts_dir)
     [dataset] = datasets.commit([staged], source=f"batch:{job.id}")
-    if output.csv is not None:
-        write_csv(parts_dir, output.csv)
-    if output.sql_url is not None and output.table is not None:
-        write_sql(parts_dir, output.sql_url, output.table, job.id)
+    export(output, parts_dir, job.id)
     return store.update_job(
         job.id,
         status="succeeded",
@@ -199,39 +231,50 @@ def _check_parts(
     return chunks, rows
 
 
-def _prefetch(items: Iterator[T], depth: int) -> Iterator[T]:
-    """``items`` produced by a background thread, at most ``depth`` ahead of the consumer."""
-    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+class Prefetcher(Generic[T]):
+    """``items`` produced by a background thread (started at once), at most ``depth`` ahead
+    of the consumer; :meth:`close` stops it."""
 
-    def produce() -> None:
+    def __init__(self, items: Iterator[T], depth: int) -> None:
+        self._items = items
+        self._handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._produce, name="shipyard-batch-reader", daemon=True
+        )
+        self._thread.start()
+
+    def _produce(self) -> None:
         try:
-            for item in items:
-                while not stop.is_set():
+            for item in self._items:
+                while not self._stop.is_set():
                     try:
-                        handoff.put(("item", item), timeout=0.1)
+                        self._handoff.put(("item", item), timeout=0.1)
                         break
                     except queue.Full:
                         continue
-                if stop.is_set():
+                if self._stop.is_set():
                     return
-            handoff.put(("end", None))
+            self._handoff.put(("end", None))
         except BaseException as exc:  # handed to the consumer, raised there
-            handoff.put(("error", exc))
+            self._handoff.put(("error", exc))
 
-    thread = threading.Thread(target=produce, name="shipyard-batch-reader", daemon=True)
-    thread.start()
-    try:
+    def __iter__(self) -> Iterator[T]:
         while True:
-            kind, value = handoff.get()
+            kind, value = self._handoff.get()
             if kind == "end":
                 return
             if kind == "error":
                 raise value
             yield value
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+
+    def close(self) -> None:
+        """Stop reading ahead (what was read is dropped)."""
+        self._stop.set()
+        deadline = time.monotonic() + 5  # a chunk being read is finished, then dropped
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            with suppress(queue.Empty):  # unblock a producer waiting on a full queue
+                self._handoff.get(timeout=0.05)
 
 
 def run_local(
@@ -242,23 +285,50 @@ def run_local(
     skip: frozenset[int],
     progress: Progress | None,
     reused_rows: int = 0,
+    *,
+    chunks: Prefetcher[Chunk] | None = None,
 ) -> int:
-    """Score every chunk not in ``skip`` in this process; the number of rows read."""
+    """Score every chunk not in ``skip`` in this process; the number of rows read.
+
+    ``chunks``: a reader already started on ``source.chunks(chunk_rows, skip)``.
+    """
     total = source.total_rows()
     written = reused_rows
     read = 0
-    pending: list[Future[int]] = []
-    with ThreadPoolExecutor(1, thread_name_prefix="shipyard-batch-writer") as writer:
-        for index, first, table in _prefetch(source.chunks(chunk_rows, skip), depth=1):
-            read += table.num_rows
-            scored = scorer.score(table, first)
-            pending.append(writer.submit(write_part, parts_dir, index, scored))
-            while len(pending) > 2 or (pending and pending[0].done()):
-                written += pending.pop(0).result()
-                if progress is not None:
-                    progress(written, total)
-        for future in pending:
-            written += future.result()
+    scoring: deque[tuple[int, Pending]] = deque()
+    writes: deque[Future[int]] = deque()
+    reader = chunks if chunks is not None else Prefetcher(source.chunks(chunk_rows, skip), 1)
+
+    def collect(keep: int) -> None:
+        nonlocal written
+        while len(writes) > keep or (writes and writes[0].done()):
+            written += writes.popleft().result()
             if progress is not None:
                 progress(written, total)
+
+    try:
+        with (
+            scorer.notes.capture(),
+            ThreadPoolExecutor(1, thread_name_prefix="shipyard-batch-writer") as writer,
+        ):
+            try:
+                for index, first, table in reader:
+                    read += table.num_rows
+                    scoring.append((index, scorer.start(table, first)))
+                    if len(scoring) > 1:  # the newer chunk keeps the scorer busy meanwhile
+                        done, pending = scoring.popleft()
+                        writes.append(writer.submit(write_part, parts_dir, done, pending.result()))
+                    collect(2)
+            except BaseException:
+                for done, pending in scoring:  # chunks scored before the failure: for --resume
+                    with suppress(Exception):
+                        writes.append(writer.submit(write_part, parts_dir, done, pending.result()))
+                raise
+            while scoring:
+                done, pending = scoring.popleft()
+                writes.append(writer.submit(write_part, parts_dir, done, pending.result()))
+            collect(0)
+    finally:
+        reader.close()
+        scorer.close()
     return read

@@ -11,44 +11,126 @@ The output of every chunk has the same columns, in this order:
 A classifier's labels always come from its own ``predict``, never from the argmax of its
 probabilities: the two differ for tuned thresholds (``FixedThresholdClassifier``), Platt-scaled
 SVMs and custom wrappers, and rows on which they agree prove nothing about the next rows.
-Calling both costs two passes over the trees; for a scikit-learn HistGradientBoostingClassifier
+Calling both costs two passes over the trees; for a scikit-learn HistGradientBoosting model
 (alone or at the end of a Pipeline) the scorer instead computes the raw scores once and derives
 labels and probabilities from them exactly as scikit-learn's own ``predict`` and
-``predict_proba`` do — alone, through :class:`~shipyard.flavors.kernels.HistGradientBoostingKernel`
-on a row-major matrix — adopted only after both equal the model's own answers on the first rows.
-Once adopted, a chunk whose Arrow column types are exactly the signature's numeric dtypes (and
-that holds no missing value where the signature allows none) goes straight from Arrow into that
-matrix: the DataFrame, its validation and its copy are skipped, since validating such a chunk
-changes nothing (``Signature.validate`` returns a column of the right dtype unchanged). Any
-other chunk takes the validated path, which raises the signature's errors.
+``predict_proba`` do. How a chunk reaches the model (a row-major matrix for the trees, a plain
+matrix for estimators fitted without feature names, or the validated DataFrame) is the *mode*
+picked on the first chunk (:mod:`shipyard.batch.modes`): the first whose answers equal the
+model's own on the chunk's first rows.
+
+Warnings the model raises (scikit-learn's "X has feature names, but ..." and the like) are
+caught while scoring and kept once each in :attr:`Scorer.notes`, which the job reports at the
+end, instead of being printed for every chunk.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+import warnings
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from shipyard.batch.modes import Answers, FrameMode, Mode, Waiting, candidates
 from shipyard.core.exceptions import SchemaError
-from shipyard.core.schema import PREDICTION, Signature, proba_column
+from shipyard.core.schema import PREDICTION, proba_column
 from shipyard.flavors.base import LoadedModel
-from shipyard.flavors.kernels import HistGradientBoostingKernel
 
 #: Columns every prediction row carries besides its keys and the model's answers.
 META_COLUMNS = ("model", "model_version", "scored_at", "batch_id")
 ROW_ID = "row_id"
-#: Rows of the first chunk on which the one-pass path must equal the model's own answers.
-_CHECK_ROWS = 2048
+#: Rows of the first chunk on which a mode must give the model's own answers to be adopted.
+CHECK_ROWS = 2048
+
+
+class Notes:
+    """Distinct warnings raised while scoring, each kept once with how often it was raised."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def capture(self) -> Iterator[None]:
+        """Keep the warnings raised inside the block instead of printing them."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield
+            finally:
+                for item in caught:
+                    self.add(type(item.message).__name__, str(item.message))
+
+    def add(self, category: str, message: str, times: int = 1) -> None:
+        """Count one more ``category: message``."""
+        with self._lock:
+            key = (category, message)
+            self._counts[key] = self._counts.get(key, 0) + times
+
+    def merge(self, counts: Iterable[tuple[tuple[str, str], int]]) -> None:
+        """Add the warnings another scorer kept (a Dask worker's :meth:`take`)."""
+        for (category, message), times in counts:
+            self.add(category, message, times)
+
+    def counts(self) -> list[tuple[tuple[str, str], int]]:
+        """((category, message), times), in the order first seen."""
+        with self._lock:
+            return list(self._counts.items())
+
+    def take(self) -> list[tuple[tuple[str, str], int]]:
+        """:meth:`counts`, forgetting them (what a Dask task hands back to the client)."""
+        with self._lock:
+            counts, self._counts = list(self._counts.items()), {}
+        return counts
+
+    def lines(self) -> list[str]:
+        """One line per distinct warning: ``Category: message (N times)``."""
+        return [
+            f"{category}: {message}" + (f" ({times} times)" if times > 1 else "")
+            for (category, message), times in self.counts()
+        ]
+
+
+class Pending:
+    """A chunk being scored: :meth:`result` waits for its answers and builds its table."""
+
+    def __init__(self, scorer: Scorer, table: pa.Table, first_row: int, answers: Waiting) -> None:
+        self._scorer = scorer
+        self._table = table
+        self._first_row = first_row
+        self._answers = answers
+
+    def result(self) -> pa.Table:
+        """The chunk's prediction table."""
+        with self._scorer.notes.capture():
+            labels, probabilities = self._answers()
+        return self._scorer.table(self._table, self._first_row, labels, probabilities)
 
 
 class Scorer:
-    """Scores chunks with one loaded model for one job."""
+    """Scores chunks with one loaded model for one job.
 
-    def __init__(self, model: LoadedModel, keys: Sequence[str], batch_id: str) -> None:
+    ``threads``: how many threads the ``kernel`` mode spreads a chunk's blocks over; by
+    default as many as the model's library would use (its OpenMP default, which
+    ``OMP_NUM_THREADS`` and ``threadpoolctl`` limits set).
+    """
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        keys: Sequence[str],
+        batch_id: str,
+        *,
+        threads: int | None = None,
+    ) -> None:
         if model.signature is None or not model.signature.inputs:
             raise SchemaError(
                 f"{model!r} has no input signature, so shipyard cannot tell its columns from "
@@ -69,8 +151,11 @@ class Scorer:
                 f"({', '.join(sorted(outputs))}); give each key once, or rename it first",
                 column=name,
             )
-        #: labels and probabilities from one pass (see the module docstring); False: not used
-        self._joint: _OnePass | Literal[False] | None = None
+        #: the warnings the model raised, once each (see the module docstring)
+        self.notes = Notes()
+        self.threads = threads if threads is not None else _library_threads()
+        self._mode: Mode | None = None  # picked on the first chunk
+        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def name(self) -> str:
@@ -81,6 +166,11 @@ class Scorer:
     def version(self) -> int:
         """The model's version."""
         return int(self.model.version or 0)
+
+    @property
+    def mode(self) -> str | None:
+        """How chunks reach the model (:mod:`shipyard.batch.modes`); None before the first."""
+        return self._mode.name if self._mode is not None else None
 
     def float_features(self) -> dict[str, pa.DataType]:
         """The floating-point features, as the Arrow type a text input should read them as."""
@@ -108,13 +198,34 @@ class Scorer:
 
     def score(self, table: pa.Table, first_row: int) -> pa.Table:
         """The prediction table of the input rows ``table`` (row ids from ``first_row``)."""
+        return self.start(table, first_row).result()
+
+    def start(self, table: pa.Table, first_row: int) -> Pending:
+        """Begin scoring ``table``; the model may work on it while the caller starts the next.
+
+        Raises the signature's errors (a missing column, a wrong type) here.
+        """
         self.check_columns(table.column_names)
-        answers = self._joint.arrow(table) if self._joint else None
-        probabilities: np.ndarray | None
-        if answers is not None:
-            labels, probabilities = answers
-        else:
-            labels, probabilities = self._validated(table)
+        with self.notes.capture():
+            if self._mode is None:
+                self._mode = self._pick(table)
+            answers = self._mode.start(table)
+        return Pending(self, table, first_row, answers)
+
+    def close(self) -> None:
+        """Stop the threads of the ``kernel`` mode (a new one starts if scoring goes on)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def table(
+        self,
+        table: pa.Table,
+        first_row: int,
+        labels: np.ndarray,
+        probabilities: np.ndarray | None,
+    ) -> pa.Table:
+        """The output table of the input rows ``table`` and the model's answers for them."""
         columns: dict[str, Any] = {}
         if self.keys:
             for key in self.keys:
@@ -135,111 +246,65 @@ class Scorer:
         columns["batch_id"] = pa.repeat(pa.scalar(self.batch_id, pa.string()), rows)
         return pa.table(columns)
 
-    def _validated(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray | None]:
-        """Labels and probabilities of a chunk through the signature-validated DataFrame."""
-        prepared = self.model.prepare(table.select(self.features).to_pandas())
-        predictor = self.model.predictor
-        if self._joint is None and self.classes is not None:
-            self._joint = _joint_hgb(predictor.native, prepared, predictor, self.model) or False
-        if self._joint:
-            return self._joint.frame(prepared)
-        probabilities: np.ndarray | None = None
-        if predictor.predict_proba is not None and self.classes is not None:
-            probabilities = np.asarray(predictor.predict_proba(prepared))
-        return np.asarray(predictor.predict(prepared)), probabilities
+    def _pick(self, table: pa.Table) -> Mode:
+        """The first mode whose answers equal the model's own on the chunk's first rows."""
+        sample = self.model.prepare(table.slice(0, CHECK_ROWS).select(self.features).to_pandas())
+        with_proba = self.classes is not None and self.model.has_proba
+        own = FrameMode(self.model, self.features, with_proba)
+        expected: Answers | None = None
+        # the check's own warnings (the model fed a frame it was not fitted on, to get its
+        # own answers) say nothing about scoring: they are dropped
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for mode in candidates(self.model, self.features, with_proba, self._threads):
+                if isinstance(mode, FrameMode):
+                    break
+                if expected is None:
+                    expected = own.from_frame(sample)
+                try:
+                    got = mode.from_frame(sample)
+                except Exception:  # a library whose internals moved, a model that needs names
+                    continue
+                if _same(got, expected):
+                    return mode
+        return own
 
-
-class _OnePass:
-    """Labels and probabilities of a HistGradientBoostingClassifier from one tree pass."""
-
-    def __init__(
-        self, model: Any, kernel: HistGradientBoostingKernel | None, head: Any, names: list[str]
-    ) -> None:
-        self.model = model
-        self.kernel = kernel
-        self.head = head
-        self.names = names
-        #: column -> (Arrow type it must have, whether missing values are allowed), for
-        #: :meth:`arrow`; empty when a chunk can never skip the validated path
-        self.exact: dict[str, tuple[pa.DataType, bool]] = {}
-
-    def allow_arrow(self, signature: Signature) -> None:
-        """Let chunks whose types are exactly the signature's numeric dtypes skip pandas."""
-        if self.kernel is None:
-            return
-        exact: dict[str, tuple[pa.DataType, bool]] = {}
-        for name in self.names:
-            spec = signature.column(name)
-            if not spec.is_numeric:
-                return
-            exact[name] = (pa.from_numpy_dtype(np.dtype(spec.dtype)), spec.nullable)
-        self.exact = exact
-
-    def frame(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """From a validated frame."""
-        if self.kernel is not None:
-            # the trees walk rows: a row-major matrix in the fit's column order is ~20 % faster
-            # than the column-major array scikit-learn makes of a DataFrame
-            matrix = np.ascontiguousarray(frame[self.names].to_numpy(dtype=np.float64))
-            return self._answers(self.kernel.raw_predict(matrix))
-        data = self.head.transform(frame) if self.head is not None else frame
-        return self._answers(np.asarray(self.model._raw_predict(data)))  # predict's own scores
-
-    def arrow(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray] | None:
-        """Straight from Arrow, or ``None`` when the chunk must be validated first."""
-        if not self.exact or self.kernel is None:
+    def _threads(self) -> Executor | None:
+        """The ``kernel`` mode's pool (None: score in the calling thread)."""
+        if self.threads < 2:
             return None
-        matrix = np.empty((table.num_rows, len(self.names)), dtype=np.float64)
-        for number, name in enumerate(self.names):
-            column = table.column(name)
-            arrow_type, nullable = self.exact[name]
-            if column.type != arrow_type or (not nullable and column.null_count):
-                return None
-            values = column.to_numpy()
-            if not nullable and values.dtype.kind == "f" and np.isnan(values).any():
-                return None  # validation names the column
-            matrix[:, number] = values
-        return self._answers(self.kernel.raw_predict(matrix))
-
-    def _answers(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        binary = raw.shape[1] == 1
-        encoded = (raw.ravel() > 0).astype(int) if binary else np.argmax(raw, axis=1)
-        return self.model.classes_[encoded], np.asarray(self.model._loss.predict_proba(raw))
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                self.threads, thread_name_prefix="shipyard-score", initializer=_one_thread
+            )
+            weakref.finalize(self, self._pool.shutdown, wait=False)
+        return self._pool
 
 
-def _joint_hgb(
-    native: Any, sample: pd.DataFrame, predictor: Any, loaded: LoadedModel
-) -> _OnePass | None:
-    """One-pass labels and probabilities for a HistGradientBoostingClassifier, when exact."""
+def _same(got: Answers, expected: Answers) -> bool:
+    """Equal labels and equal probabilities (both absent, or equal to the last bit)."""
+    labels, probabilities = got
+    if not np.array_equal(np.asarray(labels), np.asarray(expected[0])):
+        return False
+    if probabilities is None or expected[1] is None:
+        return probabilities is None and expected[1] is None
+    return np.array_equal(probabilities, expected[1])
+
+
+def _library_threads() -> int:
+    """How many OpenMP threads scikit-learn would use in the calling thread."""
     try:
-        from sklearn.ensemble import HistGradientBoostingClassifier
-        from sklearn.pipeline import Pipeline
-    except ImportError:  # pragma: no cover - scikit-learn is a dependency
-        return None
-    head: Any = None
-    model = native
-    if isinstance(native, Pipeline):
-        head, model = native[:-1], native[-1]
-    if type(model) is not HistGradientBoostingClassifier or predictor.predict_proba is None:
-        return None
-    if not hasattr(model, "_raw_predict") or not hasattr(model, "_loss"):
-        return None
-    kernel = HistGradientBoostingKernel.build(model) if head is None else None
-    names = [str(n) for n in getattr(model, "feature_names_in_", sample.columns)]
-    joint = _OnePass(model, kernel, head, names)
-    rows = sample.iloc[:_CHECK_ROWS]
-    try:
-        labels, probabilities = joint.frame(rows)
-    except Exception:  # a scikit-learn whose internals moved: call the public methods
-        return None
-    same = np.array_equal(labels, np.asarray(predictor.predict(rows))) and np.array_equal(
-        probabilities, np.asarray(predictor.predict_proba(rows))
-    )
-    if not same:
-        return None
-    if loaded.signature is not None and set(names) == set(loaded.signature.columns):
-        joint.allow_arrow(loaded.signature)
-    return joint
+        from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+    except ImportError:  # pragma: no cover - a scikit-learn without the helper
+        return 1
+    return max(1, int(_openmp_effective_n_threads()))
+
+
+def _one_thread() -> None:
+    """A scoring thread runs its blocks on one OpenMP thread (its siblings take the others)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="openmp")
 
 
 def _plain(values: np.ndarray) -> Any:

@@ -4,6 +4,7 @@
 
     shipyard predict churn@production --input data/customers.csv --key customer_id
     shipyard predict churn@production --input processed/customers --output scores.csv
+    shipyard predict churn@production --input big.parquet --output s3://bucket/scores/
     shipyard predict churn:3 --input "postgresql+psycopg://db/crm" \\
         --query "SELECT * FROM customers ORDER BY id" \\
         --output "postgresql+psycopg://db/crm" --table churn_scores --key id
@@ -52,8 +53,10 @@ def predict_command(
         typer.Option(
             "--output",
             "-o",
-            help="predictions/NAME (default predictions/<model>), FILE.csv, or a database URL "
-            "with --table. Predictions always land in the predictions zone too.",
+            help="predictions/NAME (default predictions/<model>), FILE.parquet, FILE.csv, "
+            "FOLDER/ (Parquet part files), any of these as an fsspec URL (s3://bucket/"
+            "scores.parquet), or a database URL with --table. Written once every chunk is "
+            "scored; predictions always land in the predictions zone too.",
         ),
     ] = None,
     query: Annotated[
@@ -142,6 +145,8 @@ def predict_command(
         console.print("nothing to resume for these arguments: ran a new job")
     if job.output != job.dataset and job.output != (job.dataset or "").rsplit(":", 1)[0]:
         console.print(f"also written to {job.output}")
+    for note in result.notes:  # the model's warnings, once each instead of once per chunk
+        err_console.print(f"note: the model warned: {note}", highlight=False)
     console.print(
         f"Read them: shipyard datasets head {job.dataset}, or GET /v1/predictions?model="
         f"{job.model} on 'shipyard serve'"

@@ -14,8 +14,8 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
+from shipyard.statistics import ColumnSource
 from shipyard.statistics.profile import ColumnProfile, DatasetProfile, profile
 
 PLOT_BINS = 30
@@ -23,20 +23,22 @@ PLOT_CATEGORIES = 20
 
 
 def distributions(
-    reference: pd.DataFrame | DatasetProfile,
-    current: pd.DataFrame,
+    reference: ColumnSource | DatasetProfile,
+    current: ColumnSource,
     columns: Sequence[str],
     categorical: Collection[str],
 ) -> dict[str, dict[str, Any]]:
     """Reference and current counts of each of ``columns`` (see the module docstring)."""
-    wanted = [c for c in dict.fromkeys(columns) if c in current.columns]
+    wanted = [c for c in dict.fromkeys(columns) if c in current.schema.names]
     if not wanted:
         return {}
     chosen = [c for c in categorical if c in wanted]
-    if isinstance(reference, pd.DataFrame):
-        reference = profile(reference[wanted], categorical=chosen, columns=wanted)
+    if isinstance(reference, ColumnSource):
+        wanted = [c for c in wanted if c in reference.schema.names]
+        chosen = [c for c in chosen if c in wanted]
+        reference = profile(reference, categorical=chosen, columns=wanted)
     wanted = [c for c in wanted if c in reference.columns]
-    mine = profile(current[wanted], edges_from=reference, columns=wanted)
+    mine = profile(current, edges_from=reference, columns=wanted)
     shapes: dict[str, dict[str, Any]] = {}
     for name in wanted:
         before, after = reference.columns[name], mine.columns[name]

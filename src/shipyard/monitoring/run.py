@@ -18,12 +18,14 @@
 from __future__ import annotations
 
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from shipyard.core.exceptions import (
     EmptyWindowError,
@@ -37,23 +39,30 @@ from shipyard.datasets import Datasets
 from shipyard.datasets.monitor_results import MonitorResults, StoredResult
 from shipyard.datasets.predictions import PredictionStore
 from shipyard.monitoring.alerts import Alerts, check_rules, parse_rules, psi_columns
+from shipyard.monitoring.columns import WindowColumns, inputs_to_test
 from shipyard.monitoring.distributions import distributions
+from shipyard.monitoring.parquet import ParquetRows
+from shipyard.monitoring.reference import Expected, open_reference
+from shipyard.monitoring.scoring import score
 from shipyard.monitoring.settings import describe, load_monitoring, parse_window
 from shipyard.monitoring.truth import labelled_rows, window_performance
 from shipyard.monitoring.windows import (
     META_COLUMNS,
     Window,
+    as_table,
     batch_window,
     log_window,
     numeric_outputs,
     output_columns,
     read_window,
+    to_frame,
 )
 from shipyard.registry import Registry, VersionInfo
-from shipyard.registry.profiles import categorical_columns, with_outputs
-from shipyard.statistics.drift import DriftOptions, compare
+from shipyard.registry.profiles import categorical_columns
+from shipyard.statistics import ColumnSource
+from shipyard.statistics.drift import DriftOptions, DriftReport, compare
 from shipyard.statistics.profile import DatasetProfile, profile
-from shipyard.statistics.quality import check_quality
+from shipyard.statistics.quality import QualityReport, check_quality
 from shipyard.statistics.report import MonitoringReport, ReportWindow
 from shipyard.store import Database
 from shipyard.value import METRIC_NAMES, ValueSettings
@@ -103,7 +112,12 @@ def run_monitor(
     settings: Settings,
     value: ValueSettings | None = None,
 ) -> MonitorOutcome:
-    """Compute, store and alert on one monitoring report."""
+    """Compute, store and alert on one monitoring report.
+
+    Parquet is read column by column (and in chunks, for the model), never whole; the
+    inputs' drift tests (numpy and Arrow, on a second thread) run while the model loads
+    and scores the reference and the current rows (pandas and the model's library).
+    """
     config = load_monitoring(settings)
     rules = parse_rules(config.alerts)
     if request.report is not None and not request.report.expanduser().resolve().parent.is_dir():
@@ -113,6 +127,8 @@ def run_monitor(
         )
     info = registry.get(request.ref)
     signature = _signature(info)
+    classifier = signature.outputs is not None and signature.outputs.classes is not None
+    numbers = [c.name for c in signature.inputs if c.is_numeric]
     current = _current(request, info, database, datasets, config.window)
     if not current.rows:
         raise EmptyWindowError(
@@ -123,45 +139,63 @@ def run_monitor(
     if signature.outputs is not None and signature.outputs.classes is not None:
         outputs_known += [proba_column(c) for c in signature.outputs.classes]
     check_rules(rules, [*signature.columns, *outputs_known], VALUE_NAMES)
-    loaded = registry.load(f"{info.name}:{info.version}")
-    key = request.key or current.key
-    frame, notes = _scored(current.frame, signature, loaded)
-    reference, reference_text, reference_rows = _reference(request, info, registry, datasets)
-    if isinstance(reference, pd.DataFrame) and PREDICTION not in reference.columns:
-        reference = with_outputs(loaded, reference)
-    classifier = signature.outputs is not None and signature.outputs.classes is not None
-    categorical = categorical_columns(signature, frame, classifier=classifier)
-    features, skipped = _testable(frame, signature, categorical)
-    notes += skipped
-    outputs = [c for c in output_columns(frame) if _has(reference, c)]
+    rows = current.data if isinstance(current.data, ParquetRows) else as_table(current)
+    inputs = WindowColumns(rows, encoded=current.encoded, numbers=numbers)
+    as_read = WindowColumns(rows, encoded=current.encoded, decode=True)
+    categorical = _categorical(signature, as_read, classifier)
     options = DriftOptions(
         methods=config.methods,
         thresholds=config.thresholds,
         share_threshold=config.drift_share,
         categorical=categorical,
     )
-    current_outputs = numeric_outputs(frame)
-    inputs = _numbers(frame[features], signature)
-    drift = compare(reference, inputs, options, columns=features)
-    prediction = (
-        compare(reference, current_outputs[outputs], options, columns=outputs) if outputs else None
-    )
+    reference: ColumnSource | DatasetProfile
+    if request.reference is not None:
+        raw = open_reference(request.reference, datasets, signature)
+        reference = raw.columns()  # the model's outputs join once it has scored the rows
+        reference_text, reference_rows = raw.description, raw.window.rows
+    else:
+        raw = None
+        reference, reference_text = _profile(info, registry)
+        reference_rows = reference.rows
+    key = request.key or current.key
+    previous = _previous_dtypes(MonitorResults(database), info.name)
+    with ThreadPoolExecutor(1, thread_name_prefix="shipyard-monitor") as background:
+        # the model's work (pandas and its library) on this thread; the statistics (numpy
+        # and Arrow) on the other, from the start: the inputs' drift needs no model
+        drifting = background.submit(_input_drift, reference, inputs, signature, options)
+        expecting = background.submit(_expected, signature, reference)
+        loaded = registry.load(f"{info.name}:{info.version}")
+        scored, notes = _scored(current, as_read, signature, loaded)
+        if scored is not None:
+            as_read = WindowColumns(rows, encoded=current.encoded, extra=scored, decode=True)
+        ignore = {
+            *META_COLUMNS,
+            *output_columns(as_read.schema.names),
+            key or "",
+            request.target or "",
+        }
+        checking = background.submit(_quality, as_read, expecting, previous, ignore)
+        if raw is not None:
+            reference = raw.columns(raw.score(loaded))
+        _release_arrow_memory()
+        features, skipped, drift = drifting.result()
+        quality = checking.result()
+    notes += skipped
+    if scored is not None:
+        categorical = _categorical(signature, as_read, classifier)  # a classifier's labels
+        options = replace(options, categorical=categorical)
+    options.check_columns(_names(reference))
+    outputs = [c for c in output_columns(as_read.schema.names) if _has(reference, c)]
+    current_outputs = numeric_outputs(as_read.table(output_columns(as_read.schema.names)))
+    prediction = compare(reference, current_outputs, options, columns=outputs) if outputs else None
     psi: dict[str, float] = {}
     for column in psi_columns(rules):
         if column in features or column in outputs:
             data = inputs if column in features else current_outputs
             only = DriftOptions(methods={column: "psi"}, categorical=categorical)
-            psi[column] = (
-                compare(reference, data[[column]], only, columns=[column]).columns[0].score
-            )
-    quality = check_quality(
-        frame,
-        _with_reference_ranges(signature, reference),
-        reference_categories=_categories(reference, categorical, signature.columns),
-        previous_columns=_previous_dtypes(MonitorResults(database), info.name),
-        ignore=META_COLUMNS | set(output_columns(frame)) | {key or "", request.target or ""},
-    )
-    truth = labelled_rows(frame, info.name, database, key=key, target=request.target)
+            psi[column] = compare(reference, data, only, columns=[column]).columns[0].score
+    truth = labelled_rows(as_read, info.name, database, key=key, target=request.target)
     measured = window_performance(truth, info, signature, value, current.description)
     typed = MonitoringReport(
         model=info.name,
@@ -180,104 +214,94 @@ def run_monitor(
         settings=describe(config),
         notes=tuple(notes),
     )
-    merged = pd.concat([frame[features], current_outputs[outputs]], axis=1)
-    shapes = distributions(reference, merged, typed.drifted_columns(), categorical)
     subject = f"{info.name}/{request.monitor}" if request.monitor else info.ref
     alerts = Alerts(database, rules, config.webhook, subject=subject)
     events = alerts.evaluate(typed, dry_run=not request.save)
     typed = typed.with_alerts([e.to_dict() for e in events])
-    report = typed.to_dict()
-    outcome = MonitorOutcome(report, typed, shapes)
+    outcome = MonitorOutcome(typed.to_dict(), typed)
     results = MonitorResults(database)
     if request.save:
         outcome.result_id = results.save(typed, request.monitor).id
     if request.report is not None:
         from shipyard.monitoring.html import write_report
 
+        merged = WindowColumns(
+            rows, encoded=current.encoded, extra=current_outputs.select(outputs), numbers=numbers
+        )
+        outcome.distributions = distributions(
+            reference, merged, typed.drifted_columns(), categorical
+        )
         history = history_points(results.history(info.name)) if request.save else []
-        outcome.html = write_report(request.report, typed, shapes, history)
+        outcome.html = write_report(request.report, typed, outcome.distributions, history)
     return outcome
 
 
+def _input_drift(
+    reference: ColumnSource | DatasetProfile,
+    inputs: WindowColumns,
+    signature: Signature,
+    options: DriftOptions,
+) -> tuple[list[str], list[str], DriftReport]:
+    """The inputs that can be tested, notes on the others, and their drift."""
+    features, notes = inputs_to_test(inputs, signature)
+    # the reference may not hold the model's outputs yet: options of the inputs alone
+    return features, notes, compare(reference, inputs, options.only(features), columns=features)
+
+
+def _expected(signature: Signature, reference: ColumnSource | DatasetProfile) -> Expected:
+    """What the reference expects of a window's inputs."""
+    if isinstance(reference, DatasetProfile):
+        return Expected.of_profile(signature, reference)
+    return Expected.of_columns(signature, reference)
+
+
+def _quality(
+    columns: WindowColumns,
+    expected: Future[Expected],
+    previous: dict[str, str] | None,
+    ignore: set[str],
+) -> QualityReport:
+    """The window's quality, against what the reference expects."""
+    found = expected.result()
+    return check_quality(
+        columns,
+        found.signature_with_ranges(),
+        reference_categories=found.categories(),
+        previous_columns=previous,
+        ignore=ignore,
+    )
+
+
 def _scored(
-    frame: pd.DataFrame, signature: Signature, loaded: Any
-) -> tuple[pd.DataFrame, list[str]]:
-    """The window with the model's outputs (scored here when it has none), and notes."""
-    if PREDICTION in frame.columns:
-        return frame, []
-    missing = [c for c in signature.columns if c not in frame.columns]
+    window: Window, columns: WindowColumns, signature: Signature, loaded: Any
+) -> tuple[pa.Table | None, list[str]]:
+    """The model's outputs on the window's rows (None when the rows hold them already, or
+    cannot be scored), and notes."""
+    names = columns.schema.names
+    if PREDICTION in names:
+        return None, []
+    missing = [c for c in signature.columns if c not in names]
     if missing:
-        return frame, [
+        return None, [
             f"no prediction drift: the current rows lack {', '.join(missing)}, so the model "
             "cannot score them"
         ]
     try:
-        scored = with_outputs(loaded, frame).drop(columns=signature.columns)
+        return score(loaded, window, signature), []
     except SchemaError as exc:  # the quality section says what is wrong with the rows
-        return frame, [f"the current rows could not be scored, so no prediction drift: {exc}"]
-    return pd.concat([frame, scored], axis=1), []
+        return None, [f"the current rows could not be scored, so no prediction drift: {exc}"]
 
 
-def _testable(
-    frame: pd.DataFrame, signature: Signature, categorical: frozenset[str]
-) -> tuple[list[str], list[str]]:
-    """The input columns whose drift can be tested, and notes on the others."""
-    present = [c for c in signature.columns if c in frame.columns]
-    if not present:
-        raise SchemaError(
-            f"the current data has none of the model's input columns "
-            f"({', '.join(signature.columns)}); its columns: "
-            f"{', '.join(map(str, frame.columns))}. To monitor a batch job's predictions, "
-            "pass --batch JOB (its input is read beside them)"
-        )
-    notes = [f"{c}: not in the current rows (see quality)" for c in signature.columns
-             if c not in frame.columns]  # fmt: skip
-    testable = []
-    for column in present:
-        values = frame[column]
-        if signature.column(column).is_numeric and column not in categorical:
-            values = pd.to_numeric(values, errors="coerce")
-        if values.notna().any():
-            testable.append(column)
-        else:
-            notes.append(f"{column}: no value in the current rows, so no drift test (see quality)")
-    return testable, notes
+def _release_arrow_memory() -> None:
+    """Hand the pages Arrow's allocator keeps after reading and scoring back to the system:
+    numpy's arrays, which come next, are not allocated from them."""
+    pa.default_memory_pool().release_unused()
 
 
-def _numbers(frame: pd.DataFrame, signature: Signature) -> pd.DataFrame:
-    """Numeric inputs as numbers: the log's JSON and text files may carry them as objects."""
-    out = frame.copy()
-    for column in out.columns:
-        if signature.column(column).is_numeric and out[column].dtype == object:
-            out[column] = pd.to_numeric(out[column], errors="coerce")
-    return out
-
-
-def _with_reference_ranges(
-    signature: Signature, reference: pd.DataFrame | DatasetProfile
-) -> Signature:
-    """The signature with each numeric input's range taken from the reference rows.
-
-    The signature's own range is the input example's (often a few rows): the reference's
-    is what "out of range" should mean for a window.
-    """
-    specs = []
-    for spec in signature.inputs:
-        low = high = None
-        if spec.is_numeric and isinstance(reference, DatasetProfile):
-            column = reference.columns.get(spec.name)
-            if column is not None:
-                low, high = column.minimum, column.maximum
-        elif (
-            spec.is_numeric
-            and isinstance(reference, pd.DataFrame)
-            and spec.name in reference.columns
-        ):
-            values = pd.to_numeric(reference[spec.name], errors="coerce")
-            if values.notna().any():
-                low, high = float(values.min()), float(values.max())
-        specs.append(replace(spec, minimum=low, maximum=high) if low is not None else spec)
-    return Signature(tuple(specs), signature.outputs)
+def _dtypes(columns: ColumnSource) -> pd.DataFrame:
+    """No rows, but the columns and the dtypes pandas gives them."""
+    frame: pd.DataFrame = columns.schema.empty_table().to_pandas()
+    return frame
 
 
 def _signature(info: VersionInfo) -> Signature:
@@ -295,6 +319,7 @@ def _signature(info: VersionInfo) -> Signature:
 def _current(
     request: MonitorRequest, info: VersionInfo, database: Database, datasets: Datasets, default: str
 ) -> Window:
+    """The current rows (a Parquet file or folder: opened, to be read a column at a time)."""
     given = [o for o in (request.window, request.current, request.batch) if o is not None]
     if len(given) > 1:
         raise InvalidArgumentError(
@@ -303,7 +328,7 @@ def _current(
             "window"
         )
     if request.current is not None:
-        return read_window(request.current, datasets)
+        return read_window(request.current, datasets, lazy=True)
     if request.batch is not None:
         return _batch(request.batch, info, database, datasets)
     span = parse_window(request.window or default)
@@ -332,12 +357,8 @@ def _batch(which: str, info: VersionInfo, database: Database, datasets: Datasets
     return batch_window(job, datasets)
 
 
-def _reference(
-    request: MonitorRequest, info: VersionInfo, registry: Registry, datasets: Datasets
-) -> tuple[pd.DataFrame | DatasetProfile, str, int]:
-    if request.reference is not None:
-        window = read_window(request.reference, datasets)
-        return window.frame, f"{window.description}, raw rows", window.rows
+def _profile(info: VersionInfo, registry: Registry) -> tuple[DatasetProfile, str]:
+    """The version's stored reference profile, and how the report names it."""
     stored = registry.profiles.latest(info.name, info.version)
     if stored is None:
         raise NotFoundError(
@@ -346,24 +367,24 @@ def _reference(
             "rows, or pass --reference FILE"
         )
     record, data = stored
-    return data, f"profile of {info.name}:{info.version} ({record.source})", data.rows
+    return data, f"profile of {info.name}:{info.version} ({record.source})"
 
 
-def _has(reference: pd.DataFrame | DatasetProfile, column: str) -> bool:
-    return column in reference.columns  # a frame's columns, or a profile's by name
+def _categorical(signature: Signature, columns: ColumnSource, classifier: bool) -> frozenset[str]:
+    """The inputs and outputs tested as categories (``categorical_columns``, of the columns
+    compared: another text column of the window is none of the drift tests' business)."""
+    found = categorical_columns(signature, _dtypes(columns), classifier=classifier)
+    return frozenset(c for c in found if c in signature.columns or output_columns([c]))
 
 
-def _categories(
-    reference: pd.DataFrame | DatasetProfile, categorical: frozenset[str], features: list[str]
-) -> dict[str, list[str]]:
-    wanted = [c for c in features if c in categorical]
-    if isinstance(reference, DatasetProfile):
-        return {
-            c: list(reference.columns[c].frequencies or {})
-            for c in wanted
-            if c in reference.columns
-        }
-    return {c: [str(v) for v in reference[c].dropna().unique()] for c in wanted}
+def _names(reference: ColumnSource | DatasetProfile) -> list[str]:
+    return list(
+        reference.columns if isinstance(reference, DatasetProfile) else reference.schema.names
+    )
+
+
+def _has(reference: ColumnSource | DatasetProfile, column: str) -> bool:
+    return column in _names(reference)
 
 
 def _previous_dtypes(results: MonitorResults, model: str) -> dict[str, str] | None:
@@ -402,7 +423,10 @@ def profile_reference(
     info = registry.get(ref)
     loaded = registry.load(f"{info.name}:{info.version}")
     window = read_window(data, datasets)
-    built = registry.profiles.build(loaded, window.frame)
+    frame = window.data
+    if not isinstance(frame, pd.DataFrame):
+        frame = to_frame(as_table(window), window.encoded)
+    built = registry.profiles.build(loaded, frame)
     source = f"on demand: {window.description}"
     registry.profiles.save(info.name, info.version, built, source)
     return info, built, source

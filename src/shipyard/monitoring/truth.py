@@ -19,6 +19,7 @@ import pandas as pd
 from shipyard.core.exceptions import InvalidArgumentError, SchemaError
 from shipyard.core.schema import PREDICTION, Signature, proba_column
 from shipyard.datasets.feedback import FeedbackStore
+from shipyard.monitoring.columns import WindowColumns
 from shipyard.registry import VersionInfo
 from shipyard.statistics.performance import compare_to_baseline, performance
 from shipyard.statistics.report import Performance
@@ -31,21 +32,27 @@ _TRUE, _FALSE = {"true", "1", "1.0", "yes"}, {"false", "0", "0.0", "no"}
 
 
 def labelled_rows(
-    frame: pd.DataFrame, model: str, database: Database, *, key: str | None, target: str | None
+    columns: WindowColumns, model: str, database: Database, *, key: str | None, target: str | None
 ) -> pd.DataFrame:
-    """The rows of ``frame`` that have ground truth, with it in :data:`LABEL`.
+    """The rows of the window that have ground truth, with it in :data:`LABEL`.
 
-    Only the labels of the window's keys or request ids are read from the feedback table.
+    Only the columns the labels and the metrics need are read (the truth column or key,
+    the model's outputs), and only the labels of the window's keys or request ids are read
+    from the feedback table.
     """
+    names = list(columns.schema.names)
+    outputs = [c for c in names if c == PREDICTION or c.startswith("proba_")]
     if target is not None:
-        _require(frame, target, "--target")
+        _require(names, target, "--target")
+        frame = _frame(columns, [target, *outputs])
         return frame.assign(**{LABEL: frame[target]}).dropna(subset=[LABEL])
     store = FeedbackStore(database)
     if key is not None:
-        _require(frame, key, "--key")
-        return store.batch_truth(model, frame, key, label=LABEL)
-    if "request_id" not in frame.columns:
-        return frame.iloc[:0].assign(**{LABEL: []})
+        _require(names, key, "--key")
+        return store.batch_truth(model, _frame(columns, [key, *outputs]), key, label=LABEL)
+    if "request_id" not in names:
+        return _frame(columns, outputs).iloc[:0].assign(**{LABEL: []})
+    frame = _frame(columns, ["request_id", "row", *outputs])
     # a client may reuse a request id (retries): its last logged answer is the one labelled
     last = frame.drop_duplicates(subset=["request_id", "row"], keep="last")
     found = store.lookup(model, "request_id", last["request_id"].astype(str).unique())
@@ -56,11 +63,17 @@ def labelled_rows(
     return last.merge(labels.astype({"row": "int64"}), on=["request_id", "row"], how="inner")
 
 
-def _require(frame: pd.DataFrame, column: str, option: str) -> None:
-    if column not in frame.columns:
+def _frame(columns: WindowColumns, names: list[str]) -> pd.DataFrame:
+    """Some columns of the window (each once, in order) as pandas reads them."""
+    frame: pd.DataFrame = columns.table(names).to_pandas()
+    return frame
+
+
+def _require(names: list[str], column: str, option: str) -> None:
+    if column not in names:
         raise SchemaError(
             f"{option} {column!r} is not a column of the current data; its columns: "
-            f"{', '.join(map(str, frame.columns))}",
+            f"{', '.join(names)}",
             column=column,
         )
 

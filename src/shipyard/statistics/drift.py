@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -180,6 +180,26 @@ class DriftOptions:
                 f"share_threshold must be a number in (0, 1] but got {share!r}"
             )
 
+    def check_columns(self, names: Collection[str]) -> None:
+        """Refuse options that name a column not among ``names`` (the reference's)."""
+        stray = (set(self.methods) | set(self.thresholds) | set(self.categorical or ())) - set(
+            names
+        )
+        if stray:
+            raise InvalidArgumentError(
+                f"Options name columns the reference does not have: {sorted(stray)}"
+            )
+
+    def only(self, names: Collection[str]) -> DriftOptions:
+        """The options of the columns ``names`` alone (to test some columns apart)."""
+        chosen = set(names)
+        return DriftOptions(
+            methods={k: v for k, v in self.methods.items() if k in chosen},
+            thresholds={k: v for k, v in self.thresholds.items() if k in chosen},
+            share_threshold=self.share_threshold,
+            categorical=None if self.categorical is None else self.categorical & chosen,
+        )
+
 
 def compare(
     reference: Data | ColumnSource | DatasetProfile,
@@ -232,14 +252,9 @@ def _names(side: Side) -> list[str]:
 def _plan(
     ref: Side, cur: Side, options: DriftOptions, columns: Sequence[str] | None
 ) -> list[tuple[str, str]]:
-    all_names = list(ref.columns) if isinstance(ref, DatasetProfile) else list(ref.schema.names)
-    stray = (set(options.methods) | set(options.thresholds) | set(options.categorical or ())) - set(
-        all_names
+    options.check_columns(
+        list(ref.columns) if isinstance(ref, DatasetProfile) else list(ref.schema.names)
     )
-    if stray:
-        raise InvalidArgumentError(
-            f"Options name columns the reference does not have: {sorted(stray)}"
-        )
     names = list(columns) if columns is not None else _names(ref)
     if not names:
         raise InvalidArgumentError(

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from shipyard.core.exceptions import InvalidArgumentError
 from shipyard.core.schema import ColumnSpec, Signature
+from shipyard.statistics._sources import ColumnSource, TableSource
 
 #: At most this many distinct unseen categories are kept per column as examples.
 MAX_UNSEEN_EXAMPLES = 10
@@ -175,7 +176,7 @@ class QualityReport:
 
 
 def check_quality(
-    data: pa.Table | pd.DataFrame,
+    data: pa.Table | pd.DataFrame | ColumnSource,
     signature: Signature,
     reference_categories: Mapping[str, Collection[Any]] | None = None,
     previous_columns: Mapping[str, str] | None = None,
@@ -184,24 +185,26 @@ def check_quality(
 ) -> QualityReport:
     """Check one window of model inputs against ``signature``.
 
-    Missing values are nulls and NaNs. Categories come from the signature, or from
-    ``reference_categories[column]`` when given (it wins). ``previous_columns`` maps columns
-    to the dtypes of the previous window (its report's ``dtypes``). Columns in ``ignore``
-    (``prediction``, ``row_id`` ...) are neither extra columns nor part of duplicate rows.
-    A row fails when it has a missing value in a non-nullable column (an absent column
-    counts as missing in every row), a type violation, an out-of-range number or an unseen
-    category; it counts once however many problems it has.
+    ``data`` is a table, a frame, or a :class:`ColumnSource` (read one column at a time;
+    its schema gives each column's dtype). Missing values are nulls and NaNs. Categories
+    come from the signature, or from ``reference_categories[column]`` when given (it wins).
+    ``previous_columns`` maps columns to the dtypes of the previous window (its report's
+    ``dtypes``). Columns in ``ignore`` (``prediction``, ``row_id`` ...) are neither extra
+    columns nor part of duplicate rows. A row fails when it has a missing value in a
+    non-nullable column (an absent column counts as missing in every row), a type
+    violation, an out-of-range number or an unseen category; it counts once however many
+    problems it has.
     """
-    present, rows = _columns_of(data)
+    source = _source_of(data)
+    rows, present = source.rows, list(source.schema.names)
     ignored, known = set(ignore), set(signature.columns)
-    dtypes = {name: _canonical(str(values.type)) for name, values in present.items()}
+    dtypes = {f.name: _canonical(str(f.type)) for f in source.schema}
     chosen = reference_categories or {}
     failing = np.zeros(rows, dtype=bool)
     qualities: list[ColumnQuality] = []
     changed: list[TypeChange] = []
     for spec in signature.inputs:
-        values = present.get(spec.name)
-        if values is None:
+        if spec.name not in dtypes:
             qualities.append(ColumnQuality(spec.name, rows, 1.0 if rows else 0.0, 0, 0, 0))
             if not spec.nullable:
                 failing[:] = True
@@ -209,7 +212,7 @@ def check_quality(
         if not _compatible(spec.dtype, dtypes[spec.name]):
             changed.append(TypeChange(spec.name, spec.dtype, dtypes[spec.name], "signature"))
         categories = chosen.get(spec.name, spec.categories)
-        quality, bad = _check_column(spec, values, categories, rows)
+        quality, bad = _check_column(spec, source.read(spec.name), categories, rows)
         qualities.append(quality)
         failing |= bad
     for name, dtype in dtypes.items():
@@ -220,8 +223,8 @@ def check_quality(
     return QualityReport(
         rows=rows,
         columns=tuple(qualities),
-        duplicates=_duplicates([v for n, v in present.items() if n not in ignored], rows),
-        missing_columns=tuple(c for c in signature.columns if c not in present),
+        duplicates=_duplicates(source, [n for n in present if n not in ignored]),
+        missing_columns=tuple(c for c in signature.columns if c not in dtypes),
         extra_columns=tuple(n for n in present if n not in ignored and n not in known),
         changed_types=tuple(changed),
         failing_rows=failing_rows,
@@ -230,12 +233,13 @@ def check_quality(
     )
 
 
-def _columns_of(data: pa.Table | pd.DataFrame) -> tuple[dict[str, pa.ChunkedArray], int]:
-    if isinstance(data, pa.Table):
-        names, arrays = [str(n) for n in data.column_names], list(data.columns)
+def _source_of(data: pa.Table | pd.DataFrame | ColumnSource) -> ColumnSource:
+    if isinstance(data, ColumnSource):
+        names = list(data.schema.names)
+    elif isinstance(data, pa.Table):
+        names = [str(n) for n in data.column_names]
     elif isinstance(data, pd.DataFrame):
         names = [str(n) for n in data.columns]
-        arrays = [_from_pandas(data.iloc[:, i]) for i in range(data.shape[1])]
     else:
         raise InvalidArgumentError(
             f"data must be a pyarrow Table or a pandas DataFrame but got {type(data).__name__}; "
@@ -244,10 +248,18 @@ def _columns_of(data: pa.Table | pd.DataFrame) -> tuple[dict[str, pa.ChunkedArra
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise InvalidArgumentError(f"column {dup!r} appears twice in the data; keep one of them")
-    return dict(zip(names, arrays, strict=True)), len(data)
+    if isinstance(data, ColumnSource):
+        return data
+    if isinstance(data, pd.DataFrame):
+        arrays = [arrow_column(data.iloc[:, i]) for i in range(data.shape[1])]
+        # a frame without columns still has its rows (each lacks every signature column)
+        rows = pa.table({"": pa.nulls(len(data))}).drop_columns([""])
+        data = pa.table(dict(zip(names, arrays, strict=True))) if names else rows
+    return TableSource(data)
 
 
-def _from_pandas(series: pd.Series) -> pa.ChunkedArray:
+def arrow_column(series: pd.Series) -> pa.ChunkedArray:
+    """One pandas column as Arrow (NaN as null); a column mixing numbers and text as text."""
     try:
         array = pa.array(series, from_pandas=True)
     except _ARROW_ERRORS:
@@ -335,21 +347,30 @@ def _is_in(arr: pa.Array, categories: Collection[Any]) -> pa.Array:
     return pc.is_in(arr, value_set=value_set)
 
 
-def _duplicates(columns: list[pa.ChunkedArray], rows: int) -> int:
-    """Rows equal in every column to an earlier row: hashed, then confirmed value by value."""
-    if rows < 2 or not columns:
+def _duplicates(source: ColumnSource, names: list[str]) -> int:
+    """Rows equal in every column to an earlier row: hashed, then confirmed value by value.
+
+    The first column alone rules out most rows; only the others' values at the rows it
+    does not rule out are read.
+    """
+    rows = source.rows
+    if rows < 2 or not names:
         return 0
     # Floats first: their values vary most, so one column alone rules out most rows.
-    ordered = sorted(columns, key=lambda c: not pa.types.is_floating(c.type))
-    key = _row_key(ordered[0])
+    ordered = sorted(names, key=lambda n: not pa.types.is_floating(source.schema.field(n).type))
+    key = _row_key(source.read(ordered[0]))
     hashes = pd.util.hash_array(key)
     maybe = np.flatnonzero(pd.Series(hashes).duplicated(keep=False).to_numpy())
     if len(maybe) == 0:
         return 0
-    if len(maybe) < rows:
+    taken = pa.array(maybe) if len(maybe) < rows else None
+    if taken is not None:
         key, hashes = key[maybe], hashes[maybe]
-        ordered = [ordered[0], *(c.take(pa.array(maybe)) for c in ordered[1:])]
-    keys = [key, *(_row_key(c) for c in ordered[1:])]
+    keys = [key]
+    for name in ordered[1:]:
+        values = source.read(name)
+        keys.append(_row_key(values if taken is None else values.take(taken)))
+        del values
     for other in keys[1:]:
         hashes = (hashes * np.uint64(0x100000001B3)) ^ pd.util.hash_array(other)
     codes, _ = pd.factorize(hashes)
