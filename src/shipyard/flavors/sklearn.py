@@ -16,15 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import sklearn
-import skops.io as sio
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
-from skops.io.exceptions import UnsupportedTypeException, UntrustedTypesFoundException
 
 from shipyard.core.exceptions import FlavorError, UnsupportedModelError, UntrustedArtifactError
 from shipyard.flavors.base import Flavor, Predictor, SavedModel, require_trusted, stored_file
 from shipyard.flavors.python import object_predictor
+from shipyard.flavors.skops_import import skops_io
 
 #: The file name ``save`` and ``import_path`` write.
 FILE = "model.skops"
@@ -33,7 +32,7 @@ FILE = "model.skops"
 def skops_untrusted(path: Path) -> list[str]:
     """The types loading the skops file ``path`` needs trusted (read without loading)."""
     try:
-        return sorted(str(t) for t in sio.get_untrusted_types(file=path))
+        return sorted(str(t) for t in skops_io().get_untrusted_types(file=path))
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise FlavorError(
             f"expected a skops file at {path.name} but it cannot be read as one ({exc}); "
@@ -45,9 +44,10 @@ def load_skops(path: Path, config: Mapping[str, Any]) -> Any:
     """Load the skops file ``path`` trusting exactly ``config["trusted_types"]``."""
     needed = skops_untrusted(path)
     trusted = require_trusted(config, needed, f"loading {path.name} (skops)")
+    sio = skops_io()
     try:
         return sio.load(path, trusted=trusted)
-    except UntrustedTypesFoundException as exc:
+    except sio.exceptions.UntrustedTypesFoundException as exc:
         raise UntrustedArtifactError(
             f"skops refused to load {path.name}: {str(exc).splitlines()[0]} "
             "Register the model again trusting these types after reviewing where it came from"
@@ -57,7 +57,12 @@ def load_skops(path: Path, config: Mapping[str, Any]) -> Any:
             f"loading {path.name} needs code that is not importable here ({exc}); "
             "install the library (same version) the model was built with"
         ) from exc
-    except (UnsupportedTypeException, zipfile.BadZipFile, KeyError, ValueError) as exc:
+    except (
+        sio.exceptions.UnsupportedTypeException,
+        zipfile.BadZipFile,
+        KeyError,
+        ValueError,
+    ) as exc:
         raise FlavorError(
             f"skops cannot load {path.name} ({exc}); the file is corrupt or was written "
             "by an incompatible skops version"
@@ -88,7 +93,7 @@ class SklearnFlavor(Flavor):
             pass  # not an estimator check_is_fitted understands; skops decides below
         path = directory / FILE
         try:
-            sio.dump(model, path)
+            skops_io().dump(model, path)
         except Exception as exc:
             path.unlink(missing_ok=True)
             raise UnsupportedModelError(
