@@ -20,7 +20,7 @@ from typer.testing import CliRunner, Result
 from shipyard import ConfigError, Settings
 from shipyard.cli import orchestrate
 from shipyard.cli.context import Group
-from shipyard.datasets.run_records import Runs
+from shipyard.datasets.run_records import Runs, ScheduledFire
 from shipyard.pipelines.schedule import Schedule, Scheduler, load_schedules
 from shipyard.store import Database
 from shipyard.store.tables import ScheduleState
@@ -66,7 +66,7 @@ class Recorder:
     def __init__(self) -> None:
         self.launched: list[str] = []
 
-    def __call__(self, name: str) -> str:
+    def __call__(self, name: str, fire: ScheduledFire) -> str:
         self.launched.append(name)
         return "succeeded"
 
@@ -179,7 +179,7 @@ def test_a_failing_launch_is_recorded_and_releases_the_lock(
     settings = settings_for(tmp_path, database, HOURLY.format(missed="latest"))
     clock = Clock(at(0, 30))
 
-    def launch(name: str) -> str:
+    def launch(name: str, fire: ScheduledFire) -> str:
         raise RuntimeError("boom")
 
     scheduler = Scheduler(settings, database, launch, clock=clock)
@@ -226,7 +226,7 @@ def test_the_lease_is_renewed_while_the_run_lasts(tmp_path: Path, database: Data
     clock = Clock(at(5, 0, 2))
     started, finish = threading.Event(), threading.Event()
 
-    def launch(name: str) -> str:
+    def launch(name: str, fire: ScheduledFire) -> str:
         started.set()
         finish.wait(10)
         return "succeeded"
@@ -252,7 +252,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from shipyard import Settings
-from shipyard.datasets.run_records import Runs
+from shipyard.datasets.run_records import Runs, ScheduledFire
 from shipyard.pipelines.schedule import Scheduler
 from shipyard.store import Database
 
@@ -260,7 +260,7 @@ root, url, out, start = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), float
 settings = Settings.load(root, environ={"SHIPYARD_DATABASE_URL": url})
 database = Database.open(url)
 
-def launch(name):
+def launch(name, fire):
     with out.open("a") as stream:
         stream.write(f"{name} {sys.argv[5]}\\n")
     time.sleep(0.3)

@@ -101,20 +101,20 @@ def quickstart(
 
 
 @db_app.command("upgrade")
-def db_upgrade(ctx: typer.Context) -> None:
+def db_upgrade(ctx: typer.Context, project: ProjectOption = None) -> None:
     """Migrate the metadata database to the newest schema (also done on every open)."""
-    project = open_project(ctx)
-    revision = project.database.upgrade()
-    console.print(f"database {project.database.url.render_as_string()} is at revision {revision}")
+    database = open_project(ctx, project).database
+    revision = database.upgrade()
+    console.print(f"database {database.url.render_as_string()} is at revision {revision}")
 
 
 @db_app.command("current")
-def db_current(ctx: typer.Context) -> None:
+def db_current(ctx: typer.Context, project: ProjectOption = None) -> None:
     """Show the schema revision of the metadata database and the newest one known."""
     from shipyard.store import head_revision
 
-    project = open_project(ctx)
-    console.print(f"current: {project.database.current_revision()}  newest: {head_revision()}")
+    database = open_project(ctx, project).database
+    console.print(f"current: {database.current_revision()}  newest: {head_revision()}")
 
 
 def main() -> None:

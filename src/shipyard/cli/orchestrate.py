@@ -19,6 +19,7 @@ from shipyard.core.exceptions import ConfigError, EmptyWindowError
 from shipyard.render import console, err_console
 
 if TYPE_CHECKING:
+    from shipyard.datasets.run_records import ScheduledFire
     from shipyard.pipelines.schedule import Fire, Launch
     from shipyard.project import Project
 
@@ -40,9 +41,10 @@ def build_launcher(project: Project) -> Launch:
         project.settings, project.database, project.artifacts, project.datasets
     )
 
-    def launch(name: str) -> str:
+    def launch(name: str, fire: ScheduledFire) -> str:
         if not name.startswith(MONITOR_PREFIX):
-            return pipelines(name)
+            return pipelines(name, fire)
+        # a monitor keeps no run: the scheduler records its fire once it has run
         try:
             outcome = project.run_monitor(name.removeprefix(MONITOR_PREFIX))
         except EmptyWindowError as exc:  # a quiet hour is not a failure: nothing to report

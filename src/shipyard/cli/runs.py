@@ -18,8 +18,10 @@ from shipyard.core.exceptions import ConfigError
 from shipyard.render import console, err_console, print_json
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from shipyard.core.settings import Settings
-    from shipyard.datasets.run_records import RunInfo, StepRunInfo
+    from shipyard.datasets.run_records import RunInfo, Runs, StepRunInfo
 
 runs_app = typer.Typer(
     rich_markup_mode=None,  # help texts name settings as [section] key: print them as written
@@ -169,6 +171,18 @@ def _steps_table(steps: list[StepRunInfo]) -> Table:
     return table
 
 
+def _records(ctx: typer.Context, project: Path | None) -> Runs:
+    """The project's run records, once runs whose process stopped are marked failed."""
+    from datetime import timedelta
+
+    from shipyard.datasets.run_records import Runs
+
+    opened = open_project(ctx, project)
+    records = Runs(opened.database)
+    records.fail_stale(timedelta(seconds=opened.settings.runs.stale_after_seconds))
+    return records
+
+
 @runs_app.command("list")
 def list_(
     ctx: typer.Context,
@@ -177,10 +191,13 @@ def list_(
     as_json: JsonOption = False,
     project: ProjectOption = None,
 ) -> None:
-    """The newest pipeline runs, newest first."""
-    from shipyard.datasets.run_records import Runs
+    """The newest pipeline runs, newest first.
 
-    runs = Runs(open_project(ctx, project).database).list(pipeline=pipeline, limit=limit)
+    A run left running by a process that was killed (no heartbeat for [runs]
+    stale_after_seconds) is marked failed first.
+    """
+    records = _records(ctx, project)
+    runs = records.list(pipeline=pipeline, limit=limit)
     if as_json:
         print_json([info.to_dict() for info in runs])
         return
@@ -199,10 +216,10 @@ def show(
     project: ProjectOption = None,
 ) -> None:
     """One run: its steps, their outputs, and for a failed step its error and logs."""
-    from shipyard.datasets.run_records import FAILED, KILLED, Runs
+    from shipyard.datasets.run_records import FAILED, KILLED
     from shipyard.pipelines.progress import styled
 
-    info = Runs(open_project(ctx, project).database).get(run_id)
+    info = _records(ctx, project).get(run_id)
     if as_json:
         print_json(info.to_dict())
         return

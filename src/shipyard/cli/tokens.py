@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from shipyard.cli.context import Group, JsonOption, open_project
+from shipyard.cli.context import Group, JsonOption, ProjectOption, open_project
 from shipyard.render import console, print_json
 
 # ``registry.tokens.SCOPES``, written out: importing it would load SQLAlchemy for every
@@ -34,10 +34,11 @@ def create(
         list[str] | None,
         typer.Option("--scope", help=SCOPES_HELP),
     ] = None,
+    project: ProjectOption = None,
 ) -> None:
     """Make a token and print it once: store it now, it cannot be shown again."""
-    project = open_project(ctx)
-    secret, info = project.tokens.create(name, scope or [], project.settings.actor)
+    opened = open_project(ctx, project)
+    secret, info = opened.tokens.create(name, scope or [], opened.settings.actor)
     console.print(
         f"created token [bold]{info.name}[/bold] (scopes: {', '.join(info.scopes)}); "
         "it is shown once, store it now:",
@@ -47,10 +48,9 @@ def create(
 
 
 @tokens_app.command("list")
-def list_(ctx: typer.Context, as_json: JsonOption = False) -> None:
+def list_(ctx: typer.Context, as_json: JsonOption = False, project: ProjectOption = None) -> None:
     """Every token: name, scopes, who made it, last use, revoked (never the secret)."""
-    project = open_project(ctx)
-    tokens = project.tokens.list()
+    tokens = open_project(ctx, project).tokens.list()
     if as_json:
         print_json([t.to_dict() for t in tokens])
         return
@@ -73,8 +73,8 @@ def list_(ctx: typer.Context, as_json: JsonOption = False) -> None:
 def revoke(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The token to revoke.")],
+    project: ProjectOption = None,
 ) -> None:
     """Revoke a token; servers stop accepting it at their next refresh (within 30 s)."""
-    project = open_project(ctx)
-    info = project.tokens.revoke(name)
+    info = open_project(ctx, project).tokens.revoke(name)
     console.print(f"revoked token [bold]{info.name}[/bold]")

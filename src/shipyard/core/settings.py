@@ -60,6 +60,30 @@ class PredictionsSettings(_Section):
     retention_days: int = Field(default=0, ge=0)
 
 
+class RunsSettings(_Section):
+    """The ``[runs]`` table: how a pipeline run shows it is alive.
+
+    The process running a pipeline writes the run's heartbeat every ``heartbeat_seconds``;
+    a ``running`` run whose heartbeat is older than ``stale_after_seconds`` lost its process
+    (killed, machine gone) and the next ``shipyard run``, ``shipyard runs list`` or scheduler
+    start marks it ``failed``. The default leaves room for a heartbeat that waits on a busy
+    SQLite lock (up to 30 s).
+    """
+
+    heartbeat_seconds: float = Field(default=10.0, gt=0)
+    stale_after_seconds: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _room_for_missed_beats(self) -> RunsSettings:
+        if self.stale_after_seconds < 2 * self.heartbeat_seconds:
+            raise ValueError(
+                f"stale_after_seconds ({self.stale_after_seconds:g}) must be at least twice "
+                f"heartbeat_seconds ({self.heartbeat_seconds:g}), or a live run could be "
+                "marked failed after one late heartbeat"
+            )
+        return self
+
+
 class ProjectSection(_Section):
     """The ``[project]`` table."""
 
@@ -88,6 +112,7 @@ class Settings(_Section):
     monitors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     deploy: dict[str, Any] = Field(default_factory=dict)
     predictions: PredictionsSettings = Field(default_factory=PredictionsSettings)
+    runs: RunsSettings = Field(default_factory=RunsSettings)
     user: str = ""
 
     @model_validator(mode="before")
@@ -155,7 +180,7 @@ class Settings(_Section):
         data: dict[str, Any] = {}
         if path.exists():
             try:
-                data = tomllib.loads(path.read_text(encoding="utf-8"))
+                data = tomllib.loads(read_text(path))
             except tomllib.TOMLDecodeError as exc:
                 raise ConfigError(
                     f"{path} is not valid TOML: {exc}; fix the line it names"
@@ -172,6 +197,20 @@ class Settings(_Section):
             return cls.model_validate(data)
         except ValidationError as exc:
             raise ConfigError(f"{path} has invalid settings: {problems(exc)}") from exc
+
+
+def read_text(path: Path) -> str:
+    """The text of a UTF-8 file; ConfigError saying where the first bad byte is if it is not."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at line {line}, "
+            f"column {column}); save it as UTF-8"
+        ) from exc
 
 
 def problems(exc: ValidationError, whole: str = "table") -> str:

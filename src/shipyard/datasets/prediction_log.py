@@ -11,8 +11,10 @@
 
 One row per request: ``inputs`` holds the validated request rows as records
 (``[{"col": value, ...}, ...]``), ``outputs`` ``{"predictions": [...]}`` plus
-``"probabilities"`` and ``"classes"`` for classifiers; ``shadow`` marks answers a shadow
-model computed but the client never saw.
+``"probabilities"`` and ``"classes"`` for classifiers, and ``"rows"`` (the request's full
+row count) when the server logged only the first rows of a long request
+(``[serving] prediction_log_max_rows``); ``shadow`` marks answers a shadow model computed
+but the client never saw. ``request_id`` is indexed (lookups by key stay fast).
 """
 
 from __future__ import annotations
@@ -101,6 +103,17 @@ class PredictionLogStore:
         with self.database.engine.begin() as connection:
             connection.exec_driver_sql(sql, list(params))
         return len(rows)
+
+    def present(self, rows: Sequence[LogRow]) -> set[tuple[str, str, bool]]:
+        """Which (model, request id, shadow) of ``rows`` are logged already (a spool replay)."""
+        ids = sorted({row[2] for row in rows})
+        found: set[tuple[str, str, bool]] = set()
+        columns = (_TABLE.c.model, _TABLE.c.request_id, _TABLE.c.shadow)
+        with self.database.engine.connect() as connection:
+            for start in range(0, len(ids), 500):
+                query = sa.select(*columns).where(_TABLE.c.request_id.in_(ids[start : start + 500]))
+                found.update((m, r, bool(s)) for m, r, s in connection.execute(query))
+        return found
 
     # -- reading --------------------------------------------------------------------------
 

@@ -1,25 +1,30 @@
-"""Pipeline run records: the ``runs``, ``step_runs`` and ``schedule_state`` tables.
+"""Pipeline run records: the ``runs`` and ``step_runs`` tables.
 
 :class:`Runs` is the one reader and writer of ``runs`` and ``step_runs`` (what ran, when,
-from which inputs, with what outcome); :class:`ScheduleStates` the one reader and writer of
-``schedule_state`` (each scheduled pipeline's last and next fire time and its lock). The
-engine that runs pipelines, caches steps and fires schedules is :mod:`shipyard.pipelines`.
+from which inputs, with what outcome). Schedules' fire times and locks are kept by
+:mod:`shipyard.datasets.schedule_states` (re-exported here). The engine that runs
+pipelines, caches steps and fires schedules is :mod:`shipyard.pipelines`.
 
 A run's status is ``running``, ``succeeded``, ``failed`` or ``killed``; a step's is
 ``pending``, ``running``, ``succeeded``, ``cached`` (outputs reused from an earlier run
 with the same cache key), ``failed``, ``skipped`` (an upstream step failed) or ``killed``.
 
-A schedule's lock is a lease (owner and expiry) taken with one conditional ``UPDATE``: two
-schedulers, in two processes, on SQLite or PostgreSQL, never hold one pipeline at once, and
-the lease of a scheduler that died expires and is taken over.
+A run's process writes its heartbeat (``runs.heartbeat_at``) every few seconds while it
+runs; :meth:`Runs.fail_stale` marks a ``running`` run whose heartbeat is too old ``failed``
+(its process was killed or its machine went away), so no run stays ``running`` forever.
+
+A scheduled run is recorded in the transaction that moves its schedule past the fire time
+(:class:`ScheduledFire`), so each fire time is launched once.
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import os
+import socket
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,8 +33,33 @@ from sqlalchemy.orm import Session
 
 from shipyard.core.clock import utcnow
 from shipyard.core.exceptions import NotFoundError
+from shipyard.datasets.schedule_states import (
+    Claim,
+    LockLostError,
+    ScheduledFire,
+    ScheduleStates,
+    record_fire,
+)
 from shipyard.store import Database
-from shipyard.store.tables import Run, ScheduleState, StepRun
+from shipyard.store.tables import Run, StepRun
+
+__all__ = [
+    "CACHED",
+    "DONE",
+    "FAILED",
+    "KILLED",
+    "PENDING",
+    "RUNNING",
+    "SKIPPED",
+    "SUCCEEDED",
+    "Claim",
+    "LockLostError",
+    "RunInfo",
+    "Runs",
+    "ScheduleStates",
+    "ScheduledFire",
+    "StepRunInfo",
+]
 
 PENDING = "pending"
 RUNNING = "running"
@@ -115,6 +145,10 @@ class RunInfo:
     error: str
     created_by: str
     steps: list[StepRunInfo] = field(default_factory=list)
+    heartbeat_at: datetime | None = None
+    host: str = ""
+    pid: int | None = None
+    scheduled_for: datetime | None = None
 
     @property
     def duration(self) -> float | None:
@@ -153,6 +187,10 @@ class RunInfo:
             "duration_s": self.duration,
             "error": self.error,
             "created_by": self.created_by,
+            "heartbeat_at": _iso(self.heartbeat_at),
+            "host": self.host,
+            "pid": self.pid,
+            "scheduled_for": _iso(self.scheduled_for),
             "counts": {s: self.count(s) for s in (SUCCEEDED, CACHED, FAILED, SKIPPED, KILLED)},
             "steps": [s.to_dict() for s in self.steps],
         }
@@ -174,6 +212,16 @@ def _step_info(row: StepRun) -> StepRunInfo:
     )
 
 
+def _stale_reason(row: Run) -> str:
+    """Why a run without a recent heartbeat was marked failed."""
+    seen = row.heartbeat_at or row.started_at
+    where = f" (pid {row.pid} on {row.host})" if row.pid is not None and row.host else ""
+    return (
+        f"the process running it{where} stopped without finishing (no heartbeat since "
+        f"{seen:%Y-%m-%d %H:%M:%S} UTC); run the pipeline again"
+    )
+
+
 def _run_info(row: Run, steps: builtins.list[StepRun]) -> RunInfo:
     """The read-only view of a ``runs`` row and its step rows (kept in the given order)."""
     return RunInfo(
@@ -187,6 +235,10 @@ def _run_info(row: Run, steps: builtins.list[StepRun]) -> RunInfo:
         error=row.error,
         created_by=row.created_by,
         steps=[_step_info(s) for s in steps],
+        heartbeat_at=row.heartbeat_at,
+        host=row.host or "",
+        pid=row.pid,
+        scheduled_for=row.scheduled_for,
     )
 
 
@@ -245,8 +297,15 @@ class Runs:
         trigger: str,
         actor: str,
         log_root: Path,
+        fire: ScheduledFire | None = None,
     ) -> None:
-        """Record a run as ``running`` and each of its steps as ``pending``, in one transaction."""
+        """Record a run as ``running`` and each of its steps as ``pending``, in one transaction.
+
+        The run's first heartbeat, host and pid are this process's. Given ``fire``, the
+        same transaction records it on the schedule (see :class:`ScheduledFire`); without
+        the schedule's lock nothing is recorded and :class:`LockLostError` is raised.
+        """
+        now = utcnow()
         with self.database.session() as session:
             session.add(
                 Run(
@@ -255,10 +314,14 @@ class Runs:
                     status=RUNNING,
                     trigger=trigger,
                     params=params,
-                    started_at=utcnow(),
+                    started_at=now,
                     finished_at=None,
                     error="",
                     created_by=actor,
+                    heartbeat_at=now,
+                    host=socket.gethostname()[:128],
+                    pid=os.getpid(),
+                    scheduled_for=fire.fire_time if fire is not None else None,
                 )
             )
             session.flush()  # the step rows refer to the run
@@ -276,15 +339,78 @@ class Runs:
                         log_dir=str(log_root / name),
                     )
                 )
+            if fire is not None and not record_fire(session, fire):
+                raise LockLostError(
+                    f"the scheduler {fire.owner} no longer holds the lock of {fire.pipeline!r} "
+                    f"(another scheduler took it over); it does not launch {fire.fire_time}"
+                )
 
-    def update_step(self, run_id: str, step: str, **values: Any) -> None:
-        """Set columns of one step's row."""
+    def update_step(
+        self, run_id: str, step: str, *, session: Session | None = None, **values: Any
+    ) -> None:
+        """Set columns of one step's row (inside ``session``'s transaction if given)."""
+        statement = (
+            sa.update(StepRun)
+            .where(StepRun.run_id == run_id, StepRun.step == step)
+            .values(**values)
+        )
+        if session is not None:
+            session.execute(statement)
+            return
+        with self.database.session() as own:
+            own.execute(statement)
+
+    def beat(self, run_id: str) -> bool:
+        """Record that the process running ``run_id`` is alive; False once the run has ended."""
         with self.database.session() as session:
-            session.execute(
-                sa.update(StepRun)
-                .where(StepRun.run_id == run_id, StepRun.step == step)
-                .values(**values)
+            result = session.execute(
+                sa.update(Run)
+                .where(Run.id == run_id, Run.status == RUNNING)
+                .values(heartbeat_at=utcnow())
+                .execution_options(synchronize_session=False)
             )
+            return int(cast("sa.CursorResult[Any]", result).rowcount) == 1
+
+    def fail_stale(
+        self, older_than: timedelta, *, now: datetime | None = None
+    ) -> builtins.list[str]:
+        """Mark ``failed`` every ``running`` run without a heartbeat for ``older_than``.
+
+        Such a run lost its process (SIGKILL, out of memory, the machine went away): its
+        running steps become ``killed``, its pending ones ``skipped``, and the error says
+        when it was last seen. Returns the ids of the runs marked. A heartbeat that lands
+        meanwhile wins (the update is conditional), so a live run is never marked.
+        """
+        now = utcnow() if now is None else now
+        cutoff = now - older_than
+        stale = sa.and_(
+            Run.status == RUNNING,
+            sa.or_(
+                Run.heartbeat_at < cutoff,
+                sa.and_(Run.heartbeat_at.is_(None), Run.started_at < cutoff),
+            ),
+        )
+        marked: builtins.list[str] = []
+        with self.database.session() as session:
+            for row in builtins.list(session.scalars(sa.select(Run).where(stale))):
+                reason = _stale_reason(row)
+                result = session.execute(
+                    sa.update(Run)
+                    .where(Run.id == row.id, stale)
+                    .values(status=FAILED, finished_at=now, error=reason)
+                    .execution_options(synchronize_session=False)
+                )
+                if int(cast("sa.CursorResult[Any]", result).rowcount) != 1:
+                    continue
+                for before, after in ((RUNNING, KILLED), (PENDING, SKIPPED)):
+                    session.execute(
+                        sa.update(StepRun)
+                        .where(StepRun.run_id == row.id, StepRun.status == before)
+                        .values(status=after, finished_at=now, error=reason)
+                        .execution_options(synchronize_session=False)
+                    )
+                marked.append(row.id)
+        return marked
 
     def finish(self, run_id: str, status: str, error: str = "") -> None:
         """Record the end of a run."""
@@ -328,110 +454,3 @@ class Runs:
             )
         with self.database.session() as session:
             return [dict(row.outputs) for row in session.scalars(query)]
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A pipeline's lock, taken: the fire times to launch and whose expired lease it took."""
-
-    times: builtins.list[datetime]
-    taken_from: str | None
-
-
-class ScheduleStates:
-    """Each scheduled pipeline's fire times and lock (the ``schedule_state`` table).
-
-    Every write that needs the lock is one conditional ``UPDATE`` that only changes rows
-    whose lock ``owner`` holds, so a scheduler that lost its lease changes nothing.
-    """
-
-    def __init__(self, database: Database) -> None:
-        self.database = database
-
-    def claim(
-        self,
-        pipeline: str,
-        *,
-        owner: str,
-        now: datetime,
-        expires_at: datetime,
-        next_fire_at: datetime,
-        due: Callable[[datetime], builtins.list[datetime]],
-    ) -> Claim | None:
-        """Take ``pipeline``'s lock for ``owner`` until ``expires_at`` if it is due and free.
-
-        A pipeline seen for the first time gets ``next_fire_at`` (the next fire time after
-        ``now``) as its first fire time. When the stored next fire time has come,
-        ``due(stored)`` says which fire times to launch; none (all missed and skipped) moves
-        the next fire time to ``next_fire_at`` without taking the lock. Returns the claim,
-        or None when the pipeline is not due, is locked by a live lease, or another
-        scheduler moved it first.
-        """
-        # the dialects' own INSERTs are imported here: listing runs needs neither
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        first = {"pipeline": pipeline, "next_fire_at": next_fire_at}
-        insert = pg_insert if self.database.backend == "postgresql" else sqlite_insert
-        with self.database.session() as session:
-            session.execute(insert(ScheduleState).values(**first).on_conflict_do_nothing())
-            state = session.get(ScheduleState, pipeline)
-            if state is None or state.next_fire_at is None or state.next_fire_at > now:
-                return None
-            times = due(state.next_fire_at)
-            values: dict[str, Any] = {"lock_owner": owner, "lock_expires_at": expires_at}
-            if not times:  # everything missed and skipped: move on without running
-                values = {"next_fire_at": next_fire_at}
-            # The guard on next_fire_at stops a scheduler that read the state before another
-            # finished the same fire (and released the lock) from firing it a second time.
-            claimed = _update(
-                session,
-                [
-                    ScheduleState.pipeline == pipeline,
-                    ScheduleState.next_fire_at == state.next_fire_at,
-                    sa.or_(
-                        ScheduleState.lock_owner.is_(None),
-                        ScheduleState.lock_owner == owner,
-                        ScheduleState.lock_expires_at < now,
-                    ),
-                ],
-                values,
-            )
-            if claimed != 1 or not times:
-                return None
-            taken_from = state.lock_owner if state.lock_owner not in (None, owner) else None
-            return Claim(times, taken_from)
-
-    def advance(
-        self, pipeline: str, *, owner: str, last_fire_at: datetime, next_fire_at: datetime
-    ) -> bool:
-        """Record ``last_fire_at`` as fired and ``next_fire_at`` as next; False without the lock."""
-        values = {"last_fire_at": last_fire_at, "next_fire_at": next_fire_at}
-        return self._update_owned(owner, [pipeline], values) == 1
-
-    def renew(self, pipelines: Sequence[str], *, owner: str, expires_at: datetime) -> int:
-        """Extend ``owner``'s leases of ``pipelines`` to ``expires_at``; return how many."""
-        return self._update_owned(owner, pipelines, {"lock_expires_at": expires_at})
-
-    def release(self, owner: str, pipelines: Sequence[str] | None = None) -> int:
-        """Release ``owner``'s locks of ``pipelines`` (default: all it holds); return how many."""
-        return self._update_owned(owner, pipelines, {"lock_owner": None, "lock_expires_at": None})
-
-    def _update_owned(
-        self, owner: str, pipelines: Sequence[str] | None, values: Mapping[str, Any]
-    ) -> int:
-        """Update the rows of ``pipelines`` (default: all) whose lock ``owner`` holds."""
-        where = [ScheduleState.lock_owner == owner]
-        if pipelines is not None:
-            where.append(ScheduleState.pipeline.in_(builtins.list(pipelines)))
-        with self.database.session() as session:
-            return _update(session, where, values)
-
-
-def _update(
-    session: Session, where: Sequence[sa.ColumnElement[bool]], values: Mapping[str, Any]
-) -> int:
-    """``UPDATE schedule_state SET values WHERE where``; return how many rows changed."""
-    statement = sa.update(ScheduleState).where(*where).values(**values)
-    result = session.execute(statement.execution_options(synchronize_session=False))
-    return int(cast("sa.CursorResult[Any]", result).rowcount)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import tempfile
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +31,7 @@ from shipyard.store.tables import DatasetVersion
 if TYPE_CHECKING:  # pandas and Arrow load when rows are written or read, not to list versions
     import pandas as pd
     import pyarrow as pa
+    from sqlalchemy.orm import Session
 
 
 @dataclass(frozen=True)
@@ -158,15 +159,25 @@ class Datasets:
         source: str = "",
         run_id: str | None = None,
         step: str | None = None,
+        then: Callable[[Session, builtins.list[DatasetInfo]], None] | None = None,
     ) -> builtins.list[DatasetInfo]:
-        """Record staged frames as new versions, all in one transaction."""
+        """Record staged frames as new versions, all in one transaction.
+
+        ``then(session, infos)`` runs inside that transaction once the versions are
+        recorded, so what it writes lands with them or not at all: the pipeline runner
+        records there that the step which produced them succeeded. It may run again if
+        the transaction is retried (a concurrent writer took a version number).
+        """
         for attempt in range(3):
             try:
                 with self.database.session() as session:
-                    return [
+                    infos = [
                         self._record(session, item, source=source, run_id=run_id, step=step)
                         for item in staged
                     ]
+                    if then is not None:
+                        then(session, infos)
+                    return infos
             except IntegrityError:  # a concurrent writer took the same version number
                 if attempt == 2:
                     raise

@@ -9,8 +9,13 @@
 Each attempt of a step runs in a fresh ``spawn`` process (see :mod:`.execute`); up to
 ``workers`` independent steps run at once. A step whose code, inputs and parameters
 match an earlier successful run is reused (``cached``) without starting a process. A
-step's dataset outputs are committed by this process, all in one transaction, only
-after the step succeeded: a failed, timed-out or killed step records no dataset version.
+step's dataset outputs are committed by this process only after the step succeeded, in
+the one transaction that records the step as succeeded: a failed, timed-out or killed
+step records no dataset version, and no version is ever recorded without its step.
+
+While a run goes on, a thread writes its heartbeat (:mod:`.heartbeat`); a run whose
+process was killed is marked ``failed`` by the next run, ``shipyard runs list`` or
+scheduler start.
 """
 
 from __future__ import annotations
@@ -20,14 +25,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from shipyard.core.clock import utcnow
 from shipyard.core.exceptions import InvalidArgumentError
 from shipyard.core.settings import Settings
-from shipyard.datasets import Datasets
+from shipyard.datasets import DatasetInfo, Datasets
 from shipyard.datasets.run_records import (
     CACHED,
     DONE,
@@ -39,16 +44,21 @@ from shipyard.datasets.run_records import (
     SUCCEEDED,
     RunInfo,
     Runs,
+    ScheduledFire,
 )
 from shipyard.datasets.store import StagedFrame
 from shipyard.pipelines.cache import cache_key, describe_dataset, find_cached
 from shipyard.pipelines.children import Attempt, Terminated, sigterm_raises, wait_for
 from shipyard.pipelines.execute import StepTask, task_target
 from shipyard.pipelines.graph import Pipeline
+from shipyard.pipelines.heartbeat import Heartbeat, fail_stale_runs
 from shipyard.pipelines.journal import new_run_id
 from shipyard.pipelines.plan import Plan, make_plan
 from shipyard.pipelines.progress import RunDisplay
 from shipyard.store import ArtifactStore, Database
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 #: Longest wait between checks of timeouts and retries.
 POLL_SECONDS = 0.5
@@ -108,6 +118,13 @@ class Runner:
     ) -> None:
         if workers < 1:
             raise InvalidArgumentError(f"workers must be at least 1, got {workers}")
+        if datasets.database.url != database.url:
+            # a step's outputs and its success are one transaction: one database for both
+            raise InvalidArgumentError(
+                "the runner's datasets must live in the runner's database, got "
+                f"{datasets.database.url.render_as_string()} and "
+                f"{database.url.render_as_string()}"
+            )
         self.settings = settings
         self.database = database
         self.runs = Runs(database)
@@ -124,14 +141,18 @@ class Runner:
         params: Mapping[str, Mapping[str, Any]] | None = None,
         use_cache: bool = True,
         trigger: str = "manual",
+        fire: ScheduledFire | None = None,
     ) -> RunInfo:
         """Run ``pipeline`` (or only ``steps``) and return the recorded run.
 
         Everything is checked before a step starts (step and parameter names, inputs
         that must already be stored). A failed step does not raise: the run comes back
         with status ``failed`` and ``error`` naming the step. KeyboardInterrupt and
-        SIGTERM stop every child, mark the run ``killed`` and propagate.
+        SIGTERM stop every child, mark the run ``killed`` and propagate. Runs whose
+        process was killed earlier (no heartbeat) are marked ``failed`` first. ``fire``
+        (from the scheduler) is recorded on its schedule with the run, in one transaction.
         """
+        fail_stale_runs(self.runs, self.settings)
         configured = self.settings.pipelines.get(pipeline.name, {}).get("params", {})
         plan = make_plan(
             pipeline, steps=steps, configured=configured, given=params,
@@ -142,10 +163,12 @@ class Runner:
         self.runs.create(
             run_id=run_id, pipeline=pipeline.name, steps=plan.steps,
             params=plan.params, trigger=trigger, actor=self.settings.actor, log_root=log_root,
+            fire=fire,
         )  # fmt: skip
         state = _State(plan, run_id, log_root, use_cache, dict.fromkeys(plan.steps, PENDING))
         display = RunDisplay(self.console, pipeline.name, run_id, plan.steps)
-        with display:
+        beating = Heartbeat(self.runs, run_id, self.settings.runs.heartbeat_seconds)
+        with display, beating:
             try:
                 with sigterm_raises():
                     self._drive(state, display)
@@ -219,10 +242,9 @@ class Runner:
         )  # fmt: skip
         if found is None:
             return False
-        outputs = self._record_outputs(state, name, found)
         now = utcnow()
-        self.runs.update_step(state.run_id, name, status=CACHED, cache_key=state.keys[name],
-            inputs=state.inputs[name], outputs=outputs, started_at=now, finished_at=now,
+        outputs = self._land(state, name, found, status=CACHED, cache_key=state.keys[name],
+            inputs=state.inputs[name], started_at=now, finished_at=now,
         )  # fmt: skip
         state.status[name] = CACHED
         state.outputs[name] = outputs
@@ -290,38 +312,48 @@ class Runner:
 
     # -- outcomes -----------------------------------------------------------------------
 
-    def _record_outputs(
-        self, state: _State, name: str, described: Mapping[str, Mapping[str, Any]]
+    def _land(
+        self, state: _State, name: str, described: Mapping[str, Mapping[str, Any]], **step: Any
     ) -> dict[str, Any]:
-        """Commit a step's dataset outputs as versions (one transaction) and describe them.
+        """Commit a step's dataset outputs and its row (``step``'s columns): one transaction.
 
         ``described`` holds staged frames from a child, or a cached run's outputs, which
         are recorded again so the newest version is what this run produced (identical
-        content reuses the newest version).
+        content reuses the newest version). Returns the outputs as recorded on the step.
+        Both land or neither does: a crash (or a failed write) in between can leave no
+        version of a step that is not recorded as done, so the next run redoes the step.
         """
         frames = [
             _staged_frame(self.datasets, entry)
             for entry in described.values()
             if entry["kind"] == "dataset"
         ]
+        landed: dict[str, Any] = {}
+
+        def record_step(session: Session, infos: list[DatasetInfo]) -> None:
+            by_item = {f"{i.zone}/{i.name}": describe_dataset(i) for i in infos}
+            outputs = {item: by_item.get(item, dict(entry)) for item, entry in described.items()}
+            self.runs.update_step(state.run_id, name, session=session, outputs=outputs, **step)
+            landed["outputs"] = outputs
+
         source = f"pipeline {state.plan.pipeline.name} step {name}"
-        infos = self.datasets.commit(frames, source=source, run_id=state.run_id, step=name)
-        by_item = {f"{i.zone}/{i.name}": describe_dataset(i) for i in infos}
-        return {item: by_item.get(item, dict(entry)) for item, entry in described.items()}
+        self.datasets.commit(
+            frames, source=source, run_id=state.run_id, step=name, then=record_step
+        )
+        return dict(landed["outputs"])
 
     def _succeeded(
         self, state: _State, name: str, staged: dict[str, Any], display: RunDisplay
     ) -> None:
         try:
-            outputs = self._record_outputs(state, name, staged)
+            outputs = self._land(
+                state, name, staged, status=SUCCEEDED, finished_at=utcnow(), error=""
+            )
         except Exception as exc:  # e.g. the database went away: the attempt did not land
             self._attempt_failed(
                 state, name, f"recording outputs failed: {type(exc).__name__}: {exc}", display
             )
             return
-        self.runs.update_step(state.run_id, name, status=SUCCEEDED, outputs=outputs,
-            finished_at=utcnow(), error="",
-        )  # fmt: skip
         state.status[name] = SUCCEEDED
         state.outputs[name] = outputs
         display.update(name, SUCCEEDED, attempt=state.attempts[name])

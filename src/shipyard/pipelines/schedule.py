@@ -13,8 +13,15 @@ The :class:`Scheduler` keeps each pipeline's last and next fire time in the
 restart knows what it missed. Before it launches a run it takes the pipeline's lock, a
 lease (owner and expiry) taken with one conditional ``UPDATE``: two schedulers, in two
 processes, on SQLite or PostgreSQL, never run one pipeline at once, and the lease of a
-scheduler that died expires and is taken over.
+scheduler that died expires and is taken over (at once if it ran on this host: its pid is gone).
 Runs are launched in threads, so one long pipeline does not hold up the others.
+
+A fire time is recorded as fired in the transaction that records the run it launches
+(:class:`~shipyard.datasets.run_records.ScheduledFire`): a scheduler killed before that
+leaves the fire time due (the next scheduler launches it once its lease expires), one
+killed after it leaves the run, which its missing heartbeat marks ``failed``. Each fire
+time is launched once. A launch that keeps no run (a monitor) is recorded when it ends,
+so one cut short by a crash runs again.
 """
 
 from __future__ import annotations
@@ -38,7 +45,14 @@ from shipyard.core.clock import utcnow
 from shipyard.core.exceptions import ConfigError
 from shipyard.core.settings import Settings
 from shipyard.datasets import Datasets
-from shipyard.datasets.run_records import FAILED, ScheduleStates
+from shipyard.datasets.run_records import (
+    FAILED,
+    LockLostError,
+    Runs,
+    ScheduledFire,
+    ScheduleStates,
+)
+from shipyard.pipelines.heartbeat import fail_stale_runs
 from shipyard.pipelines.resolve import resolve_pipeline
 from shipyard.pipelines.runner import Runner
 from shipyard.store import ArtifactStore, Database
@@ -46,8 +60,10 @@ from shipyard.store import ArtifactStore, Database
 log = logging.getLogger(__name__)
 
 MissedPolicy = Literal["latest", "all", "skip"]
-#: A launch callable: runs the named pipeline to the end and returns its final status.
-Launch = Callable[[str], str]
+#: A launch callable: runs the named pipeline for one fire time to the end and returns its
+#: final status. A launch that records a run passes the fire to ``Runner.run(fire=...)``,
+#: so the fire is recorded with the run; the scheduler records it otherwise.
+Launch = Callable[[str, ScheduledFire], str]
 Clock = Callable[[], datetime]
 
 #: The ``trigger`` recorded on runs the scheduler launches.
@@ -156,6 +172,25 @@ def _reason(err: Mapping[str, Any]) -> str:
     return str(err["msg"]).removeprefix("Value error, ")
 
 
+def owner_gone(owner: str) -> bool:
+    """True when ``owner`` (``HOST:PID:ID``) names a process of this host that has ended.
+
+    A scheduler killed here is taken over at once rather than when its lease expires. A
+    mistake is harmless: a run is recorded only under the lock, so the scheduler that lost
+    it launches nothing more.
+    """
+    parts = owner.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname()[:80] or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # e.g. PermissionError: it exists, as another user
+        return False
+    return False
+
+
 @dataclass
 class Fire:
     """One launch of a pipeline for one fire time, and how it ended."""
@@ -169,7 +204,7 @@ class Fire:
 class Scheduler:
     """Fires the project's enabled schedules; call :meth:`tick` repeatedly, or :meth:`run`.
 
-    ``launch(pipeline)`` runs a pipeline and returns its final status; ``clock`` returns
+    ``launch(pipeline, fire)`` runs a pipeline and returns its final status; ``clock`` returns
     the current (aware) time, so tests move time instead of sleeping; ``owner`` names
     this scheduler in locks (default ``<host>:<pid>:<uuid>``). Leases last ``lease`` and
     are renewed while runs last.
@@ -191,6 +226,7 @@ class Scheduler:
         self.settings = settings
         self.database = database
         self.states = ScheduleStates(database)
+        self.runs = Runs(database)
         self.launch = launch
         self.clock = clock
         self.owner = owner or f"{socket.gethostname()[:80]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
@@ -208,7 +244,11 @@ class Scheduler:
     # -- one pass ---------------------------------------------------------------------
 
     def tick(self) -> list[str]:
-        """Launch every pipeline that is due and free; return the pipelines launched."""
+        """Launch every pipeline that is due and free; return the pipelines launched.
+
+        Runs whose process stopped (no heartbeat) are marked ``failed`` first.
+        """
+        fail_stale_runs(self.runs, self.settings)
         busy = self.running
         launched: list[str] = []
         for name, schedule in self.schedules.items():
@@ -231,11 +271,16 @@ class Scheduler:
             expires_at=now + self.lease,
             next_fire_at=schedule.next_after(now),
             due=lambda next_fire: schedule.due(next_fire, now, self.grace),
+            gone=owner_gone,
         )
         if claim is None:
             return []
         if claim.taken_from is not None:
-            log.warning("took over %s from %s (lease expired)", schedule.pipeline, claim.taken_from)
+            log.warning(
+                "took over %s from %s (its lease expired or its process is gone)",
+                schedule.pipeline,
+                claim.taken_from,
+            )
         return claim.times
 
     def _start(self, schedule: Schedule, times: list[datetime]) -> None:
@@ -255,32 +300,31 @@ class Scheduler:
     def _job(self, schedule: Schedule, times: list[datetime]) -> None:
         try:
             for fire_time in times:
-                if self._stopping.is_set() or not self._advance(schedule, fire_time):
+                if self._stopping.is_set():
                     return
+                slot = ScheduledFire(
+                    schedule.pipeline, self.owner, fire_time, schedule.next_after(fire_time)
+                )
                 fire = Fire(schedule.pipeline, fire_time)
                 with self._lock:
                     self.fires.append(fire)
                 try:
-                    fire.status = self.launch(schedule.pipeline)
+                    fire.status = self.launch(schedule.pipeline, slot)
+                except LockLostError as exc:
+                    fire.status, fire.error = FAILED, exc.message
+                    log.error("%s", exc.message)
                 except Exception as exc:  # a failed launch must not kill the scheduler
                     fire.status, fire.error = FAILED, f"{type(exc).__name__}: {exc}"
                     log.exception("launching %s failed", schedule.pipeline)
                 if self.on_fire is not None:
                     self.on_fire(fire)
+                # A run recorded the fire already (this repeats it); a launch that failed
+                # before its run was recorded, or keeps none, is recorded here.
+                if not self.states.record(slot):
+                    log.error("lost the lock of %s after %s", schedule.pipeline, fire_time)
+                    return
         finally:
             self._release([schedule.pipeline])
-
-    def _advance(self, schedule: Schedule, fire_time: datetime) -> bool:
-        """Record ``fire_time`` as fired before launching it; False if the lock was lost."""
-        advanced = self.states.advance(
-            schedule.pipeline,
-            owner=self.owner,
-            last_fire_at=fire_time,
-            next_fire_at=schedule.next_after(fire_time),
-        )
-        if not advanced:
-            log.error("lost the lock of %s; not launching %s", schedule.pipeline, fire_time)
-        return advanced
 
     # -- leases -----------------------------------------------------------------------
 
@@ -352,9 +396,10 @@ def make_launcher(
 ) -> Launch:
     """A launch callable that runs a pipeline with shipyard's runner (``trigger="schedule"``)."""
 
-    def launch(pipeline: str) -> str:
+    def launch(pipeline: str, fire: ScheduledFire) -> str:
         # One runner per launch: launches of different pipelines run in parallel threads.
         runner = Runner(settings, database, artifacts, datasets, workers=workers)
-        return runner.run(resolve_pipeline(settings, pipeline), trigger=TRIGGER).status
+        found = resolve_pipeline(settings, pipeline)
+        return runner.run(found, trigger=TRIGGER, fire=fire).status
 
     return launch

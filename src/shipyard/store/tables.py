@@ -156,13 +156,21 @@ class Run(Base):
 
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
     pipeline: Mapped[str] = mapped_column(sa.String(128), index=True)
-    status: Mapped[str] = mapped_column(sa.String(16))
+    status: Mapped[str] = mapped_column(sa.String(16), index=True)
     trigger: Mapped[str] = mapped_column(sa.String(32), default="manual")
     params: Mapped[dict[str, Any]]
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
     error: Mapped[str] = mapped_column(sa.Text, default="")
     created_by: Mapped[str] = mapped_column(sa.String(128))
+    #: Written by the running process every few seconds: a ``running`` run whose heartbeat
+    #: is too old lost its process and is marked ``failed`` (``Runs.fail_stale``).
+    heartbeat_at: Mapped[datetime | None]
+    #: Where the run's process runs (host name and pid), for the message when it stops.
+    host: Mapped[str] = mapped_column(sa.String(128), default="")
+    pid: Mapped[int | None]
+    #: The cron fire time a scheduled run was launched for (None for other triggers).
+    scheduled_for: Mapped[datetime | None]
 
 
 class StepRun(Base):
@@ -205,7 +213,10 @@ class PredictionLogEntry(Base):
     """
 
     __tablename__ = "prediction_log"
-    __table_args__ = (sa.Index("ix_prediction_log_model_at", "model", "at"),)
+    __table_args__ = (
+        sa.Index("ix_prediction_log_model_at", "model", "at"),
+        sa.Index("ix_prediction_log_request_id", "request_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     model: Mapped[str] = mapped_column(sa.String(128))
