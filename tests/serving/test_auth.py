@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -145,3 +147,90 @@ async def test_a_revoked_token_stops_working_at_the_next_refresh(
     used = {t.name: t.last_used_at for t in tokens.list()}
     assert used["rev-predict"] is not None
     assert used["rev-fresh"] is not None  # written at shutdown
+
+
+async def test_tokens_that_cannot_be_refreshed_fail_closed_after_the_grace(
+    served_project: Project, trained: Trained
+) -> None:
+    import asyncio
+
+    import sqlalchemy as sa
+
+    _, frame, _ = trained
+    token, _ = served_project.tokens.create("closed", ["predict"], "tester")
+    settings = ServeSettings(auth=True, token_refresh_s=0.05, token_grace_s=0.1)
+    app = create_app(served_project.registry, ["churn"], settings)
+    body = records(frame[:1])
+    engine = served_project.database.engine
+    async with serving(app) as client:
+        assert (await client.get("/health/ready")).status_code == 200
+        with engine.begin() as connection:  # the token store becomes unreadable
+            connection.execute(sa.text("ALTER TABLE api_tokens RENAME TO api_tokens_away"))
+        try:
+            for _ in range(100):
+                refused = await client.post(
+                    "/v1/models/churn/predict", content=body, headers=bearer(token)
+                )
+                if refused.status_code != 200:
+                    break
+                await asyncio.sleep(0.05)
+            assert refused.status_code == 503
+            assert "could not be refreshed" in refused.json()["error"]
+            ready = await client.get("/health/ready")
+            assert ready.status_code == 503
+            assert ready.json()["status"] == "tokens stale"
+        finally:
+            with engine.begin() as connection:
+                connection.execute(sa.text("ALTER TABLE api_tokens_away RENAME TO api_tokens"))
+        await app.state.server.auth.refresh()
+        back = await client.post("/v1/models/churn/predict", content=body, headers=bearer(token))
+        assert back.status_code == 200
+        assert (await client.get("/health/ready")).status_code == 200
+
+
+async def test_redirects_never_point_at_the_request_host(
+    served_project: Project, trained: Trained
+) -> None:
+    evil = {"host": "evil.example"}
+    app = create_app(served_project.registry, ["churn"])
+    async with serving(app) as client:
+        relative = await client.post("/invocations/", json={}, headers=evil)
+    assert relative.status_code == 307
+    assert relative.headers["location"] == "/invocations"
+    public = ServeSettings(public_url="https://models.example.com")
+    app = create_app(served_project.registry, ["churn"], public)
+    async with serving(app) as client:
+        absolute = await client.post("/invocations/?x=1", json={}, headers=evil)
+    assert absolute.headers["location"] == "https://models.example.com/invocations?x=1"
+
+
+async def test_a_token_limited_to_a_model_predicts_on_it_only(
+    served_project: Project, trained: Trained
+) -> None:
+    model, frame, _ = trained
+    registry = served_project.registry
+    if "fraud" not in [m.name for m in registry.list_models()]:
+        registry.register("fraud", model, input_example=frame, trust=True)
+    tokens = served_project.tokens
+    churn_only, info = tokens.create("only-churn", ["predict"], "tester", models=["churn"])
+    assert info.models == ("churn",)
+    app = create_app(registry, ["churn", "fraud"], ServeSettings(auth=True))
+    rows = frame[:1]
+    split = {"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}
+    async with serving(app) as client:
+        for name, status in (("churn", 200), ("fraud", 403)):
+            native = await client.post(
+                f"/v1/models/{name}/predict", content=records(rows), headers=bearer(churn_only)
+            )
+            assert native.status_code == status, native.text
+            mlflow = await client.post(
+                f"/invocations?model={name}", json=split, headers=bearer(churn_only)
+            )
+            assert mlflow.status_code == status, mlflow.text
+        refused = (
+            await client.post(
+                "/v1/models/fraud/predict", content=records(rows), headers=bearer(churn_only)
+            )
+        ).json()
+        assert "may only be used for the model(s) churn, not 'fraud'" in refused["error"]
+        assert refused["type"] == "ForbiddenError"

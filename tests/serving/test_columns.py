@@ -144,7 +144,7 @@ def test_float_columns_in_one_step_equal_the_column_by_column_cast(
     ("columns", "message"),
     [
         ({"a": [float("nan")], "b": [1.0], "c": [1.0]}, "column 'a' has 1 missing value"),
-        ({"a": [True], "b": [1.0], "c": [1.0]}, None),  # booleans: the general cast decides
+        ({"a": [True], "b": [1.0], "c": [1.0]}, "column 'a' expects float64 but got booleans"),
         ({"a": [1.0, 2.0], "b": [1.0], "c": [1.0]}, "every column needs one value per row"),
         ({"a": ["1.0"], "b": [1.0], "c": [1.0]}, "expects float64"),
         ({"a": [1.0], "b": [1.0]}, "missing column 'c'"),

@@ -227,3 +227,43 @@ def test_a_failed_write_counts_and_the_log_keeps_going(tmp_path: Path) -> None:
         assert log.pending == 1
     finally:
         database.dispose()
+
+
+async def test_a_long_request_logs_its_first_rows_and_its_row_count(
+    logged_project: Project, trained: Trained
+) -> None:
+    _, frame, _ = trained
+    rows = frame.iloc[:12]
+    app = create_app(
+        logged_project.registry,
+        ["churn@production"],
+        ServeSettings(prediction_log_max_rows=5),
+    )
+    async with serving(app) as client:
+        long = await client.post(
+            "/v1/models/churn/predict", content=records(rows), headers={"x-request-id": "long"}
+        )
+        short = await client.post(
+            "/invocations",
+            json={"dataframe_records": expected_records(rows.iloc[:5])},
+            headers={"x-request-id": "short"},
+        )
+    assert long.status_code == 200 and short.status_code == 200
+    assert len(long.json()["predictions"]) == 12  # the answer is whole; only the log is capped
+    log = PredictionLogStore(logged_project.database).read("churn").set_index("request_id")
+    assert log.loc["long", "inputs"] == expected_records(rows.iloc[:5])
+    assert log.loc["long", "outputs"]["predictions"] == long.json()["predictions"][:5]
+    assert log.loc["long", "outputs"]["rows"] == 12
+    assert len(log.loc["long", "outputs"]["probabilities"]) == 5
+    assert "rows" not in log.loc["short", "outputs"]  # at the cap: logged whole
+
+
+def test_request_ids_are_indexed(database_url: str) -> None:
+    import sqlalchemy as sa
+
+    database = Database.open(database_url)
+    try:
+        indexes = sa.inspect(database.engine).get_indexes("prediction_log")
+        assert ["request_id"] in [index["column_names"] for index in indexes]
+    finally:
+        database.dispose()

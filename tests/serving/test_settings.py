@@ -39,6 +39,16 @@ def test_a_wrong_flag_type_names_the_setting(tmp_path: Path) -> None:
         resolve_serve_settings(settings)
 
 
+def test_the_log_cap_is_a_whole_number_from_one(tmp_path: Path) -> None:
+    assert resolve_serve_settings(_settings(tmp_path, "")).prediction_log_max_rows == 1_000
+    capped = _settings(tmp_path, "[serving]\nprediction_log_max_rows = 50\n")
+    assert resolve_serve_settings(capped).prediction_log_max_rows == 50
+    for bad in ("0", '"many"', "2.5"):
+        wrong = _settings(tmp_path, f"[serving]\nprediction_log_max_rows = {bad}\n")
+        with pytest.raises(ConfigError, match=r"prediction_log_max_rows must be a whole number"):
+            resolve_serve_settings(wrong)
+
+
 def test_workers_get_the_same_settings_through_json(tmp_path: Path) -> None:
     serve = ServeSettings(max_batch=16, auth=True, compile="onnx")
     config = WorkerConfig(project=str(tmp_path), refs=["churn@production"], serve=serve)

@@ -28,6 +28,15 @@ over gRPC on that port (``tritonclient.grpc``, KServe's client), in the same pro
 loop as HTTP; with ``--workers`` > 1 every worker listens on it (SO_REUSEPORT). It needs the
 ``grpc`` extra: ``pip install 'shipyard[grpc]'``.
 
+Request limits (``[serving.limits]`` or flags, :mod:`shipyard.serving.limits`): body bytes
+(``--max-body-bytes``, default 32 MiB), inflated bytes (``--max-decompressed-bytes``, 64 MiB),
+rows (``--max-rows``, 100,000), columns (``--max-columns``, 4,096), text length
+(``--max-string-length``, 65,536) and header / body read timeouts (``--header-timeout``,
+``--body-timeout``, 30 s each, :mod:`shipyard.serving.read_timeouts`).
+
+The port is bound before any model loads: a port in use is one line, at once. A model that
+does not load (a corrupt artifact) is one line too, exit status 1, never uvicorn's traceback.
+
 ``--compile onnx`` converts scikit-learn, LightGBM and XGBoost models to ONNX at load and
 serves them with onnxruntime, only where the converted model's answers match the original's
 on the input example (:mod:`shipyard.serving.compile`); ``GET /v1/models`` shows each model's
@@ -36,8 +45,10 @@ on the input example (:mod:`shipyard.serving.compile`); ``GET /v1/models`` shows
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -46,11 +57,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from shipyard.cli.context import open_project
-from shipyard.core.exceptions import ConfigError, MissingDependencyError
+from shipyard.core.exceptions import (
+    ConfigError,
+    FlavorError,
+    InvalidArgumentError,
+    MissingDependencyError,
+    ShipyardError,
+)
 from shipyard.render import console
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from shipyard.core.settings import Settings
 
@@ -185,6 +203,59 @@ def serve_command(
             show_default=False,
         ),
     ] = None,
+    max_body_bytes: Annotated[
+        str | None,
+        typer.Option(
+            help="Largest request body, e.g. 64MiB (default: [serving.limits], 32MiB).",
+            show_default=False,
+        ),
+    ] = None,
+    max_decompressed_bytes: Annotated[
+        str | None,
+        typer.Option(
+            help="Largest size a gzip/deflate body may inflate to (default: 64MiB).",
+            show_default=False,
+        ),
+    ] = None,
+    max_rows: Annotated[
+        int | None,
+        typer.Option(min=1, help="Most rows per request (default: 100000).", show_default=False),
+    ] = None,
+    max_columns: Annotated[
+        int | None,
+        typer.Option(min=1, help="Most columns per request (default: 4096).", show_default=False),
+    ] = None,
+    max_string_length: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Longest text value or column name, in characters (default: 65536).",
+            show_default=False,
+        ),
+    ] = None,
+    header_timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="Seconds a client has to send a request's headers (default: 30).",
+            show_default=False,
+        ),
+    ] = None,
+    body_timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="Seconds a client has to send a request's body (default: 30).",
+            show_default=False,
+        ),
+    ] = None,
+    thread_parse_bytes: Annotated[
+        str | None,
+        typer.Option(
+            help="Bodies larger than this are parsed off the event loop (default: 1MiB).",
+            show_default=False,
+        ),
+    ] = None,
     project_dir: Annotated[
         Path | None,
         typer.Option("--project", "-p", help="Project folder (default: found from here up)."),
@@ -196,6 +267,7 @@ def serve_command(
     from shipyard.core.settings import CONFIG_FILE
     from shipyard.flavors.kernels import limit_model_threads
     from shipyard.serving import WorkerConfig, create_app, resolve_serve_settings
+    from shipyard.serving.read_timeouts import timed_protocol
 
     project = open_project(ctx, project_dir)
     chosen = list(refs or []) or configured_refs(project.settings)
@@ -221,6 +293,16 @@ def serve_command(
         grpc_port=grpc_port,
         grpc_host=host,
         grpc_reuse_port=workers > 1,
+        limits={
+            "max_body_bytes": max_body_bytes,
+            "max_decompressed_bytes": max_decompressed_bytes,
+            "max_rows": max_rows,
+            "max_columns": max_columns,
+            "max_string_length": max_string_length,
+            "header_timeout_s": header_timeout,
+            "body_timeout_s": body_timeout,
+            "thread_parse_bytes": thread_parse_bytes,
+        },
     )
     if settings.grpc_port is not None:
         try:  # the optional extra, checked here before any worker process starts
@@ -230,6 +312,7 @@ def serve_command(
                 "--grpc-port needs grpcio and protobuf; install them with: "
                 "pip install 'shipyard[grpc]'"
             ) from exc
+    listener = bind_port(host, port)  # before any model loads: a port in use fails at once
     configure_logging(access_log)
     if settings.auth:
         console.print("auth: on (Authorization: Bearer <token>; shipyard tokens create)")
@@ -240,18 +323,111 @@ def serve_command(
         "host": host,
         "port": port,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": timed_protocol(settings.limits),
         "access_log": False,
         "log_level": "info",
         "timeout_graceful_shutdown": graceful_timeout,
     }
     limit_model_threads(model_threads)  # the process default, before any model is loaded
     if workers == 1:
-        app = create_app(project.registry, chosen, settings)
-        uvicorn.Server(uvicorn.Config(app, **common)).run()
+        guarded = StartupGuard(create_app(project.registry, chosen, settings))
+        server = uvicorn.Server(uvicorn.Config(guarded, **common))
+        logging.getLogger("uvicorn.error").addFilter(guarded.quiet_failure)
+        try:
+            server.run(sockets=[listener])
+        except SystemExit:
+            if guarded.error is None:
+                raise
+        finally:
+            listener.close()
+        if isinstance(guarded.error, ShipyardError):
+            raise guarded.error
+        if guarded.error is not None:
+            raise startup_error(guarded.error) from guarded.error
         return
+    listener.close()  # uvicorn binds it again, once, for its worker processes
     config = WorkerConfig(
         project=str(project.root), refs=chosen, access_log=access_log, serve=settings
     )
     os.environ[SERVE_ENV] = config.model_dump_json()
-    uvicorn.run("shipyard.cli.serve:app_from_environment", factory=True, workers=workers, **common)
+    uvicorn.run(
+        "shipyard.cli.serve:app_from_environment",
+        factory=True,
+        workers=workers,
+        # a worker imports its libraries and loads its models before it answers uvicorn's
+        # health pings: the default 5 s kills (and restarts, forever) a worker on a busy host
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
+        **common,
+    )
+
+
+#: How long uvicorn waits for a worker process to answer its health ping.
+WORKER_HEALTHCHECK_S = 120
+
+
+def bind_port(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (as uvicorn binds it), or one line saying why not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise InvalidArgumentError(
+                f"port {port} on {host} is already in use (another server?); stop it or serve "
+                "on another port with --port"
+            ) from exc
+        raise InvalidArgumentError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --host or "
+            "--port"
+        ) from exc
+    listener.set_inheritable(True)
+    return listener
+
+
+class StartupGuard:
+    """The app as uvicorn runs it, keeping a failed startup (a model that does not load) as
+    :attr:`error` for the CLI to report in one line, instead of uvicorn's traceback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        #: what made the app's startup fail, if it failed
+        self.error: Exception | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app; on a failed startup, tell uvicorn without the traceback."""
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        started = False
+
+        async def quiet(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "lifespan.startup.complete":
+                started = True
+            elif message["type"] == "lifespan.startup.failed":
+                message = {"type": "lifespan.startup.failed", "message": ""}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, quiet)
+        except Exception as exc:
+            if started:
+                raise
+            self.error = exc  # reported by the CLI once uvicorn has stopped
+
+    def quiet_failure(self, record: logging.LogRecord) -> bool:
+        """A logging filter: drop uvicorn's own line about the failure the CLI reports."""
+        return self.error is None or "startup failed" not in record.getMessage()
+
+
+def startup_error(error: Exception) -> ShipyardError:
+    """The one-line error for a server whose models did not load (for a reason other than a
+    :class:`ShipyardError`, which says it itself)."""
+    return FlavorError(
+        f"a model could not be loaded to serve ({type(error).__name__}: {error}); its artifact "
+        "may be corrupt: register the model again, or serve another version"
+    )

@@ -34,13 +34,22 @@ def create(
         list[str] | None,
         typer.Option("--scope", help=SCOPES_HELP),
     ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            help="Only this model may be predicted on and labelled with the token (repeat for "
+            "several; default: every model).",
+        ),
+    ] = None,
     project: ProjectOption = None,
 ) -> None:
     """Make a token and print it once: store it now, it cannot be shown again."""
     opened = open_project(ctx, project)
-    secret, info = opened.tokens.create(name, scope or [], opened.settings.actor)
+    secret, info = opened.tokens.create(name, scope or [], opened.settings.actor, model)
+    limited = f"; models: {', '.join(info.models)}" if info.models is not None else ""
     console.print(
-        f"created token [bold]{info.name}[/bold] (scopes: {', '.join(info.scopes)}); "
+        f"created token [bold]{info.name}[/bold] (scopes: {', '.join(info.scopes)}{limited}); "
         "it is shown once, store it now:",
         soft_wrap=True,
     )
@@ -55,12 +64,13 @@ def list_(ctx: typer.Context, as_json: JsonOption = False, project: ProjectOptio
         print_json([t.to_dict() for t in tokens])
         return
     table = Table(title="API tokens")
-    for column in ("name", "scopes", "status", "created", "by", "last used"):
+    for column in ("name", "scopes", "models", "status", "created", "by", "last used"):
         table.add_column(column)
     for t in tokens:
         table.add_row(
             t.name,
             ", ".join(t.scopes),
+            ", ".join(t.models) if t.models is not None else "all",
             "active" if t.active else f"revoked {t.revoked_at:%Y-%m-%d %H:%M}",
             f"{t.created_at:%Y-%m-%d %H:%M}",
             t.created_by,

@@ -42,7 +42,23 @@ class ModelRef:
         alias = match.group("alias")
         if alias is not None:
             check_alias(alias)
-        return cls(match.group("name"), int(version) if version else None, alias)
+        return cls(match.group("name"), _version(version, text), alias)
+
+
+#: Versions are stored as 32-bit integers.
+MAX_VERSION = 2**31 - 1
+
+
+def _version(digits: str | None, text: str) -> int | None:
+    """The version number ``digits`` of the reference ``text`` (None when it has none)."""
+    if not digits:
+        return None
+    if len(digits) > 10 or int(digits) > MAX_VERSION:
+        raise InvalidReferenceError(
+            f"reference {text[:80]!r} has version {digits[:20]}{'…' if len(digits) > 20 else ''}"
+            f", beyond the largest version number ({MAX_VERSION}); give a version that exists"
+        )
+    return int(digits)
 
 
 def check_name(name: str) -> str:
@@ -99,7 +115,7 @@ class DatasetRef:
                 f"with ZONE one of {', '.join(ZONES)} (e.g. raw/customers:3)"
             )
         version = match.group("version")
-        return cls(match.group("zone"), match.group("name"), int(version) if version else None)
+        return cls(match.group("zone"), match.group("name"), _version(version, text))
 
 
 def is_dataset_ref(text: str) -> bool:

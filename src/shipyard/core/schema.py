@@ -16,7 +16,7 @@ the model as float64 (NaN cannot be an integer).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +60,56 @@ def missing_values_error(spec: ColumnSpec, count: int, where: str = "") -> Schem
             "a model that does"
         )
     return SchemaError(f"column {spec.name!r} has {found} but {fix}", column=spec.name)
+
+
+def boolean_error(spec: ColumnSpec) -> SchemaError:
+    """The error for booleans (true / false) in ``spec``'s numeric column."""
+    return SchemaError(
+        f"column {spec.name!r} expects {spec.dtype} but got booleans (true/false); send "
+        "numbers for this column (a boolean column is registered with dtype bool)",
+        column=spec.name,
+    )
+
+
+def non_finite_error(spec: ColumnSpec, count: int, example: float) -> SchemaError:
+    """The error for ``count`` non-finite values (±inf) in a column that takes no missing
+    values (where it takes them, ±inf counts as one)."""
+    return SchemaError(
+        f"column {spec.name!r} has {count} non-finite value(s) (e.g. {example!r}) but the "
+        "model takes no missing values in this column; send finite numbers",
+        column=spec.name,
+    )
+
+
+def beyond_float(values: Iterable[Any]) -> Any:
+    """The first integer among ``values`` that no float holds (None when there is none)."""
+    for value in values:
+        if isinstance(value, int):
+            try:
+                float(value)
+            except OverflowError:
+                return value
+    return None
+
+
+def out_of_range_error(spec: ColumnSpec, value: Any) -> SchemaError:
+    """The error for ``value``, which ``spec``'s numeric dtype cannot hold."""
+    shown = repr(value)
+    if len(shown) > 30:
+        shown = f"{shown[:12]}...{shown[-6:]} ({len(shown)} characters)"
+    import numpy as np
+
+    dtype = np.dtype(spec.dtype)
+    if dtype.kind == "f":
+        bounds = f"±{np.finfo(dtype).max:.4g}"
+    else:
+        info = np.iinfo(dtype)
+        bounds = f"{info.min} to {info.max}"
+    return SchemaError(
+        f"column {spec.name!r} got {shown}, outside the {spec.dtype} range ({bounds}); "
+        "send values within it",
+        column=spec.name,
+    )
 
 
 @dataclass(frozen=True)
@@ -335,7 +385,6 @@ def _example_value(series: pd.Series) -> str:
 
 
 def _coerce(series: pd.Series, spec: ColumnSpec) -> pd.Series:
-    import numpy as np
     import pandas as pd
 
     if not spec.nullable and series.isna().any():
@@ -343,21 +392,7 @@ def _coerce(series: pd.Series, spec: ColumnSpec) -> pd.Series:
     target = spec.dtype
     got = _dtype_name(series.dtype)
     if spec.is_numeric:
-        if got == "object":
-            try:
-                series = pd.to_numeric(series, errors="raise")
-            except (TypeError, ValueError) as exc:
-                raise _wrong_type(spec, series, "non-numeric") from exc
-            got = _dtype_name(series.dtype)
-        if not (got.startswith(_NUMERIC_PREFIXES) or got == "bool"):
-            raise _wrong_type(spec, series, got)
-        if target.startswith(_INTEGER_PREFIXES) and got.startswith("float"):
-            present = series.dropna()
-            if not np.all(np.mod(present.to_numpy(), 1) == 0):
-                raise _wrong_type(spec, series, "fractional " + got)
-            if series.isna().any():
-                return series.astype("float64")
-        return series if got == target else series.astype(np.dtype(target))
+        return _coerce_numeric(series, spec, got)
     if target in ("string", "category"):
         if got == "category":
             values = series.astype(object)
@@ -390,6 +425,70 @@ def _coerce(series: pd.Series, spec: ColumnSpec) -> pd.Series:
         except (TypeError, ValueError) as exc:
             raise _wrong_type(spec, series, got) from exc
     return series
+
+
+def _coerce_numeric(series: pd.Series, spec: ColumnSpec, got: str) -> pd.Series:
+    """``series`` as ``spec``'s numeric dtype: no booleans, every value in range and whole for
+    an integer column, ±inf only where missing values are allowed (then as NaN)."""
+    import numpy as np
+    import pandas as pd
+
+    target = spec.dtype
+    if got == "bool" or (got == "object" and series.map(type).isin((bool, np.bool_)).any()):
+        raise boolean_error(spec)
+    if got == "object":
+        try:
+            series = pd.to_numeric(series, errors="raise")
+        except (TypeError, ValueError) as exc:
+            raise _wrong_type(spec, series, "non-numeric") from exc
+        if _dtype_name(series.dtype) == "object":  # integers beyond 64 bits
+            try:
+                series = series.astype("float64")
+            except OverflowError as exc:
+                raise out_of_range_error(spec, beyond_float(series)) from exc
+        got = _dtype_name(series.dtype)
+    if not got.startswith(_NUMERIC_PREFIXES):
+        raise _wrong_type(spec, series, got)
+    values = series.to_numpy()
+    integer = target.startswith(_INTEGER_PREFIXES)
+    if got.startswith("float"):
+        infinite = np.isinf(values)
+        if infinite.any():
+            if not spec.nullable:
+                raise non_finite_error(spec, int(infinite.sum()), float(values[infinite][0]))
+            series = series.mask(infinite)  # counts as a missing value
+            values = series.to_numpy()
+        present = values[~np.isnan(values)]
+        if integer:
+            _check_range(spec, present)
+            if not np.all(np.mod(present, 1) == 0):
+                raise _wrong_type(spec, series, "fractional " + got)
+            if len(present) < len(values):
+                return series.astype("float64")
+    elif integer and got != target:
+        _check_range(spec, values)
+    if got == target:
+        return series
+    out = series.astype(np.dtype(target))
+    if not integer and np.isinf(out.to_numpy()).any():  # e.g. 1e300 into a float32 column
+        raise out_of_range_error(spec, values[np.isinf(out.to_numpy())][0].item())
+    return out
+
+
+def _check_range(spec: ColumnSpec, values: Any) -> None:
+    """Refuse values that ``spec``'s integer dtype cannot hold (a cast would wrap them)."""
+    import numpy as np
+
+    if not len(values):
+        return
+    info = np.iinfo(np.dtype(spec.dtype))
+    if values.dtype.kind == "f":  # min - 1 and max + 1 as floats: for int64 both round to
+        # ±2**63, so a float that an integer beyond the range rounded to is refused too
+        outside = (values <= float(int(info.min) - 1)) | (values >= float(int(info.max) + 1))
+    else:
+        outside = (values < info.min) | (values > info.max)
+    if outside.any():
+        raise out_of_range_error(spec, values[outside][0].item())
 
 
 def _wrong_type(spec: ColumnSpec, series: pd.Series, got: str) -> SchemaError:

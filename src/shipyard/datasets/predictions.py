@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import builtins
 import hashlib
-import json
 import shutil
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
@@ -165,10 +164,14 @@ class RowFilter:
         return hashlib.sha256(orjson.dumps(fields)).hexdigest()[:16]
 
 
-#: The fields a cursor may hold and their types (anything else is a forged or broken cursor).
-_CURSOR_FIELDS: dict[str, type] = {
-    "f": str, "j": str, "t": str, "p": int, "o": int, "id": int, "r": int,
-}  # fmt: skip
+#: The fields a cursor of each source may hold and their types (anything else, or a number
+#: outside 0 .. 2**63 - 1, is a forged or broken cursor).
+_CURSOR_FIELDS: dict[str, dict[str, type]] = {
+    "batch": {"s": str, "f": str, "j": str, "t": str, "p": int, "o": int},
+    "online": {"s": str, "f": str, "id": int, "r": int},
+}
+_MAX_CURSOR_INT = 2**63 - 1
+_MAX_CURSOR_TEXT = 200
 
 
 def encode_cursor(position: dict[str, Any]) -> str:
@@ -180,16 +183,22 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
     """The position a cursor from :func:`encode_cursor` names."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        position = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        # orjson, not json: a forged cursor of deeply nested arrays is an error, not a crash
+        position = orjson.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
         if not isinstance(position, dict) or position.get("s") not in SOURCES:
-            raise ValueError(position)
-        for name, kind in _CURSOR_FIELDS.items():
-            value = position.get(name)
-            if value is None:
-                continue
-            if not isinstance(value, kind) or (isinstance(value, int) and value < 0):
-                raise ValueError(position)
-    except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError("no source")
+        fields = _CURSOR_FIELDS[position["s"]]
+        for name, value in position.items():
+            kind = fields.get(name)
+            if kind is None or type(value) is not kind:
+                raise ValueError(name)
+            if isinstance(value, int) and not 0 <= value <= _MAX_CURSOR_INT:
+                raise ValueError(name)
+            if isinstance(value, str) and len(value) > _MAX_CURSOR_TEXT:
+                raise ValueError(name)
+        if "t" in position:  # the finish time of the job it resumes in: a real moment
+            as_utc(datetime.fromisoformat(position["t"]))
+    except (ValueError, OverflowError, UnicodeEncodeError) as exc:
         raise InvalidArgumentError(
             f"cursor {cursor!r} is not one this server gave out; pass back the next_cursor "
             "of the previous page unchanged, or leave it out to start from the beginning"
@@ -343,7 +352,7 @@ class PredictionStore:
             # resume at the cursor's job, or at the first job after it when it is gone (pruned)
             try:
                 after = (as_utc(datetime.fromisoformat(start_time)), start_job)
-            except ValueError as exc:
+            except (ValueError, OverflowError) as exc:
                 raise InvalidArgumentError(f"cursor time {start_time!r} is not one") from exc
             jobs = [j for j in jobs if (j.finished_at, j.id) >= after]
         for job in jobs:

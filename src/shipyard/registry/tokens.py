@@ -59,6 +59,8 @@ class TokenInfo:
     created_by: str
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
+    #: The models it may predict on and label (None: every model).
+    models: tuple[str, ...] | None = None
 
     @property
     def active(self) -> bool:
@@ -70,6 +72,7 @@ class TokenInfo:
         return {
             "name": self.name,
             "scopes": list(self.scopes),
+            "models": list(self.models) if self.models is not None else None,
             "active": self.active,
             "created_at": self.created_at.isoformat(),
             "created_by": self.created_by,
@@ -85,6 +88,12 @@ class ActiveToken:
     id: int
     name: str
     scopes: frozenset[str]
+    #: The models it may predict on and label (None: every model).
+    models: frozenset[str] | None = None
+
+    def allows_model(self, model: str) -> bool:
+        """True when the token may predict on (and label) ``model``."""
+        return self.models is None or model in self.models
 
 
 def _info(row: Any) -> TokenInfo:
@@ -95,6 +104,7 @@ def _info(row: Any) -> TokenInfo:
         created_by=row.created_by,
         revoked_at=row.revoked_at,
         last_used_at=row.last_used_at,
+        models=tuple(row.models) if row.models is not None else None,
     )
 
 
@@ -104,12 +114,24 @@ class TokenStore:
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    def create(self, name: str, scopes: Sequence[str], created_by: str) -> tuple[str, TokenInfo]:
-        """Make a token called ``name``: the secret (shown once, never stored) and its info."""
+    def create(
+        self,
+        name: str,
+        scopes: Sequence[str],
+        created_by: str,
+        models: Sequence[str] | None = None,
+    ) -> tuple[str, TokenInfo]:
+        """Make a token called ``name``: the secret (shown once, never stored) and its info.
+
+        ``models`` limits what it may predict on and label (None: every model).
+        """
         name = name.strip()
         if not name or len(name) > 128:
             raise InvalidArgumentError("a token name must be 1 to 128 characters")
         chosen = check_scopes(scopes)
+        allowed = None if models is None else list(dict.fromkeys(m.strip() for m in models))
+        if allowed is not None and (not allowed or not all(allowed)):
+            raise InvalidArgumentError("--model needs a model name (repeat it for several)")
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self.database.session() as session:
             exists = session.execute(
@@ -126,6 +148,7 @@ class TokenStore:
                 scopes=list(chosen),
                 created_at=utcnow(),
                 created_by=created_by,
+                models=allowed,
             )
             session.add(row)
             session.flush()
@@ -173,11 +196,17 @@ class TokenStore:
                     sa.update(_TABLE).where(_TABLE.c.id.in_(used)).values(last_used_at=utcnow())
                 )
             rows = connection.execute(
-                sa.select(_TABLE.c.id, _TABLE.c.name, _TABLE.c.token_hash, _TABLE.c.scopes).where(
-                    _TABLE.c.revoked_at.is_(None)
-                )
+                sa.select(
+                    _TABLE.c.id,
+                    _TABLE.c.name,
+                    _TABLE.c.token_hash,
+                    _TABLE.c.scopes,
+                    _TABLE.c.models,
+                ).where(_TABLE.c.revoked_at.is_(None))
             ).all()
         return {
-            token_hash: ActiveToken(id_, name, frozenset(scopes))
-            for id_, name, token_hash, scopes in rows
+            token_hash: ActiveToken(
+                id_, name, frozenset(scopes), None if models is None else frozenset(models)
+            )
+            for id_, name, token_hash, scopes, models in rows
         }

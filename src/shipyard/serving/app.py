@@ -31,10 +31,13 @@ import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -47,7 +50,9 @@ from shipyard.registry.tokens import TokenStore
 from shipyard.serving.auth import Authenticator
 from shipyard.serving.data.exposure import router as exposure_router
 from shipyard.serving.data.feedback import router as feedback_router
+from shipyard.serving.errors import http_error_handler, validation_error_handler
 from shipyard.serving.http import ServingMiddleware, json_response, shipyard_error_handler
+from shipyard.serving.limits import RequestGuard
 from shipyard.serving.metrics import ServingMetrics
 from shipyard.serving.models import ModelManager
 from shipyard.serving.monitor_metrics import MonitoringCollector
@@ -84,11 +89,21 @@ def create_app(
     database = registry.database
     metrics.registry.register(MonitoringCollector(database))
     prediction_log = (
-        PredictionLog(database, metrics.registry, max_queue=settings.prediction_log_queue)
+        PredictionLog(
+            database,
+            metrics.registry,
+            max_queue=settings.prediction_log_queue,
+            max_rows=settings.prediction_log_max_rows,
+            spool=Path(settings.prediction_log_spool) if settings.prediction_log_spool else None,
+        )
         if settings.prediction_log
         else None
     )
-    auth = Authenticator(TokenStore(database), settings.token_refresh_s) if settings.auth else None
+    auth = (
+        Authenticator(TokenStore(database), settings.token_refresh_s, settings.token_grace_s)
+        if settings.auth
+        else None
+    )
     datasets = Datasets(database, registry.artifacts, registry.settings.actor)
     state = ServerState(
         models=models,
@@ -128,7 +143,7 @@ def create_app(
                 await auth.stop()
 
     routed = bool(settings.routing.canary or settings.routing.shadow)
-    app = (_RoutedApp if routed else ServingApp)(
+    app = (_RoutedApp if routed else _BoundedApp)(
         title="shipyard model server",
         summary=(
             "shipyard's native API, MLflow's scoring protocol, the Open Inference Protocol v2 "
@@ -138,10 +153,15 @@ def create_app(
     )
     app.state.server = state
     app.state.grpc = grpc_server
+    app.guard = RequestGuard(settings.limits, metrics)
     app.add_exception_handler(ShipyardError, shipyard_error_handler)
-    app.add_middleware(ServingMiddleware, metrics=metrics, auth=auth)
+    app.add_exception_handler(HTTPException, http_error_handler)  # 404, 405: shipyard's body
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_middleware(
+        ServingMiddleware, metrics=metrics, auth=auth, public_url=settings.public_url
+    )
     app.add_api_route("/health/live", live, methods=["GET"], tags=["health"])
-    app.add_api_route("/health/ready", _ready_route(models), methods=["GET"], tags=["health"])
+    app.add_api_route("/health/ready", _ready_route(models, auth), methods=["GET"], tags=["health"])
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], tags=["operations"])
     app.include_router(native_router)
     app.include_router(exposure_router)
@@ -151,7 +171,17 @@ def create_app(
     return app
 
 
-class _RoutedApp(ServingApp):
+class _BoundedApp(ServingApp):
+    """Bounds every request's body first (:class:`~shipyard.serving.limits.RequestGuard`)."""
+
+    guard: RequestGuard
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve the request (the fast path or FastAPI) with its body bounded."""
+        await self.guard(super().__call__, scope, receive, send)
+
+
+class _RoutedApp(_BoundedApp):
     """Notes the client's ``x-request-id`` first: canary splits and shadow logs use it."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -212,11 +242,16 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(server_state(request.app).metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
-def _ready_route(models: ModelManager) -> Callable[[], Awaitable[Response]]:
+def _ready_route(
+    models: ModelManager, auth: Authenticator | None
+) -> Callable[[], Awaitable[Response]]:
     """``GET /health/ready`` over the concrete manager: while loading it lists the references."""
 
     async def ready() -> Response:
-        """200 once every model is loaded and warmed up, else 503."""
+        """200 once every model is loaded and warmed up (and the tokens are fresh), else 503."""
+        stale = auth.stale if auth is not None else None
+        if stale is not None:
+            return json_response({"status": "tokens stale", "reason": stale}, 503)
         if not models.ready():
             return json_response(
                 {"status": "loading", "models": models.refs, "served": models.describe_served()},

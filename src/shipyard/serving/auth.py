@@ -17,6 +17,12 @@ The server keeps the active tokens in memory (sha256 → token) and reloads them
 ``refresh`` seconds, so checking a request is one header scan, one sha256 and one dict
 lookup — no query — and a revoked token stops working within one refresh. Tokens used since
 the last refresh get their ``last_used_at`` written at the next one. Tokens are never logged.
+The lookup is by the token's sha256, never by comparing secrets, so its timing says nothing
+about any stored token.
+
+Refreshing fails closed: if the token store cannot be read for longer than ``grace``
+seconds past a refresh (the database is down), a revocation could be missed, so every
+protected route answers 503 and ``/health/ready`` says why until a refresh succeeds again.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -32,11 +39,13 @@ from typing import Any
 import orjson
 from starlette.types import Scope
 
+from shipyard.core.exceptions import ForbiddenError
 from shipyard.registry.tokens import ActiveToken, TokenStore
 
 logger = logging.getLogger("shipyard.serving.auth")
 
 DEFAULT_REFRESH = 30.0
+DEFAULT_GRACE = 60.0
 OPEN_PATHS = frozenset(
     ("/health/live", "/health/ready", "/ping", "/health", "/v2/health/live", "/v2/health/ready")
 )
@@ -79,9 +88,14 @@ def _deny(status: int, message: str, scope: Scope) -> Denial:
 class Authenticator:
     """The active tokens of one server, in memory, refreshed from the token store."""
 
-    def __init__(self, store: TokenStore, refresh: float = DEFAULT_REFRESH) -> None:
+    def __init__(
+        self, store: TokenStore, refresh: float = DEFAULT_REFRESH, grace: float = DEFAULT_GRACE
+    ) -> None:
         self.store = store
         self.refresh_interval = refresh
+        self.grace = grace
+        self._loaded_at = time.monotonic()
+        self._failing_since: float | None = None
         self._tokens: dict[str, ActiveToken] = {}
         self._used: set[int] = set()
         self._task: asyncio.Task[None] | None = None
@@ -94,6 +108,20 @@ class Authenticator:
     def load(self, used: Iterable[int] = ()) -> None:
         """Write ``last_used_at`` of the tokens ``used``, then reload the active tokens."""
         self._tokens = self.store.active(used)
+        self._loaded_at = time.monotonic()
+        self._failing_since = None
+
+    @property
+    def stale(self) -> str | None:
+        """Why the token set can no longer be trusted (no refresh for too long), or None."""
+        age = time.monotonic() - self._loaded_at
+        if age <= self.refresh_interval + self.grace:
+            return None
+        return (
+            f"the API tokens could not be refreshed from the database for {age:.0f} s "
+            "(a revoked token might still be accepted), so protected routes are refused "
+            "until the database answers again"
+        )
 
     async def refresh(self) -> None:
         """Reload the tokens now (off the event loop)."""
@@ -125,8 +153,14 @@ class Authenticator:
             await asyncio.sleep(self.refresh_interval)
             try:
                 await self.refresh()
-            except Exception:  # keep the tokens we have: a database hiccup locks no one out
-                logger.exception("could not refresh the API tokens; keeping the previous set")
+            except Exception:  # keep the tokens for the grace period, then fail closed
+                if self._failing_since is None:
+                    self._failing_since = time.monotonic()
+                    logger.exception(
+                        "could not refresh the API tokens; keeping the previous set for at "
+                        "most %.0f s, then refusing protected routes until a refresh succeeds",
+                        self.grace,
+                    )
 
     def check(self, scope: Scope) -> Denial | None:
         """None when the request may proceed, else the 401 / 403 answer."""
@@ -138,12 +172,31 @@ class Authenticator:
             if key == b"authorization":
                 header = value
                 break
-        refusal = self.verify(header, required)
-        return None if refusal is None else _deny(*refusal, scope)
+        refusal, token = self.identify(header, required)
+        if refusal is not None:
+            return _deny(*refusal, scope)
+        scope.setdefault("state", {})["token"] = token  # for the per-model check
+        return None
 
     def verify(self, header: bytes | None, required: str) -> tuple[int, str] | None:
         """None when the ``Authorization`` value ``header`` grants ``required``, else the
-        status (401 / 403) and why: the one token rule of every transport (HTTP, gRPC)."""
+        status (401 / 403 / 503) and why."""
+        return self.identify(header, required)[0]
+
+    def identify(
+        self, header: bytes | None, required: str
+    ) -> tuple[tuple[int, str] | None, ActiveToken | None]:
+        """The refusal (status and why) or None, and the token when it is granted: the one
+        token rule of every transport (HTTP, gRPC)."""
+        refusal = self._refusal(header, required)
+        if isinstance(refusal, ActiveToken):
+            return None, refusal
+        return refusal, None
+
+    def _refusal(self, header: bytes | None, required: str) -> tuple[int, str] | ActiveToken:
+        stale = self.stale
+        if stale is not None:
+            return 503, stale
         if header is None:
             return 401, "missing API token: send the header 'Authorization: Bearer <token>'"
         kind, _, token = header.partition(b" ")
@@ -159,4 +212,15 @@ class Authenticator:
                 f"token {active.name!r} lacks the {required!r} scope this route needs "
                 f"(it has: {', '.join(sorted(active.scopes))})"
             )
+        return active
+
+
+def model_refusal(token: ActiveToken | None, model: str) -> ForbiddenError | None:
+    """The 403 when ``token`` is limited to other models than ``model`` (None: allowed)."""
+    if token is None or token.allows_model(model):
         return None
+    return ForbiddenError(
+        f"token {token.name!r} may only be used for the model(s) "
+        f"{', '.join(sorted(token.models or ()))}, not {model!r}; create a token with "
+        f"--model {model} (or without --model) for it"
+    )

@@ -21,7 +21,15 @@ import numpy as np
 import pandas as pd
 
 from shipyard.core.exceptions import InvalidArgumentError, SchemaError
-from shipyard.core.schema import ColumnSpec, Signature, missing_values_error
+from shipyard.core.schema import (
+    ColumnSpec,
+    Signature,
+    beyond_float,
+    boolean_error,
+    missing_values_error,
+    non_finite_error,
+    out_of_range_error,
+)
 
 _INTEGER_PREFIXES = ("int", "uint")
 _TEXT_DTYPES = ("string", "category")
@@ -123,7 +131,7 @@ class ColumnCaster:
         Applies when every signature column is float64 and every row has exactly the
         signature's keys with ``int`` / ``float`` values; the answer equals
         ``cast(records_to_columns(records))``, without a Python list per column. Missing
-        values (NaN) also take the general path.
+        and non-finite values (NaN, ±inf) take the general path, which says where they may be.
         """
         if not self._float_matrix or not records:
             return None
@@ -143,8 +151,8 @@ class ColumnCaster:
             matrix = np.array(rows, dtype=np.float64)
         except (KeyError, OverflowError, TypeError, ValueError):
             return None
-        if np.isnan(matrix).any():
-            return None  # cast() checks which columns may hold them, and names the others
+        if not np.isfinite(matrix).all():
+            return None  # cast() checks which columns may hold NaN / inf, and names the others
         return MatrixColumns(matrix, order)
 
     def cast(self, columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -187,7 +195,7 @@ class ColumnCaster:
             return None
         if type(columns) is MatrixColumns and list(columns) == order:
             matrix = columns.matrix
-            if matrix.dtype != np.float64 or not len(matrix) or np.isnan(matrix).any():
+            if matrix.dtype != np.float64 or not len(matrix) or not np.isfinite(matrix).all():
                 return None
             return columns
         try:
@@ -203,8 +211,8 @@ class ColumnCaster:
                 return None
         except (KeyError, OverflowError, ValueError):
             return None
-        if not matrix.shape[0] or np.isnan(matrix).any():
-            return None  # cast() says there are no rows, or checks where nulls are allowed
+        if not matrix.shape[0] or not np.isfinite(matrix).all():
+            return None  # cast() says there are no rows, or checks where NaN / inf are allowed
         return MatrixColumns(np.ascontiguousarray(matrix), order)
 
     def _check_names(self, columns: Mapping[str, Any]) -> None:
@@ -214,7 +222,14 @@ class ColumnCaster:
 
 
 def _one_dimensional(name: str, values: Any) -> np.ndarray:
-    array = values if isinstance(values, np.ndarray) else np.asarray(values)
+    try:
+        array = values if isinstance(values, np.ndarray) else np.asarray(values)
+    except (ValueError, OverflowError) as exc:  # ragged lists, or nested beyond 64 levels
+        raise SchemaError(
+            f"column {name!r} expects one value per row (shape [n]) but got nested lists "
+            "numpy cannot read as an array; send one number or text per row",
+            column=name,
+        ) from exc
     if array.ndim == 0:
         array = array.reshape(1)
     if array.ndim != 1:
@@ -227,6 +242,8 @@ def _one_dimensional(name: str, values: Any) -> np.ndarray:
 
 
 def _cast(spec: ColumnSpec, values: Any) -> np.ndarray:
+    if spec.is_numeric and type(values) is list and bool in set(map(type, values)):
+        raise boolean_error(spec)  # numpy would read [true, 2] as [1, 2]
     array = _one_dimensional(spec.name, values)
     if array.size == 0:  # no rows: cast() says so, whatever the dtype
         return array
@@ -247,32 +264,80 @@ def _cast(spec: ColumnSpec, values: Any) -> np.ndarray:
     if spec.dtype == "datetime":
         try:
             return np.asarray(pd.to_datetime(array).to_numpy())
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError, pd.errors.OutOfBoundsDatetime) as exc:
             raise _wrong_type(spec, array) from exc
     return array
 
 
 def _cast_numeric(spec: ColumnSpec, array: np.ndarray) -> np.ndarray:
+    """``array`` as ``spec``'s dtype: every value in range, finite, and whole for an integer
+    column; ±inf counts as a missing value (NaN) where the signature takes them."""
     kind = array.dtype.kind
+    if kind == "b":
+        raise boolean_error(spec)
     if kind == "O":  # nulls (None) or mixed values: numbers only, None becomes NaN
+        if any(isinstance(v, bool | np.bool_) for v in array):
+            raise boolean_error(spec)
         if any(not (_is_null(v) or isinstance(v, int | float | np.number)) for v in array):
             raise _wrong_type(spec, array)
-        array = array.astype("float64")
+        try:
+            array = array.astype("float64")
+        except OverflowError as exc:  # an integer beyond any float (e.g. a 400-digit literal)
+            raise out_of_range_error(spec, beyond_float(array)) from exc
         kind = "f"
-    elif kind not in "iufb":
+    elif kind not in "iuf":
         raise _wrong_type(spec, array)
-    if kind == "f":
-        nulls = np.isnan(array)
-        if nulls.any():
-            if not spec.nullable:
-                raise missing_values_error(spec, int(nulls.sum()))
-            if spec.dtype.startswith(_INTEGER_PREFIXES):
-                _check_integral(spec, array[~nulls])
-                return array  # an integer column with nulls stays float64, as in validate()
-        if spec.dtype.startswith(_INTEGER_PREFIXES):
-            _check_integral(spec, array)
+    integer = spec.dtype.startswith(_INTEGER_PREFIXES)
     target = np.dtype(spec.dtype)
-    return array if array.dtype == target else array.astype(target)
+    if kind == "f":
+        finite = np.isfinite(array)
+        if not finite.all():
+            array = _missing(spec, array, finite)
+            if integer:  # an integer column with nulls stays float64, as in validate()
+                present = array[~np.isnan(array)]
+                _check_range(spec, present, target)
+                _check_integral(spec, present)
+                return array
+        if integer:
+            _check_range(spec, array, target)
+            _check_integral(spec, array)
+    elif integer and array.dtype != target:
+        _check_range(spec, array, target)
+    if array.dtype == target:
+        return array
+    out = array.astype(target)
+    if kind == "f" and target.kind == "f" and not np.isfinite(out).all():  # e.g. 1e300 to float32
+        bad = array[~np.isfinite(out)][0]
+        raise out_of_range_error(spec, bad.item())
+    return out
+
+
+def _missing(spec: ColumnSpec, array: np.ndarray, finite: np.ndarray) -> np.ndarray:
+    """``array`` with ±inf as NaN, when ``spec`` takes missing values; else the error."""
+    infinite = ~finite & ~np.isnan(array)
+    if not spec.nullable:
+        if infinite.any():
+            raise non_finite_error(spec, int(infinite.sum()), array[infinite][0].item())
+        raise missing_values_error(spec, int((~finite).sum()))
+    return np.where(infinite, np.nan, array) if infinite.any() else array
+
+
+def _check_range(spec: ColumnSpec, array: np.ndarray, target: np.dtype[Any]) -> None:
+    """Refuse values an integer ``target`` cannot hold (a cast would wrap them around)."""
+    if not array.size:
+        return
+    info = np.iinfo(target)
+    if array.dtype.kind == "f":  # min - 1 and max + 1 as floats: for int64 both round to
+        # ±2**63, so a float that an integer beyond the range rounded to is refused too
+        outside = (array <= float(int(info.min) - 1)) | (array >= float(int(info.max) + 1))
+        if outside.any():
+            raise out_of_range_error(spec, array[outside][0].item())
+        return
+    low, high = array.min(), array.max()
+    if low < info.min:
+        raise out_of_range_error(spec, low.item())
+    if high > info.max:
+        raise out_of_range_error(spec, high.item())
 
 
 def _check_integral(spec: ColumnSpec, array: np.ndarray) -> None:

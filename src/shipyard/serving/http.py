@@ -16,7 +16,9 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import orjson
@@ -64,12 +66,23 @@ def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc) or "recursion limit" in str(exc):
+            raise _too_deep() from exc
         # Python's json (and so MLflow's generated examples) writes NaN / Infinity, which
         # strict JSON parsers refuse: accept them on this slower path.
         try:
             return json.loads(body)
+        except RecursionError:  # nested deeper than Python's stack: refused, never a crash
+            raise _too_deep() from exc
         except (ValueError, UnicodeDecodeError):
             raise InvalidArgumentError(f"the request body is not valid JSON: {exc}") from exc
+
+
+def _too_deep() -> InvalidArgumentError:
+    return InvalidArgumentError(
+        "the request body is JSON nested too deeply (arrays or objects more than about 1,000 "
+        "levels deep); send rows as a flat list of records or columns"
+    )
 
 
 def request_id(request: Request) -> str:
@@ -176,15 +189,33 @@ def denial_start(denial: Denial, rid: str) -> Message:
     }
 
 
+def redirect_headers(headers: Iterable[tuple[bytes, bytes]], public_url: str) -> list[Any]:
+    """``headers`` with ``location`` pointing under ``public_url`` (or relative), never at the
+    request's ``Host`` header (which a client chooses: an open redirect)."""
+    kept: list[Any] = []
+    for key, value in headers:
+        if key.lower() == b"location":
+            parts = urlsplit(value.decode("latin-1"))
+            target = urlunsplit(("", "", parts.path or "/", parts.query, parts.fragment))
+            value = (public_url + target).encode("latin-1")
+        kept.append((key, value))
+    return kept
+
+
 class ServingMiddleware:
     """Request ids, timing, auth, metrics and the access log, around every HTTP request."""
 
     def __init__(
-        self, app: ASGIApp, metrics: ServingMetrics, auth: Authenticator | None = None
+        self,
+        app: ASGIApp,
+        metrics: ServingMetrics,
+        auth: Authenticator | None = None,
+        public_url: str | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.auth = auth
+        self.public_url = public_url or ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -202,7 +233,10 @@ class ServingMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), id_header]
+                headers = message.get("headers", [])
+                if 300 <= status < 400:
+                    headers = redirect_headers(headers, self.public_url)
+                message["headers"] = [*headers, id_header]
             await send(message)
 
         try:

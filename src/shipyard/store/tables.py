@@ -242,6 +242,8 @@ class ApiToken(Base):
     created_by: Mapped[str] = mapped_column(sa.String(128))
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+    #: The models the token may predict on and label (None: every model).
+    models: Mapped[list[Any] | None]
 
 
 class BatchJob(Base):

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import re
 from collections.abc import AsyncIterator, Generator, Iterator
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fastapi import APIRouter, Query
@@ -62,6 +62,10 @@ router = APIRouter(prefix="/v1", tags=["exposure"])
 
 DEFAULT_LIMIT = 1_000
 MAX_LIMIT = 100_000
+#: The largest version number (model and dataset versions are 32-bit integers in the database).
+MAX_VERSION = 2**31 - 1
+#: The largest position a dataset rows cursor may name (a 64-bit integer).
+_MAX_POSITION = 2**63 - 1
 #: Rows per record batch a dataset is read and written in.
 BATCH_ROWS = 8_192
 _DATE_ONLY = re.compile(r"^\d{4}-?\d{2}-?\d{2}$")
@@ -106,6 +110,16 @@ def parse_int(name: str, text: Text) -> int | None:
         ) from exc
 
 
+def parse_version(name: str, text: Text) -> int | None:
+    """A version number parameter (1 to :data:`MAX_VERSION`), or None when absent."""
+    number = parse_int(name, text)
+    if number is not None and not 1 <= number <= MAX_VERSION:
+        raise InvalidArgumentError(
+            f"{name} must be a number from 1 to {MAX_VERSION} but got {text!r}"
+        )
+    return number
+
+
 def parse_time(name: str, text: Text, *, end_of_day: bool = False) -> datetime | None:
     """An ISO-8601 date or datetime parameter in UTC (no zone: UTC), or None when absent.
 
@@ -121,9 +135,15 @@ def parse_time(name: str, text: Text, *, end_of_day: bool = False) -> datetime |
             moment = datetime.fromisoformat(candidate)
         except ValueError:
             continue
-        if end_of_day and _DATE_ONLY.match(candidate):
-            moment += timedelta(days=1, microseconds=-1)
-        return as_utc(moment)
+        try:
+            if end_of_day and _DATE_ONLY.match(candidate):
+                moment += timedelta(days=1, microseconds=-1)
+            return as_utc(moment)
+        except OverflowError as exc:  # e.g. 9999-12-31T23:00-05:00 is past year 9999 in UTC
+            raise InvalidArgumentError(
+                f"{name} {text!r} is outside the times this server handles (years 1 to 9999 "
+                "in UTC); leave it out to have no bound"
+            ) from exc
     raise InvalidArgumentError(
         f"{name} must be an ISO-8601 date or datetime, e.g. {name}=2024-05-01 or "
         f"{name}=2024-05-01T12:00:00Z (no zone means UTC), but got {text!r}"
@@ -169,7 +189,7 @@ async def list_predictions(
     chosen = choose_format(format_, request.headers.get("accept"))
     where = RowFilter(
         model=model or None,
-        version=parse_int("version", version),
+        version=parse_version("version", version),
         since=parse_time("since", since),
         until=parse_time("until", until, end_of_day=True),
         key=key or None,
@@ -202,7 +222,7 @@ async def list_jobs(
     version: Annotated[Text, Query(description="Only this model version.")] = None,
 ) -> Response:
     """The batch scoring jobs, oldest first."""
-    number = parse_int("version", version)
+    number = parse_version("version", version)
     jobs = await run_in_threadpool(_predictions(request).jobs, model or None, number)
     return Response(
         dump_rows({"jobs": [job.to_dict() for job in jobs]}), media_type=FORMATS["json"]
@@ -236,8 +256,8 @@ def find_zone(datasets: Datasets, name: str, zone: Text) -> str:
 
 def version_info(datasets: Datasets, name: str, version: str, zone: Text) -> DatasetInfo:
     """Version ``version`` of dataset ``name`` (in ``zone``, or the only zone that has it)."""
-    number = parse_int("version", version)
-    if number is None or number < 1:
+    number = parse_version("version", version)
+    if number is None:
         raise InvalidArgumentError(f"version must be a number from 1 but got {version!r}")
     found = find_zone(datasets, name, zone)
     try:
@@ -313,23 +333,29 @@ class RowReader:
         self.next_cursor: str | None = None
 
     def _position(self, cursor: str) -> tuple[int, int]:
+        """The part and row a cursor names, checked strictly: exactly the keys ``d`` (this
+        version's reference), ``p`` (one of its parts) and ``o`` (a row, from 0)."""
+        forged = InvalidArgumentError(
+            f"cursor {cursor!r} is not one this server gave out; pass back the "
+            "next_cursor of the previous page unchanged, or leave it out to start at the top"
+        )
         try:
             padded = cursor + "=" * (-len(cursor) % 4)
-            position = json.loads(base64.urlsafe_b64decode(padded.encode()))
-            part, offset = position["p"], position["o"]
-            if not (isinstance(part, int) and isinstance(offset, int) and offset >= 0):
-                raise ValueError(position)
-            ref = position["d"]
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-            raise InvalidArgumentError(
-                f"cursor {cursor!r} is not one this server gave out; pass back the "
-                "next_cursor of the previous page unchanged, or leave it out to start at the top"
-            ) from exc
-        if ref != self.info.ref or not 0 <= part < len(self.digests):
+            position = orjson.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        except (ValueError, UnicodeEncodeError) as exc:  # JSONDecodeError is a ValueError
+            raise forged from exc
+        if not isinstance(position, dict) or set(position) != {"d", "p", "o"}:
+            raise forged
+        ref, part, offset = position["d"], position["p"], position["o"]
+        if not (isinstance(ref, str) and _position_number(part) and _position_number(offset)):
+            raise forged
+        if ref != self.info.ref:
             raise InvalidArgumentError(
                 f"cursor {cursor!r} belongs to the rows of {ref}, not {self.info.ref}; leave it "
                 "out to start at the top"
             )
+        if part >= len(self.digests):
+            raise forged  # this version has fewer parts: not a cursor it gave out
         return part, offset
 
     def encode(self, format_name: str) -> Generator[bytes, None, None]:
@@ -363,6 +389,11 @@ class RowReader:
         if part >= len(self.digests):
             return None
         return encode_cursor({"d": self.info.ref, "p": part, "o": done})
+
+
+def _position_number(value: Any) -> bool:
+    """Whether a cursor's ``value`` is a row or part number (an int from 0, not a bool)."""
+    return type(value) is int and 0 <= value <= _MAX_POSITION
 
 
 def batches_after(file: pq.ParquetFile, skip: int, batch_rows: int) -> Iterator[pa.RecordBatch]:

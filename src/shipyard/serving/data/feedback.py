@@ -50,6 +50,8 @@ from shipyard.store import Database
 
 #: Labels one request may carry; send more in several requests (or a file with the CLI).
 MAX_LABELS = 10_000
+#: The largest row number of a request (the ``feedback.row`` column is a 32-bit integer).
+MAX_ROW = 2**31 - 1
 _FIELDS = "label, request_id, row and key"
 _SHAPE = (
     'send {"model": NAME, "labels": [{"request_id": ID, "row": N, "label": VALUE} or '
@@ -77,7 +79,8 @@ class LabelEntry(BaseModel):
         ),
     ] = ""
     row: Annotated[
-        int, Field(ge=0, strict=True, description="Which row of that request, from 0.")
+        int,
+        Field(ge=0, le=MAX_ROW, strict=True, description="Which row of that request, from 0."),
     ] = 0
     key: Annotated[
         str,

@@ -27,8 +27,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
 
+from shipyard.serving.auth import model_refusal
 from shipyard.serving.base import Prediction, ServedModel
 from shipyard.serving.http import note_model, request_id
+from shipyard.serving.limits import run_handler
 from shipyard.serving.predlog import PredictionLog
 from shipyard.serving.state import server_state
 
@@ -81,8 +83,12 @@ class Exchange:
         return values[0] if values else None
 
     def served_by(self, model: ServedModel) -> None:
-        """Note the model answering this request."""
+        """Note the model answering this request; refuse it (403) when the request's token is
+        limited to other models."""
         self.model, self.version = model.name, str(model.version)
+        refusal = model_refusal(self.scope.get("state", {}).get("token"), model.name)
+        if refusal is not None:
+            raise refusal
 
     def record(
         self, model: ServedModel, columns: Mapping[str, Any], prediction: Prediction
@@ -110,7 +116,7 @@ async def answer_route(request: Request, handler: Handler, *params: Any) -> Resp
         state.get("started", time.perf_counter()),
         server.prediction_log,
     )
-    reply = await handler(server.models, exchange, *params)
+    reply = await run_handler(handler, server.models, server.settings.limits, exchange, params)
     if exchange.model:
         note_model(request, exchange.model, int(exchange.version))
     return reply.response()

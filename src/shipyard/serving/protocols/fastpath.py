@@ -28,6 +28,7 @@ from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from shipyard.serving.http import denial_start, header_request_id, record_request
+from shipyard.serving.limits import run_handler
 from shipyard.serving.protocols.exchange import Exchange, Handler
 from shipyard.serving.protocols.mlflow import invocations_reply
 from shipyard.serving.protocols.native import predict_ref
@@ -92,7 +93,8 @@ class ServingApp(FastAPI):
             if body is None:
                 return  # the client went away
             exchange = Exchange(scope, body, rid, started, server.prediction_log)
-            reply = await handler(server.models, exchange, *params)
+            limits = server.settings.limits
+            reply = await run_handler(handler, server.models, limits, exchange, params)
             status = reply.status
             await send(
                 {

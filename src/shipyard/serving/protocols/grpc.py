@@ -53,6 +53,8 @@ from shipyard.core.exceptions import (
     ShipyardError,
 )
 from shipyard.core.schema import Signature
+from shipyard.registry.tokens import ActiveToken
+from shipyard.serving.auth import model_refusal
 from shipyard.serving.base import ModelLookup, Prediction, ServedModel
 from shipyard.serving.http import access_logger, new_request_id
 from shipyard.serving.protocols import grpc_predict_v2_pb2 as pb
@@ -126,12 +128,13 @@ class _Refused(ShipyardError):
 class _Call:
     """What one call's access-log line and metrics need, filled in as it goes."""
 
-    __slots__ = ("model", "request_id", "version")
+    __slots__ = ("model", "request_id", "token", "version")
 
     def __init__(self) -> None:
         self.model = ""
         self.version = ""
         self.request_id = ""
+        self.token: ActiveToken | None = None
 
     def serve(self, model: ServedModel) -> None:
         self.model, self.version = model.name, str(model.version)
@@ -232,6 +235,9 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             if not request.model_version:  # an unpinned request may go to the model's canary
                 model = self.models.route(model)
             call.serve(model)
+            refusal = model_refusal(call.token, model.name)
+            if refusal is not None:
+                raise refusal
             columns = model.validate(decode_columns(request, model.signature))
             prediction = await model.predict(columns)
             response = encode_response(
@@ -261,7 +267,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         status, message = 200, ""
         try:
             if scope is not None:
-                self._authorize(context, scope)
+                call.token = self._authorize(context, scope)
             response = await work(call)
         except ShipyardError as exc:
             status, message = exc.status_code, exc.message
@@ -277,14 +283,17 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             await context.abort(STATUS_CODES.get(status, grpc.StatusCode.INTERNAL), message)
         return response
 
-    def _authorize(self, context: grpc.aio.ServicerContext, scope: str) -> None:
+    def _authorize(self, context: grpc.aio.ServicerContext, scope: str) -> ActiveToken | None:
         auth = self.state.auth
         if auth is None:
-            return
+            return None
         header = _metadata(context, "authorization")
-        refusal = auth.verify(header.encode("latin-1") if header is not None else None, scope)
+        refusal, token = auth.identify(
+            header.encode("latin-1") if header is not None else None, scope
+        )
         if refusal is not None:
             raise _Refused(*refusal)
+        return token
 
     def _find(self, name: str, version: str) -> ServedModel:
         """The model ``name`` (a version number as text, or empty for its default)."""

@@ -21,6 +21,7 @@ It is :func:`invocations_reply`, which the ASGI fast path
 
 from __future__ import annotations
 
+import csv
 import io
 from importlib import metadata
 from typing import Any
@@ -53,9 +54,13 @@ def _models(request: Request) -> ModelLookup:
 
 
 def mlflow_error(exc: ShipyardError) -> Reply:
-    """MLflow's error body for ``exc``: 400 BAD_REQUEST, 404 or 500 INTERNAL_ERROR."""
-    if exc.status_code >= 500:
+    """MLflow's error body for ``exc``: 400 BAD_REQUEST, 403, 404, 503 or 500 INTERNAL_ERROR."""
+    if exc.status_code == 503:
+        code, status = "TEMPORARILY_UNAVAILABLE", 503
+    elif exc.status_code >= 500:
         code, status = "INTERNAL_ERROR", 500
+    elif exc.status_code == 403:
+        code, status = "PERMISSION_DENIED", 403
     elif exc.status_code == 404:
         code, status = "RESOURCE_DOES_NOT_EXIST", 404
     else:
@@ -154,7 +159,24 @@ def csv_columns(body: bytes, model: ServedModel) -> dict[str, Any]:
             f"CSV-formatted Pandas DataFrame produced using the `pandas.DataFrame.to_csv()` "
             f"method. Error: '{exc}'"
         ) from exc
+    _check_first_row(body)
     return {str(name): frame[name].to_numpy() for name in frame.columns}
+
+
+def _check_first_row(body: bytes) -> None:
+    """Refuse a first row longer than the header, which pandas silently reads as an index
+    (shifting every value one column over, so an error would blame the wrong column)."""
+    text = io.TextIOWrapper(io.BytesIO(body), encoding="utf-8", errors="replace", newline="")
+    records = (record for record in csv.reader(text) if record)  # pandas skips blank lines
+    try:
+        header, first = next(records, None), next(records, None)
+    except csv.Error:  # a field beyond the csv module's size limit: pandas read it already
+        return
+    if header is not None and first is not None and len(first) > len(header):
+        raise InvalidArgumentError(
+            f"row 1 of the CSV has {len(first)} fields but its header names {len(header)}; "
+            "send exactly one value per header column in every row"
+        )
 
 
 def validated_json(payload: Any, model: ServedModel) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-import zlib
 from typing import Any
 
 import orjson
@@ -21,6 +20,7 @@ from fastapi import APIRouter, Request, Response
 
 from shipyard.core.exceptions import InvalidArgumentError, ShipyardError
 from shipyard.serving.base import ModelLookup, ServedModel
+from shipyard.serving.limits import inflate
 from shipyard.serving.protocols.exchange import Exchange, Reply, answer_route
 from shipyard.serving.protocols.v2_codec import (
     HEADER_LENGTH,
@@ -28,6 +28,7 @@ from shipyard.serving.protocols.v2_codec import (
     encode_response,
     model_metadata,
 )
+from shipyard.serving.state import server_state
 
 __all__ = ["model_metadata", "v2_router"]
 
@@ -118,7 +119,7 @@ async def infer_reply(
         if version is None:  # an unpinned request may go to the model's canary
             model = models.route(model)
         exchange.served_by(model)
-        body = _decompress(exchange.body, exchange.header(b"content-encoding"))
+        body = _decompress(exchange)
         length = _header_length(exchange.header(_HEADER_LENGTH_KEY))
         decoded = decode_request(body, length, model.signature)
         validated = model.validate(decoded.columns)
@@ -170,18 +171,18 @@ def _header_length(raw: str | None) -> int | None:
         ) from exc
 
 
-def _decompress(body: bytes, encoding: str | None) -> bytes:
-    """Undo the gzip/deflate ``Content-Encoding`` tritonclient can apply to requests."""
+def _decompress(exchange: Exchange) -> bytes:
+    """Undo the gzip/deflate ``Content-Encoding`` tritonclient can apply to requests, within
+    the server's ``max_decompressed_bytes`` (413 past it, without inflating further)."""
+    encoding = exchange.header(b"content-encoding")
     if not encoding or encoding == "identity":
-        return body
+        return exchange.body
     if encoding not in ("gzip", "deflate"):
         raise InvalidArgumentError(
             f"Content-Encoding {encoding!r} is not supported; send gzip, deflate or none"
         )
-    try:
-        return zlib.decompress(body, wbits=31 if encoding == "gzip" else 15)
-    except zlib.error as exc:
-        raise InvalidArgumentError(f"the {encoding} request body is corrupt: {exc}") from exc
+    limits = server_state(exchange.scope["app"]).settings.limits
+    return inflate(exchange.body, encoding, limits.max_decompressed_bytes)
 
 
 def _json(content: Any, status: int = 200) -> Response:

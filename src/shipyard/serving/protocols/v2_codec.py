@@ -231,6 +231,8 @@ def _cast_numeric(name: str, datatype: str, array: np.ndarray, values: list[Any]
         except (ValueError, TypeError) as exc:
             raise _wrong(name, datatype, "mixed values") from exc
     kind = array.dtype.kind
+    if datatype != "BOOL" and kind in "iuf" and _holds_bool(values, array.ndim):
+        raise _wrong(name, datatype, "true/false")  # numpy reads [1, true] as [1, 1]
     if kind not in "biuf" or (datatype == "BOOL") != (kind == "b"):
         got = "text" if kind in "US" else "true/false" if kind == "b" else "numbers"
         raise _wrong(name, datatype, got if kind in "USbiuf" else "mixed values")
@@ -250,6 +252,14 @@ def _cast_numeric(name: str, datatype: str, array: np.ndarray, values: list[Any]
             return np.asarray(values, dtype=target) if kind == "f" else array.astype(target)
     except (OverflowError, FloatingPointError) as exc:
         raise _bad(name, f"is {datatype} but holds values outside its range") from exc
+
+
+def _holds_bool(values: list[Any], depth: int) -> bool:
+    """Whether the nested lists ``values`` (``depth`` levels: the array's ``ndim``) hold a
+    ``true`` / ``false`` among numbers; C-speed type sets, one per innermost list."""
+    if depth <= 1:
+        return bool in set(map(type, values))
+    return any(_holds_bool(v, depth - 1) for v in values)
 
 
 def _wrong(name: str, datatype: str, got: str) -> SchemaError:
