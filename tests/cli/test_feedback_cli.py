@@ -57,9 +57,15 @@ def test_add_a_csv_of_batch_labels_then_list_them(root: Path, database_url: str)
         ("13", 1, None, None),
     ]
     assert datetime.fromisoformat(str(rows[0]["received_at"])).tzinfo is not None
-    # a new file for the same predictions replaces their labels
+    # a different label for a labelled prediction is refused, then replaced when asked
     labels.write_text("customer_id,churned\n007,0\n", encoding="utf-8")
-    code, out, err = shipyard(root, database_url, *args, "--key-column", "customer_id", "--json")
+    code, out, err = shipyard(root, database_url, *args, "--key-column", "customer_id")
+    assert code == 1
+    assert "1 label(s) differ" in err
+    assert "--replace" in err
+    code, out, err = shipyard(
+        root, database_url, *args, "--key-column", "customer_id", "--json", "--replace"
+    )
     assert code == 0, err
     assert json.loads(out) == {"model": "churn", "accepted": 1, "file": str(labels)}
     assert sorted((r["key"], r["label"]) for r in listed(root, database_url)) == [
@@ -92,13 +98,20 @@ def test_add_a_parquet_of_online_labels_by_request_and_row(root: Path, database_
         ("a1", 1, "no", None),
         ("b2", 0, "yes", None),
     ]
-    # without --row-column every label is row 0 of its request
+    # without --row-column every label is row 0 of its request: a1 gets two labels
+    code, _, err = shipyard(
+        root, database_url, "feedback", "add", "churn", "-f", str(labels),
+        "--label-column", "truth", "--request-id-column", "rid",
+    )  # fmt: skip
+    assert code == 1
+    assert "labels[0] and labels[1] give different labels" in err
+    pd.DataFrame({"rid": ["c3"], "truth": ["no"]}).to_parquet(labels)
     code, _, err = shipyard(
         root, database_url, "feedback", "add", "churn", "-f", str(labels),
         "--label-column", "truth", "--request-id-column", "rid",
     )  # fmt: skip
     assert code == 0, err
-    assert len(listed(root, database_url)) == 3  # a1 row 0 and b2 row 0 replaced
+    assert len(listed(root, database_url)) == 4  # c3 row 0 added
 
 
 def test_list_since_a_time(root: Path, database_url: str) -> None:

@@ -16,7 +16,7 @@ from sklearn.pipeline import Pipeline
 from tests.helpers import make_frame
 
 from shipyard import Project
-from shipyard.core.exceptions import InvalidArgumentError
+from shipyard.core.exceptions import ConflictError, InvalidArgumentError
 from shipyard.datasets import feedback as feedback_module
 from shipyard.datasets.feedback import LABEL_COLUMNS, ONLINE_COLUMNS, FeedbackStore, Label
 from shipyard.datasets.prediction_log import PredictionLogStore
@@ -94,13 +94,20 @@ def test_labels_round_trip_as_json_scalars(store: FeedbackStore) -> None:
     assert list(store.read("nobody").columns) == list(LABEL_COLUMNS)
 
 
-def test_a_new_label_replaces_the_old_one(store: FeedbackStore) -> None:
+def test_a_new_label_replaces_the_old_one_only_when_asked(store: FeedbackStore) -> None:
     assert store.add("churn", [Label(0, request_id="r", row=1), Label("no", key="C-1")]) == 2
     first = store.read("churn")["received_at"].max()
     time.sleep(0.01)
-    # the same predictions again, and within one call the later entry wins
-    again = [Label(1, request_id="r", row=1), Label("maybe", key="C-1"), Label("yes", key="C-1")]
-    assert store.add("churn", again) == 2
+    assert store.add("churn", [Label(0, request_id="r", row=1)]) == 1  # the same: harmless
+    again = [Label(1, request_id="r", row=1), Label("yes", key="C-1"), Label("yes", key="C-1")]
+    with pytest.raises(
+        ConflictError, match=r"2 label\(s\) differ .* labels\[0\] \(stored 0, sent 1\)"
+    ):
+        store.add("churn", again)
+    assert sorted(map(str, store.read("churn")["label"])) == ["0", "no"]  # nothing written
+    with pytest.raises(InvalidArgumentError, match=r"labels\[0\] and labels\[1\] give different"):
+        store.add("churn", [Label("maybe", key="C-1"), Label("yes", key="C-1")], replace=True)
+    assert store.add("churn", again, replace=True) == 2
     frame = store.read("churn")
     assert frame[["request_id", "row", "key", "label"]].to_dict("records") == [
         {"request_id": "r", "row": 1, "key": "", "label": 1},
@@ -123,7 +130,7 @@ def test_concurrent_upserts_of_the_same_predictions_keep_one_row_each(
         try:
             for _ in range(5):
                 labels = [Label(worker, key=f"k{n}") for n in range(40)]
-                store.add("churn", [*labels, Label(worker, request_id="r", row=3)])
+                store.add("churn", [*labels, Label(worker, request_id="r", row=3)], replace=True)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 

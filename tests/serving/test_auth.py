@@ -234,3 +234,7 @@ async def test_a_token_limited_to_a_model_predicts_on_it_only(
         ).json()
         assert "may only be used for the model(s) churn, not 'fraud'" in refused["error"]
         assert refused["type"] == "ForbiddenError"
+        for name, status in (("churn", 200), ("fraud", 403)):
+            label = {"model": name, "labels": [{"key": "k-1", "label": 1}]}
+            fed = await client.post("/v1/feedback", json=label, headers=bearer(churn_only))
+            assert fed.status_code == status, fed.text

@@ -9,9 +9,9 @@
 
 A batch prediction is named by its key (the value of the job's first key column, or its
 ``row_id``); an online one by the request id its answer carried (``X-Request-ID``) and the
-row of that request (from 0; 0 without ``--row-column``). A label stored again for the same
-prediction replaces the earlier one. The model server takes the same labels over HTTP:
-``POST /v1/feedback``.
+row of that request (from 0; 0 without ``--row-column``). A different label for a labelled
+prediction is refused (nothing stored) unless ``--replace`` is given. The model server
+takes the same labels over HTTP: ``POST /v1/feedback``.
 """
 
 from __future__ import annotations
@@ -126,10 +126,16 @@ def add(
         str | None,
         typer.Option(help="With --request-id-column: the row of each request (default 0)."),
     ] = None,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace", help="Overwrite labels stored already (else a different one is refused)."
+        ),
+    ] = False,
     as_json: JsonOption = False,
     project: ProjectOption = None,
 ) -> None:
-    """Store a file of labels for a model's predictions (a new label replaces an old one)."""
+    """Store a file of labels for a model's predictions (--replace to overwrite stored ones)."""
     from shipyard.datasets.feedback import FeedbackStore, check_model_name
 
     check_model_name(model)
@@ -137,7 +143,7 @@ def add(
     opened = open_project(ctx, project)
     opened.registry.list_versions(model, include_archived=True)  # NotFoundError when unknown
     try:
-        stored = FeedbackStore(opened.database).add(model, labels)
+        stored = FeedbackStore(opened.database).add(model, labels, replace=replace)
     except InvalidArgumentError as exc:
         raise InvalidArgumentError(
             f"{file.name}: {exc.message} (labels[N] is data row N of the file, from 0); "

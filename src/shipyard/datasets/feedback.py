@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from shipyard.core.clock import utcnow
-from shipyard.core.exceptions import InvalidArgumentError
+from shipyard.core.exceptions import ConflictError, InvalidArgumentError
 from shipyard.core.refs import NAME_RE
 from shipyard.datasets.predictions import as_utc
 from shipyard.store import Database
@@ -98,6 +98,10 @@ def _scalar(value: Any, where: str) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidArgumentError(f"{where}.label must be a finite number but got {value!r}")
     return value
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 40 else text[:40] + "…"
 
 
 def _row(model: str, index: int, label: Label, at: datetime) -> dict[str, Any]:
@@ -181,23 +185,36 @@ class FeedbackStore:
 
     # -- writing --------------------------------------------------------------------------
 
-    def add(self, model: str, labels: Sequence[Label]) -> int:
+    def add(self, model: str, labels: Sequence[Label], *, replace: bool = False) -> int:
         """Store ``labels`` for ``model`` in one transaction; the number of predictions labelled.
 
         Every label is checked before anything is written (:class:`InvalidArgumentError`
-        names the first bad entry by its index and says how to fix it). A label for a
-        prediction that has one already replaces it, and so does a later entry of
-        ``labels`` for the same prediction as an earlier one (so the count is of distinct
-        predictions).
+        names the first bad entry by its index and says how to fix it). Sending a label a
+        prediction has already is harmless; a *different* label for it is refused
+        (:class:`ConflictError`, nothing written) unless ``replace`` is True — a label is
+        never overwritten silently. Two different labels for one prediction in ``labels``
+        are refused too; the count is of distinct predictions.
         """
         check_model_name(model)
         at = utcnow()
         rows: dict[tuple[str, int, str], dict[str, Any]] = {}
+        first: dict[tuple[str, int, str], int] = {}
         for index, label in enumerate(labels):
             row = _row(model, index, label, at)
-            rows[(row["request_id"], row["row"], row["key"])] = row
+            key = (row["request_id"], row["row"], row["key"])
+            earlier = rows.get(key)
+            if earlier is not None and earlier["label"] != row["label"]:
+                raise InvalidArgumentError(
+                    f"labels[{first[key]}] and labels[{index}] give different labels "
+                    f"({_short(earlier['label'])} and {_short(row['label'])}) to one prediction; "
+                    "send one label per prediction"
+                )
+            first.setdefault(key, index)
+            rows[key] = row
         if not rows:
             return 0
+        if not replace:
+            self._refuse_changes(model, rows, first)
         insert = pg_insert if self.database.backend == "postgresql" else sqlite_insert
         statement = insert(_TABLE)
         statement = statement.on_conflict_do_update(
@@ -210,6 +227,35 @@ class FeedbackStore:
         with self.database.engine.begin() as connection:
             connection.execute(statement, list(rows.values()))
         return len(rows)
+
+    def _refuse_changes(
+        self,
+        model: str,
+        rows: dict[tuple[str, int, str], dict[str, Any]],
+        first: dict[tuple[str, int, str], int],
+    ) -> None:
+        """:class:`ConflictError` when a prediction of ``rows`` has a different label stored."""
+        keys = list(rows)
+        columns = sa.tuple_(_TABLE.c.request_id, _TABLE.c.row, _TABLE.c.key)
+        changed: list[str] = []
+        with self.database.engine.connect() as connection:
+            for start in range(0, len(keys), 500):
+                query = sa.select(
+                    _TABLE.c.request_id, _TABLE.c.row, _TABLE.c.key, _TABLE.c.label
+                ).where(_TABLE.c.model == model, columns.in_(keys[start : start + 500]))
+                for request_id, row, key, label in connection.execute(query):
+                    sent = rows[(request_id, row, key)]["label"]
+                    if label != sent:
+                        changed.append(
+                            f"labels[{first[(request_id, row, key)]}] (stored {_short(label)}, "
+                            f"sent {_short(sent)})"
+                        )
+        if changed:
+            raise ConflictError(
+                f"{len(changed)} label(s) differ from the ones stored for the same predictions, "
+                f"e.g. {', '.join(changed[:3])}; nothing was stored. Send them again with "
+                "replace=true (CLI: --replace) to overwrite the stored labels"
+            )
 
     def prune(self, model: str | None, before: datetime) -> int:
         """Forget the labels received before ``before`` (of ``model``, or of every model).

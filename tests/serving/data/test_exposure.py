@@ -20,16 +20,18 @@ import pyarrow.ipc as pa_ipc
 import pyarrow.parquet as pq
 import pytest
 from sklearn.pipeline import Pipeline
+from starlette.requests import Request
 from tests.helpers import make_frame
 from tests.serving.conftest import serving
 from tests.serving.test_wire import LiveServer
 
 from shipyard import Project
 from shipyard.datasets.predictions import ROW_COLUMNS, RowFilter
-from shipyard.registry.tokens import TokenStore
+from shipyard.registry.tokens import ActiveToken, TokenStore
 from shipyard.serving import ServeSettings, create_app
 from shipyard.serving.base import Prediction
 from shipyard.serving.data.exposure import batches_after
+from shipyard.serving.data.redact import location, message, public
 from shipyard.serving.predlog import PredictionLog
 
 pytestmark = pytest.mark.anyio
@@ -306,13 +308,38 @@ async def test_batch_jobs(client: httpx.AsyncClient, exposed: Project) -> None:
     answer = await client.get("/v1/predictions/jobs")
     assert answer.status_code == 200
     jobs = answer.json()["jobs"]
-    assert jobs == as_json([job.to_dict() for job in exposed.predictions.jobs()])
+    assert jobs == as_json([anonymous(job.to_dict()) for job in exposed.predictions.jobs()])
+    assert not any(str(exposed.root) in str(job) for job in jobs)  # no server path
+    assert all("created_by" not in job for job in jobs)
     assert [(j["version"], j["rows"], j["chunks"]) for j in jobs] == [(1, 200, 4), (2, 90, 2)]
     assert [j["dataset"] for j in jobs] == ["predictions/churn:1", "predictions/churn:2"]
     only = (await client.get("/v1/predictions/jobs?model=churn&version=2")).json()["jobs"]
     assert [j["id"] for j in only] == [jobs[1]["id"]]
     assert (await client.get("/v1/predictions/jobs?model=other")).json() == {"jobs": []}
     assert (await client.get("/v1/predictions/jobs?version=x")).status_code == 400
+
+
+def anonymous(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` as the read API shows it to a caller without an admin token."""
+    return public(record, Request({"type": "http", "state": {}}))
+
+
+def test_what_a_non_admin_sees_of_locations_and_errors() -> None:
+    assert location("csv:/srv/data/in.csv") == "csv:in.csv"
+    assert location("sql:postgresql://app@db/prod:SELECT * FROM secrets") == "sql (hidden)"
+    assert location("s3://bucket/deep/out.parquet") == "out.parquet"
+    assert location("/home/alice/scores/") == "scores"
+    assert location("predictions/churn") == "predictions/churn"
+    assert message("cannot read /home/alice/in.csv: gone") == "cannot read …/in.csv: gone"
+    admin = Request(
+        {"type": "http", "state": {"token": ActiveToken(1, "ops", frozenset({"admin"}))}}
+    )
+    job = {"input": "csv:/srv/in.csv", "created_by": "alice", "error": "at /srv/x"}
+    assert public(job, admin) == job
+    assert public(job, Request({"type": "http", "state": {}})) == {
+        "input": "csv:in.csv",
+        "error": "at …/x",
+    }
 
 
 # -- datasets -------------------------------------------------------------------------------
@@ -325,7 +352,7 @@ async def test_dataset_listing_versions_and_schema(
     assert [d["ref"] for d in listed] == [
         "raw/customers:1", "processed/customers:1", "predictions/churn:2",
     ]  # fmt: skip
-    assert listed == as_json([d.to_dict() for d in exposed.datasets.list()])
+    assert listed == as_json([anonymous(d.to_dict()) for d in exposed.datasets.list()])
     raw = (await client.get("/v1/datasets?zone=raw")).json()["datasets"]
     assert [d["ref"] for d in raw] == ["raw/customers:1"]
     churn = (await client.get("/v1/datasets/churn")).json()

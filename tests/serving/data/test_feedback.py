@@ -63,7 +63,12 @@ async def test_labels_are_stored_and_replaced(project: Project, trained: Trained
         assert answer.headers["content-type"] == "application/json"
         assert answer.headers["x-request-id"]
         again = {"model": "churn", "labels": [{"key": "C-17", "label": "no"}]}
-        assert (await http.post("/v1/feedback", json=again)).json()["accepted"] == 1
+        refused = await http.post("/v1/feedback", json=again)
+        assert refused.status_code == 409
+        assert "replace=true" in refused.json()["error"]
+        assert (await http.post("/v1/feedback", json=body)).json()["accepted"] == 2  # the same
+        replaced = await http.post("/v1/feedback?replace=true", json=again)
+        assert replaced.json()["accepted"] == 1
         # a model of the registry the server does not serve takes feedback too
         other = {"model": "fraud", "labels": [{"key": "1", "label": 0.5}]}
         assert (await http.post("/v1/feedback", json=other)).status_code == 200

@@ -56,6 +56,7 @@ from shipyard.serving.data.exposure_formats import (
     make_encoder,
     prediction_table,
 )
+from shipyard.serving.data.redact import public
 from shipyard.serving.state import server_state
 
 router = APIRouter(prefix="/v1", tags=["exposure"])
@@ -225,7 +226,8 @@ async def list_jobs(
     number = parse_version("version", version)
     jobs = await run_in_threadpool(_predictions(request).jobs, model or None, number)
     return Response(
-        dump_rows({"jobs": [job.to_dict() for job in jobs]}), media_type=FORMATS["json"]
+        dump_rows({"jobs": [public(job.to_dict(), request) for job in jobs]}),
+        media_type=FORMATS["json"],
     )
 
 
@@ -290,7 +292,8 @@ async def list_datasets(request: Request, zone: Zone = None) -> Response:
     """The newest version of every dataset (in ``zone`` if given)."""
     infos = await run_in_threadpool(_datasets(request).list, zone or None)
     return Response(
-        dump_rows({"datasets": [i.to_dict() for i in infos]}), media_type=FORMATS["json"]
+        dump_rows({"datasets": [public(i.to_dict(), request) for i in infos]}),
+        media_type=FORMATS["json"],
     )
 
 
@@ -298,6 +301,7 @@ async def list_datasets(request: Request, zone: Zone = None) -> Response:
 async def show_dataset(request: Request, name: str, zone: Zone = None) -> Response:
     """Every version of dataset ``name``, newest first."""
     content = await run_in_threadpool(_describe_dataset, _datasets(request), name, zone)
+    content["versions"] = [public(v, request) for v in content["versions"]]
     return _json(content)
 
 
@@ -305,7 +309,7 @@ async def show_dataset(request: Request, name: str, zone: Zone = None) -> Respon
 async def show_version(request: Request, name: str, version: str, zone: Zone = None) -> Response:
     """One dataset version and its columns' Arrow types (``schema``)."""
     content = await run_in_threadpool(_describe_version, _datasets(request), name, version, zone)
-    return _json(content)
+    return _json(public(content, request))
 
 
 class RowReader:

@@ -10,8 +10,11 @@
 
 An online prediction is named by the ``X-Request-ID`` its answer carried (the server's
 ``request_id``, also in the native answer's body) and the row of the request (from 0); a
-batch prediction by its key value (the job's first key column, or ``row_id``). A label sent
-again for the same prediction replaces the earlier one. The labels are stored in the
+batch prediction by its key value (the job's first key column, or ``row_id``). The same
+label sent again is harmless; a different one for a labelled prediction is refused (409,
+nothing stored) unless the request says ``?replace=true``: labels are never overwritten
+silently. A token limited to some models (``shipyard tokens create --model``) labels those
+only (403). The labels are stored in the
 metadata database (:class:`~shipyard.datasets.feedback.FeedbackStore`) in one transaction,
 all or none.
 
@@ -43,6 +46,7 @@ from shipyard.datasets.feedback import (
     check_model_name,
 )
 from shipyard.registry import Registry
+from shipyard.serving.auth import model_refusal
 from shipyard.serving.base import ModelLookup
 from shipyard.serving.http import json_response
 from shipyard.serving.state import server_state
@@ -183,18 +187,24 @@ def check_registered(models: ModelLookup, registry: Registry, name: str) -> None
         ) from exc
 
 
-def _store(request: Request, body: FeedbackRequest) -> int:
+def _store(request: Request, body: FeedbackRequest, replace: bool) -> int:
     state = server_state(request.app)
+    refusal = model_refusal(request.scope.get("state", {}).get("token"), body.model)
+    if refusal is not None:
+        raise refusal
     check_registered(state.models, state.registry, body.model)
     labels = [
         Label(label=entry.label, request_id=entry.request_id, row=entry.row, key=entry.key)
         for entry in body.labels
     ]
-    return FeedbackStore(_database(request)).add(body.model, labels)
+    return FeedbackStore(_database(request)).add(body.model, labels, replace=replace)
 
 
 @router.post("/feedback", responses={200: {"model": FeedbackAnswer}})
-async def post_feedback(request: Request, body: FeedbackRequest) -> Response:
-    """Store the true values of online (request id, row) or batch (key) predictions."""
-    accepted = await run_in_threadpool(_store, request, body)
+async def post_feedback(request: Request, body: FeedbackRequest, replace: bool = False) -> Response:
+    """Store the true values of online (request id, row) or batch (key) predictions.
+
+    A different label for a prediction that has one is refused (409) unless ``replace=true``.
+    """
+    accepted = await run_in_threadpool(_store, request, body, replace)
     return json_response({"model": body.model, "accepted": accepted})
