@@ -248,7 +248,8 @@ async def test_a_long_request_logs_its_first_rows_and_its_row_count(
             json={"dataframe_records": expected_records(rows.iloc[:5])},
             headers={"x-request-id": "short"},
         )
-    assert long.status_code == 200 and short.status_code == 200
+    assert long.status_code == 200
+    assert short.status_code == 200
     assert len(long.json()["predictions"]) == 12  # the answer is whole; only the log is capped
     log = PredictionLogStore(logged_project.database).read("churn").set_index("request_id")
     assert log.loc["long", "inputs"] == expected_records(rows.iloc[:5])

@@ -171,7 +171,7 @@ def run_dask(
         scorer.keys,
         scorer.batch_id,
     )
-    assert request.scheduler is not None
+    assert request.scheduler is not None  # noqa: S101 - narrows the type; the caller guarantees it
     total = source.total_rows()
     written = reused_rows
     read = 0

@@ -42,7 +42,7 @@ def export(spec: OutputSpec, parts_dir: Path, batch_id: str) -> int:
     if spec.kind == "zone" or spec.target is None:
         return 0
     if spec.kind == "sql":
-        assert spec.table is not None
+        assert spec.table is not None  # noqa: S101 - narrows the type; the caller guarantees it
         return write_sql(parts_dir, spec.target, spec.table, batch_id)
     if spec.kind == "folder":
         return _write_folder(spec, parts, batch_id)

@@ -213,7 +213,7 @@ class ArrayMode(Mode):
         super().__init__(loaded, features, with_proba)
         self.estimator = estimator
         signature = loaded.signature
-        assert signature is not None  # a Scorer refuses a model without one
+        assert signature is not None  # noqa: S101 - a Scorer refuses a model without one
         self.exact = exact_types(signature, self.features)
         # the dtype pandas gives a frame of these columns (what scikit-learn then receives)
         dtypes = [np.dtype(signature.column(name).dtype) for name in self.exact]

@@ -155,7 +155,7 @@ def filesystem(spec: OutputSpec) -> tuple[Any, str]:
     """The fsspec filesystem of a file or folder export and the target's path in it."""
     import fsspec
 
-    assert spec.target is not None
+    assert spec.target is not None  # noqa: S101 - narrows the type; the caller guarantees it
     scheme = spec.target.split("://", 1)[0] if "://" in spec.target else "file"
     try:
         fs, path = fsspec.core.url_to_fs(spec.target)
@@ -251,8 +251,8 @@ def _exported(name: str) -> bool:
 
 
 def _check_sql(spec: OutputSpec) -> None:
-    assert spec.target is not None
-    assert spec.table is not None
+    assert spec.target is not None  # noqa: S101 - narrows the type; the caller guarantees it
+    assert spec.table is not None  # noqa: S101 - narrows the type; the caller guarantees it
     engine = sql_engine(spec.target)
     try:
         with engine.connect() as connection:

@@ -301,7 +301,7 @@ def _serve_http(out: Console, registry: Any, customers: pd.DataFrame, root: Path
         request = urllib.request.Request(
             url, data=body.encode(), headers={"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - the demo server on loopback
             answer: dict[str, Any] = json.loads(response.read())
         exposed_url = f"http://127.0.0.1:{port}/v1/predictions?model={MODEL}&source=batch&limit=3"
         with urllib.request.urlopen(exposed_url, timeout=30) as response:

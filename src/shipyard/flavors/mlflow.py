@@ -411,7 +411,7 @@ def tensor_predictor(predictor: Predictor, dtype: str) -> Predictor:
         return predict(frame.to_numpy(dtype=kind))
 
     def run_proba(frame: pd.DataFrame) -> np.ndarray:
-        assert proba is not None
+        assert proba is not None  # noqa: S101 - narrows the type; the caller guarantees it
         return proba(frame.to_numpy(dtype=kind))
 
     return Predictor(

@@ -172,7 +172,7 @@ def session_predictor(path: Path, classes: Sequence[Any] | None = None) -> Predi
 
     def predict_proba(frame: pd.DataFrame) -> np.ndarray:
         nonlocal labels
-        assert proba_output is not None
+        assert proba_output is not None  # noqa: S101 - narrows the type; the caller guarantees it
         result = run(proba_output, frame)
         if isinstance(result, list):  # ZipMap: one {class: probability} dict a row
             if labels is None:

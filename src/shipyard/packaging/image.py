@@ -90,7 +90,7 @@ def render_dockerfile(settings: Settings, deploy: DeploySettings) -> str:
             ),
         ]
     )
-    environment = jinja2.Environment(
+    environment = jinja2.Environment(  # noqa: S701 - renders a Dockerfile, not HTML
         loader=loader, undefined=jinja2.StrictUndefined, keep_trailing_newline=True
     )
     environment.filters["json"] = json.dumps  # exec-form arrays as a person writes them
@@ -121,7 +121,7 @@ def render_dockerfile(settings: Settings, deploy: DeploySettings) -> str:
 
 def serve_command(deploy: DeploySettings) -> list[str]:
     """The image's default arguments: serve the deploy's models on every interface."""
-    return ["serve", *deploy.models, "--host", "0.0.0.0", "--port", str(CONTAINER_PORT)]
+    return ["serve", *deploy.models, "--host", "0.0.0.0", "--port", str(CONTAINER_PORT)]  # noqa: S104 - inside the container: the service must listen on its network
 
 
 def dockerignore() -> str:
@@ -194,7 +194,7 @@ def docker_build(context: BuildContext, docker: str = "docker") -> None:
             f"'{docker}' is not on PATH: install Docker, or write the context with --out DIR "
             "and build it where Docker runs"
         )
-    done = subprocess.run([docker, "build", "--tag", context.tag, str(context.folder)], check=False)
+    done = subprocess.run([docker, "build", "--tag", context.tag, str(context.folder)], check=False)  # noqa: S603 - a fixed argument list, no shell
     if done.returncode != 0:
         raise ShipyardError(
             f"docker build of {context.tag} failed (exit {done.returncode}); its output is above"

@@ -297,7 +297,7 @@ def local_override(deploy: DeploySettings) -> dict[str, Any]:
             "pull_policy": "build",
             # minio's `server /data --console-address :9001` means nothing to moto.
             "entrypoint": ["/opt/moto/bin/moto_server"],
-            "command": ["-H", "0.0.0.0", "-p", "9000"],
+            "command": ["-H", "0.0.0.0", "-p", "9000"],  # noqa: S104 - inside the container: the service must listen on its network
             "healthcheck": _healthcheck(["CMD", "python3", "-c", _OBJECTSTORE_READY]),
         },
         "proxy": {
@@ -340,7 +340,7 @@ def build_objectstore_wheelhouse(directory: Path, *, python_version: str = "3.11
         "--dest", str(directory), *OBJECTSTORE_REQUIREMENTS,
     ]  # fmt: skip
     directory.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603 - a fixed argument list, no shell
     if done.returncode != 0:
         raise RuntimeError(
             f"could not download the wheels of {' '.join(OBJECTSTORE_REQUIREMENTS)} for CPython "

@@ -156,7 +156,7 @@ def _link(wheel: Path, target: Path) -> Path:
 
 def _pip_wheel(arguments: list[str], folder: Path) -> None:
     command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(folder)]
-    done = subprocess.run([*command, *arguments], capture_output=True, text=True, check=False)
+    done = subprocess.run([*command, *arguments], capture_output=True, text=True, check=False)  # noqa: S603 - a fixed argument list, no shell
     if done.returncode != 0:
         raise ShipyardError(
             f"pip could not build the image's wheels ({' '.join(arguments[:4])}…): "

@@ -216,7 +216,7 @@ def jupyter_service(
             f"--ServerApp.root_dir={APP_DIR}",
             "--IdentityProvider.token=${JUPYTER_TOKEN}",
         ],
-        "environment": shipyard_environment(deploy) | {"HOME": "/tmp"},
+        "environment": shipyard_environment(deploy) | {"HOME": "/tmp"},  # noqa: S108 - the container user's home, not a host temp file
         "volumes": [f"{project_path}:{APP_DIR}"],
         "ports": [f"{deploy.ports.jupyter}:8888"],
         "depends_on": {"postgres": {"condition": "service_healthy"}},

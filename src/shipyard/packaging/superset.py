@@ -51,7 +51,7 @@ DATASETS = {
     "and EBITDA per period, and whether the version is in production.",
 }
 #: Superset's mask for a password left out of an exported URI.
-PASSWORD_MASK = "XXXXXXXXXX"
+PASSWORD_MASK = "XXXXXXXXXX"  # noqa: S105 - not a password: a public prefix / mask
 #: The shipyard metadata database as Superset reaches it inside the network.
 SHIPYARD_URI = f"postgresql+psycopg2://shipyard:{PASSWORD_MASK}@postgres:5432/shipyard"
 _NAMESPACE = uuid.UUID("7d0f3c56-3a49-4c77-9a0c-5f1f2b8f2a11")

@@ -21,8 +21,13 @@ def git_state(folder: Path) -> dict[str, Any]:
 
     def git(*args: str) -> str | None:
         try:
-            done = subprocess.run(
-                ["git", *args], cwd=folder, capture_output=True, text=True, timeout=10, check=False
+            done = subprocess.run(  # noqa: S603 - a fixed argument list, no shell
+                ["git", *args],  # noqa: S607 - git from PATH, as the user runs it
+                cwd=folder,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
             )
         except (OSError, subprocess.SubprocessError):
             return None

@@ -351,14 +351,14 @@ def _settle_nullability(loaded: LoadedModel, saved: SavedModel, example: pd.Data
     from shipyard.flavors.missing import accept_missing
 
     signature = loaded.signature
-    assert signature is not None
+    assert signature is not None  # noqa: S101 - narrows the type; the caller guarantees it
     reasons = dict(saved.nullable_reasons)
     if saved.signature is None:
         reasons.update(
             (c.name, "missing in the example rows") for c in signature.inputs if c.nullable
         )
     widened, handled = accept_missing(loaded, example, refused=saved.no_missing)
-    assert widened is not None
+    assert widened is not None  # noqa: S101 - narrows the type; the caller guarantees it
     reasons.update(handled)
     if saved.signature is not None:
         try:
@@ -381,7 +381,7 @@ def _with_outputs(loaded: LoadedModel, example: pd.DataFrame) -> Signature | Non
     """Run the model on the example: proves it loads and predicts, and gives the output spec."""
     rows = example.head(100)
     predictions = loaded.predict(rows)
-    assert loaded.signature is not None
+    assert loaded.signature is not None  # noqa: S101 - narrows the type; the caller guarantees it
     return loaded.signature.with_outputs(OutputSpec.infer(predictions, loaded.classes))
 
 

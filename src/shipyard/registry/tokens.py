@@ -26,7 +26,7 @@ from shipyard.store import Database
 from shipyard.store.tables import ApiToken
 
 SCOPES = ("predict", "read", "admin")
-TOKEN_PREFIX = "shp_"
+TOKEN_PREFIX = "shp_"  # noqa: S105 - not a password: a public prefix / mask
 _TABLE = ApiToken.metadata.tables[ApiToken.__tablename__]
 
 

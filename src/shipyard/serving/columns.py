@@ -217,7 +217,7 @@ class ColumnCaster:
 
     def _check_names(self, columns: Mapping[str, Any]) -> None:
         """Raise the signature's own missing / unknown column error (rows do not matter)."""
-        assert self.signature is not None
+        assert self.signature is not None  # noqa: S101 - narrows the type; the caller guarantees it
         self.signature.validate(pd.DataFrame(columns=[str(name) for name in columns]))
 
 

@@ -111,7 +111,7 @@ class OnnxModel:
             if probabilities.ndim == 1:  # P(class 1) only
                 probabilities = np.column_stack((1.0 - probabilities, probabilities))
         if self._labels_from_proba and probabilities is not None:
-            assert self._classes is not None
+            assert self._classes is not None  # noqa: S101 - narrows the type; the caller guarantees it
             return self._classes[np.argmax(probabilities, axis=1)], probabilities
         predictions = np.asarray(answers[0])
         if predictions.ndim == 2 and predictions.shape[1] == 1:

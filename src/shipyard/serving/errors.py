@@ -69,7 +69,7 @@ def body_problem(cause: BaseException | None) -> str:
 
 async def http_error_handler(request: Request, exc: Exception) -> Response:
     """A Starlette ``HTTPException`` (404, 405, 400...) in shipyard's error body."""
-    assert isinstance(exc, HTTPException)
+    assert isinstance(exc, HTTPException)  # noqa: S101 - narrows the type; the caller guarantees it
     error = framework_error(request, exc)
     headers = dict(exc.headers) if exc.headers else None
     return json_response(error_body(error, request), exc.status_code, headers)
@@ -90,6 +90,6 @@ def describe_validation(errors: Sequence[Any]) -> str:
 async def validation_error_handler(request: Request, exc: Exception) -> Response:
     """A FastAPI ``RequestValidationError`` (a path or query parameter of the wrong type)
     in shipyard's error body, with FastAPI's status (422)."""
-    assert isinstance(exc, RequestValidationError)
+    assert isinstance(exc, RequestValidationError)  # noqa: S101 - narrows the type; the caller guarantees it
     error = InvalidArgumentError(describe_validation(exc.errors()))
     return json_response(error_body(error, request), 422)

@@ -238,7 +238,7 @@ class Canary:
     def takes(self, request_id: str | None) -> bool:
         """Whether this request goes to the challenger (stable for a given request id)."""
         if request_id is None:
-            return random.random() * 100 < self.percent
+            return random.random() * 100 < self.percent  # noqa: S311 - canary traffic split, not cryptography
         digest = hashlib.blake2b(request_id.encode(), digest_size=8).digest()
         return int.from_bytes(digest, "big") % 10_000 < self._threshold
 

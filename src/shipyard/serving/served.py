@@ -187,7 +187,7 @@ class ServingModel:
 
     def _compute(self, mode: str, columns: dict[str, np.ndarray], *, derive: bool) -> Prediction:
         if mode == "onnx":  # labels and probabilities from one session run, never derived
-            assert self._onnx is not None
+            assert self._onnx is not None  # noqa: S101 - narrows the type; the caller guarantees it
             labels, probabilities = self._onnx.run(columns)
             return Prediction(labels, probabilities, self.classes)
         predict, proba, data = self._functions(mode, columns)

@@ -63,7 +63,7 @@ class ArtifactStore:
         return f"{self.root}/sha256/{digest[:2]}/{digest}"
 
     def _tmp_path(self) -> str:
-        return f"{self.root}/tmp/{uuid.uuid4().hex}"
+        return f"{self.root}/tmp/{uuid.uuid4().hex}"  # noqa: S108 - the artifact store's own tmp/ folder, not /tmp
 
     def exists(self, digest: str) -> bool:
         """True when the blob is stored."""
@@ -76,7 +76,7 @@ class ArtifactStore:
         if self.fs.exists(final):
             return digest
         tmp = self._tmp_path()
-        self.fs.makedirs(f"{self.root}/tmp", exist_ok=True)
+        self.fs.makedirs(f"{self.root}/tmp", exist_ok=True)  # noqa: S108 - the artifact store's own tmp/ folder, not /tmp
         self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
         try:
             if self._local:

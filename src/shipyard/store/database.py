@@ -123,7 +123,7 @@ class Database:
         with self.engine.connect() as connection:
             if not sa.inspect(connection).has_table(VERSION_TABLE):
                 return None
-            revisions = connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}"))
+            revisions = connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}"))  # noqa: S608 - the table name is a constant of this module, no user input
             found = [str(r) for (r,) in revisions]
         return found[0] if len(found) == 1 else None
 
