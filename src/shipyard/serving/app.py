@@ -56,6 +56,7 @@ from shipyard.serving.limits import RequestGuard
 from shipyard.serving.metrics import ServingMetrics
 from shipyard.serving.models import ModelManager
 from shipyard.serving.monitor_metrics import MonitoringCollector
+from shipyard.serving.openapi import install_openapi
 from shipyard.serving.predlog import PredictionLog
 from shipyard.serving.protocols.fastpath import ServingApp
 from shipyard.serving.protocols.mlflow import router as mlflow_router
@@ -168,6 +169,7 @@ def create_app(
     app.include_router(feedback_router)
     app.include_router(mlflow_router)
     app.include_router(v2_router(models, "shipyard", _version()))
+    install_openapi(app)  # bodies, every status, security, media types
     return app
 
 

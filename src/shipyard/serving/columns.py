@@ -244,6 +244,9 @@ def _one_dimensional(name: str, values: Any) -> np.ndarray:
 def _cast(spec: ColumnSpec, values: Any) -> np.ndarray:
     if spec.is_numeric and type(values) is list and bool in set(map(type, values)):
         raise boolean_error(spec)  # numpy would read [true, 2] as [1, 2]
+    if type(values) is list and spec.dtype in _TEXT_DTYPES:
+        # as objects: numpy would turn ["a", 1] into ["a", "1"] and drop trailing NULs
+        values = np.array(values, dtype=object)
     array = _one_dimensional(spec.name, values)
     if array.size == 0:  # no rows: cast() says so, whatever the dtype
         return array
