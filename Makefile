@@ -7,7 +7,7 @@ AIRFLOW_VENV := .venv-airflow
 EVIDENTLY_VENV := .venv-evidently
 MLSERVER_VENV := .venv-mlserver
 
-.PHONY: demo test lint bench bench-batch bench-monitor clean
+.PHONY: demo test lint bench bench-batch bench-monitor bench-soak clean
 
 include mk/superset.mk
 
@@ -62,6 +62,10 @@ bench-batch: $(VENV)/.installed-dev
 # The drift benchmark (1M reference + 1M current rows, shipyard vs Evidently); results go in docs/benchmarks.md.
 bench-monitor: $(VENV)/.installed-dev $(EVIDENTLY_VENV)/bin/python
 	$(BIN)/python bench/monitor_bench.py
+
+# The soak: 10 minutes at 80 % of capacity, valid, invalid and oversized requests, memory flat.
+bench-soak: $(VENV)/.installed-dev
+	$(BIN)/python bench/soak_bench.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests
