@@ -10,17 +10,9 @@ number of examples per operation is small, so the file stays quick.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -31,6 +23,7 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from sklearn.pipeline import Pipeline
 from tests.helpers import make_settings
+from tests.serving.test_grpc import Served, start_server
 
 from shipyard import Project
 from shipyard.registry.tokens import TokenStore
@@ -42,66 +35,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("fuzz")]
 CALLERS = ("open", "read", "predict", "admin")
 #: Requests per operation and caller (hypothesis shrinks a failure to its smallest case).
 EXAMPLES = 30
-
-
-@dataclass
-class Server:
-    """A ``shipyard serve`` process and its URL."""
-
-    process: subprocess.Popen[str]
-    url: str
-
-    def stop(self) -> str:
-        """Stop the server; its standard error."""
-        self.process.terminate()
-        try:
-            _, err = self.process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            _, err = self.process.communicate()
-        return err
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _launch(project: Project, *args: str) -> Server:
-    """Start ``shipyard serve churn@production churn:2 ARGS`` on a free port."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "SHIPYARD_DATABASE_URL": project.settings.database_url,
-        "SHIPYARD_USER": "tester",
-        "OMP_NUM_THREADS": "1",
-    }
-    command = [str(Path(sys.executable).parent / "shipyard"), "serve", "churn@production"]
-    command += ["churn:2", "--port", str(port), "--no-access-log", *args]
-    process = subprocess.Popen(
-        command,
-        cwd=project.root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    return Server(process, f"http://127.0.0.1:{port}")
-
-
-def _wait_ready(server: Server) -> None:
-    """Return once the server's /health/ready answers 200."""
-    deadline = time.monotonic() + 180  # a guard against a hung start, not a speed check
-    while True:
-        if server.process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"shipyard serve did not become ready:\n{server.stop()}")
-        try:
-            if httpx.get(f"{server.url}/health/ready").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -124,13 +57,13 @@ def tokens(fuzzed_project: Project) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def servers(fuzzed_project: Project, tokens: dict[str, str]) -> Iterator[dict[str, Server]]:
+def servers(fuzzed_project: Project, tokens: dict[str, str]) -> Iterator[dict[str, Served]]:
     """The open server and the protected one (started after the tokens exist)."""
     assert tokens
-    started = {"open": _launch(fuzzed_project), "auth": _launch(fuzzed_project, "--auth")}
+    refs = ("churn@production", "churn:2")
+    started = {"open": start_server(fuzzed_project, *refs)}
     try:
-        for server in started.values():  # both load their models at the same time
-            _wait_ready(server)
+        started["auth"] = start_server(fuzzed_project, *refs, "--auth")
         yield started
     finally:
         for server in started.values():
@@ -156,7 +89,7 @@ CONFIG = {"generation": {"with-security-parameters": False}}
 
 
 @pytest.fixture(scope="module")
-def api(caller: str, servers: dict[str, Server], tokens: dict[str, str]) -> Any:
+def api(caller: str, servers: dict[str, Served], tokens: dict[str, str]) -> Any:
     """The document the caller's server serves (read with the read token: the pages need it)."""
     config = schemathesis.Config.from_dict(CONFIG)
     if caller == "open":
