@@ -62,3 +62,21 @@ def test_a_tampered_or_broken_cache_is_ignored(tmp_path: Path, content: object) 
 def test_the_cache_can_be_turned_off(tmp_path: Path) -> None:
     assert _probe("0")["walked"] is True
     assert not list(tmp_path.iterdir())
+
+
+def test_a_user_without_a_home_runs_uncached(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A uid with no passwd entry (a container run as ``--user 12345``) has no home: Path.home()
+    raises; the cache is skipped rather than the import failing."""
+    import sklearn
+    import skops
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv(skops_import.CACHE_ENV, raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    assert skops_import._cache_path(sklearn, skops) is None
+    monkeypatch.setenv("XDG_CACHE_HOME", "/somewhere")  # a cache folder named: no home needed
+    assert skops_import._cache_path(sklearn, skops).parent == Path("/somewhere/shipyard")  # type: ignore[union-attr]

@@ -121,6 +121,36 @@ async def test_tokens_and_scopes_are_enforced(served_project: Project, trained: 
         assert predict not in metrics
 
 
+async def test_refusals_are_the_servers_one_error_body(
+    served_project: Project, trained: Trained
+) -> None:
+    """401, 403 (and 503, below) answer ``{"error", "type", "request_id"}`` as every other
+    error does, on the fast path and through FastAPI alike."""
+    _, frame, _ = trained
+    read, _ = served_project.tokens.create("body-read", ["read"], "tester")
+    body = records(frame[:1])
+    app = create_app(served_project.registry, ["churn@production"], ServeSettings(auth=True))
+    async with serving(app) as client:
+        for path in ("/v1/models/churn/predict", "/v1/models/churn/versions/1/predict"):
+            for headers, status, kind in (
+                ({}, 401, "UnauthorizedError"),
+                (bearer("shp_wrong"), 401, "UnauthorizedError"),
+                (bearer(read), 403, "ForbiddenError"),
+            ):
+                answer = await client.post(
+                    path, content=body, headers={**headers, "x-request-id": "rid-1"}
+                )
+                assert answer.status_code == status, path
+                assert answer.json() == {
+                    "error": answer.json()["error"],
+                    "type": kind,
+                    "request_id": "rid-1",
+                }
+        missing = await client.get("/metrics")
+        assert missing.json()["type"] == "UnauthorizedError"
+        assert missing.json()["request_id"] == missing.headers["x-request-id"]
+
+
 async def test_a_revoked_token_stops_working_at_the_next_refresh(
     served_project: Project, trained: Trained
 ) -> None:
@@ -176,6 +206,8 @@ async def test_tokens_that_cannot_be_refreshed_fail_closed_after_the_grace(
                 await asyncio.sleep(0.05)
             assert refused.status_code == 503
             assert "could not be refreshed" in refused.json()["error"]
+            assert refused.json()["type"] == "ServiceUnavailableError"
+            assert refused.json()["request_id"] == refused.headers["x-request-id"]
             ready = await client.get("/health/ready")
             assert ready.status_code == 503
             assert ready.json()["status"] == "tokens stale"

@@ -20,6 +20,7 @@ import orjson
 import pandas as pd
 import pytest
 from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 from sklearn.pipeline import Pipeline
 from tests.serving.conftest import records, serving
 from tests.serving.test_wire import LiveServer
@@ -120,6 +121,32 @@ async def test_a_chunked_body_is_counted_as_it_streams_in(client: httpx.AsyncCli
         assert response.status_code == 413, path
         assert "2 MiB" in response.json()["error"]
         assert chunks_sent < 200  # refused once past the limit, not after reading it all
+
+
+async def test_a_body_refused_as_it_streams_in_is_counted_once_with_its_status(
+    client: httpx.AsyncClient,
+) -> None:
+    async def stream() -> AsyncIterator[bytes]:
+        for _ in range(200):  # 3 MiB, above the 2 MiB limit
+            yield b" " * (16 * 1024)
+
+    paths = {  # the fast path (native, MLflow, v2) and a FastAPI route (native's version form)
+        "/v1/models/churn/predict": "native",
+        "/invocations": "mlflow",
+        "/v2/models/churn/infer": "v2",
+        "/v1/models/churn/versions/1/predict": "native",
+    }
+    for path in paths:
+        response = await client.post(path, content=stream())
+        assert response.status_code == 413, path
+    exposition = (await client.get("/metrics")).text
+    counted: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == "shipyard_requests_total":
+                key = (sample.labels["protocol"], sample.labels["status"])
+                counted[key] = counted.get(key, 0) + sample.value
+    assert counted == {("native", "413"): 2, ("mlflow", "413"): 1, ("v2", "413"): 1}
 
 
 # -- inflated bytes ---------------------------------------------------------------------------

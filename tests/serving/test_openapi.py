@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import jsonschema
 import pytest
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -129,9 +131,10 @@ def test_media_types_are_what_the_routes_send(open_doc: dict[str, Any]) -> None:
     metrics = paths["/metrics"]["get"]["responses"]["200"]["content"]
     assert list(metrics) == [CONTENT_TYPE_LATEST]
     assert CONTENT_TYPE_LATEST.startswith("text/plain; version=")
-    for path in ("/ping", "/health", "/version"):  # MLflow's text bodies: no JSON schema
+    for path in ("/ping", "/health", "/version"):  # MLflow's text bodies, labelled JSON
         content = paths[path]["get"]["responses"]["200"]["content"]
-        assert content == {"application/json": {}}
+        assert content["application/json"] == {}  # the label: no JSON schema for a text body
+        assert content["text/plain"]["schema"]["type"] == "string"
     rows = paths["/v1/datasets/{name}/versions/{version}/rows"]["get"]["responses"]["200"]
     assert {"text/csv", "application/vnd.apache.parquet"} <= set(rows["content"])
 
@@ -156,3 +159,24 @@ async def test_the_server_serves_the_completed_document(served_project: Project)
     assert "requestBody" in served["paths"]["/invocations"]["post"]
     assert served == app.openapi()
     assert docs.status_code == 200
+
+
+@pytest.mark.anyio
+async def test_mlflows_text_bodies_are_documented_as_the_text_they_are(
+    served_project: Project,
+) -> None:
+    """/ping, /health and /version answer text labelled application/json (as MLflow's scoring
+    server does): the document lists the label without a schema and describes the text."""
+    app = create_app(served_project.registry, ["churn@production"])
+    doc = app.openapi()
+    async with serving(app) as client:
+        for path in ("/ping", "/health", "/version"):
+            answer = await client.get(path)
+            assert answer.status_code == 200
+            assert answer.headers["content-type"] == "application/json"  # MLflow's label
+            with pytest.raises(json.JSONDecodeError, match=r"Expecting value|Extra data"):
+                json.loads(answer.text)  # ... on a body that is not JSON
+            documented = doc["paths"][path]["get"]["responses"]["200"]
+            assert "not JSON" in documented["description"]
+            assert "schema" not in documented["content"]["application/json"]
+            jsonschema.validate(answer.text, documented["content"]["text/plain"]["schema"])

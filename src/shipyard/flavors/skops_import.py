@@ -12,7 +12,8 @@ skops those names instead of the walk (skops only uses each estimator's
 The cache can only widen trust within scikit-learn: a name is used only if it names a
 class under ``sklearn.`` (the same filter skops applies), so a tampered file cannot make
 skops trust ``builtins`` or any other package. ``SHIPYARD_SKOPS_CACHE=0`` turns the cache
-off; an unwritable cache directory (a read-only container) just means the walk runs.
+off; an unwritable cache directory (a read-only container), or no home folder to put it in
+(a uid without a passwd entry), just means the walk runs.
 """
 
 from __future__ import annotations
@@ -61,7 +62,13 @@ def _cache_path(sklearn: ModuleType, skops: ModuleType) -> Path | None:
     if setting:
         folder = Path(setting)
     else:
-        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        base = os.environ.get("XDG_CACHE_HOME")
+        if not base:
+            try:
+                base = str(Path.home() / ".cache")
+            except RuntimeError:  # no HOME and a uid without a passwd entry (a container)
+                logger.debug("no home folder to cache skops' trusted estimators in; walking")
+                return None
         folder = Path(base) / "shipyard"
     where = hashlib.sha256(_origin(sklearn).encode()).hexdigest()[:12]
     key = f"{sklearn.__version__}-{skops.__version__}-{where}"

@@ -11,7 +11,9 @@ Tokens are made, listed and revoked through :class:`~shipyard.registry.tokens.To
 - ``admin``: every scope.
 
 Health routes (``/health/live``, ``/health/ready``, ``/ping``, ``/health``,
-``/v2/health/live``, ``/v2/health/ready``) stay open so probes need no secret.
+``/v2/health/live``, ``/v2/health/ready``) stay open so probes need no secret. The web
+console under ``/ui`` checks its own signed session cookie (a browser sends no header), with
+the same tokens and scopes: :mod:`shipyard.serving.console`.
 
 The server keeps the active tokens in memory (sha256 → token) and reloads them every
 ``refresh`` seconds, so checking a request is one header scan, one sha256 and one dict
@@ -53,8 +55,8 @@ OPEN_PATHS = frozenset(
 
 def required_scope(method: str, path: str) -> str | None:
     """The scope a request needs, or None for the open health routes."""
-    if path in OPEN_PATHS:
-        return None
+    if path in OPEN_PATHS or path == "/ui" or path.startswith("/ui/"):
+        return None  # the web console checks its own session (shipyard.serving.console)
     if method == "POST" and (
         path in ("/invocations", "/v1/feedback")
         or (path.startswith("/v1/models/") and path.endswith("/predict"))
@@ -66,7 +68,8 @@ def required_scope(method: str, path: str) -> str | None:
 
 @dataclass(frozen=True)
 class Denial:
-    """A refused request: its status, JSON body and headers."""
+    """A refused request: its status, JSON body (``{"error", "type", "request_id"}``) and
+    headers."""
 
     status: int
     body: bytes
@@ -74,11 +77,19 @@ class Denial:
 
 
 _CHALLENGE = (b"www-authenticate", b"Bearer")
+#: The ``type`` of each refusal's body, named as the server's other errors are (an exception
+#: class name: a per-model refusal is a :class:`ForbiddenError` too).
+REFUSAL_TYPES = {
+    401: "UnauthorizedError",
+    403: ForbiddenError.__name__,
+    503: "ServiceUnavailableError",
+}
 
 
 def _deny(status: int, message: str, scope: Scope) -> Denial:
+    """The refusal in the server's one error body, ``{"error", "type", "request_id"}``."""
     rid = scope.get("state", {}).get("request_id")
-    content: dict[str, Any] = {"error": message}
+    content: dict[str, Any] = {"error": message, "type": REFUSAL_TYPES[status]}
     if rid:
         content["request_id"] = rid
     headers = [_CHALLENGE] if status == 401 else []

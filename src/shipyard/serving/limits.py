@@ -12,13 +12,15 @@ that names the limit and how to raise it.
   output passes ``max_decompressed_bytes``, so a 1 MB body inflating to 1 GB costs at most
   the limit.
 - **Rows, columns, text length**: :func:`run_handler` hands a protocol handler the models
-  through a thin :class:`ServedModel` wrapper whose ``validate`` checks the table the
-  protocol built, in bulk (``len`` of the mapping, of one column, of the names; text cells
-  only for bodies long enough to hold a value past the limit), before casting, predicting
-  or logging. A CSV body's header line is counted before pandas parses it.
+  through a thin :class:`ServedModel` wrapper (:func:`limited`, which gRPC uses too) whose
+  ``validate`` checks the table the protocol built, in bulk (``len`` of the mapping, of one
+  column, of the names; text cells only for bodies long enough to hold a value past the
+  limit), before casting, predicting or logging. A CSV body's header line is counted before
+  pandas parses it.
 - **Parsing off the event loop**: a body above ``thread_parse_bytes`` (or any gzip / deflate
   body) runs its handler in a worker thread, on an event loop of its own, the predict call
-  going back to the server's loop; small bodies stay inline (the fast path).
+  going back to the server's loop; small bodies stay inline (the fast path). Routes that
+  parse their own body (feedback) call :func:`parse_off_loop`, the same rule.
 - **Read timeouts** (``header_timeout_s``, ``body_timeout_s``): at the connection, in
   :mod:`shipyard.serving.read_timeouts` (uvicorn's protocol class, as ``shipyard serve`` runs it).
 """
@@ -375,6 +377,14 @@ class _Limited:
         return self.model.describe()
 
 
+def limited(model: ServedModel, limits: RequestLimits, *, thorough: bool = True) -> ServedModel:
+    """``model`` with its ``validate`` checking the rows, columns and text of a request against
+    ``limits`` first, as the HTTP routes see it (for a transport without
+    :func:`run_handler`: gRPC). ``thorough``: the request is long enough to hold a name or a
+    value past ``max_string_length`` (see :func:`check_columns`)."""
+    return _Limited(model, limits, thorough, None)
+
+
 async def _on_loop(loop: asyncio.AbstractEventLoop, call: Coroutine[Any, Any, R]) -> R:
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(call, loop))
 
@@ -473,11 +483,27 @@ async def run_handler(
             refusal = exc
     # a body shorter than the string limit cannot hold a name or a value past it
     thorough = encoded or size > limits.max_string_length
-    if refusal is not None or (size <= limits.thread_parse_bytes and not encoded):
+    if refusal is not None or not parses_in_thread(size, limits, encoded=encoded):
         lookup = _LimitedLookup(models, limits, thorough, None, refusal)
         return await handler(lookup, exchange, *params)
     lookup = _LimitedLookup(models, limits, True, asyncio.get_running_loop())
     return await anyio.to_thread.run_sync(_run_on_own_loop, handler, lookup, exchange, params)
+
+
+def parses_in_thread(size: int, limits: RequestLimits, *, encoded: bool = False) -> bool:
+    """Whether a body of ``size`` bytes is parsed in a worker thread: above
+    ``thread_parse_bytes``, or compressed (``encoded``: it may inflate far past its size)."""
+    return encoded or size > limits.thread_parse_bytes
+
+
+async def parse_off_loop(body: bytes, parse: Callable[[bytes], R], limits: RequestLimits) -> R:
+    """``parse(body)``: inline for a small body, in a worker thread for one above
+    ``thread_parse_bytes`` (the rule :func:`run_handler` applies to the prediction routes), so
+    parsing a big body never holds the event loop. For routes that parse a body themselves
+    (``POST /v1/feedback``)."""
+    if not parses_in_thread(len(body), limits):
+        return parse(body)
+    return await anyio.to_thread.run_sync(parse, body)
 
 
 def _run_on_own_loop(

@@ -14,8 +14,13 @@ takes FastAPI's document and adds, per route:
   ``/v2``; 401 / 403 / 503 from the token check when auth is on;
 - the HTTP bearer security scheme, required by every route but the health checks when the
   server runs with auth (``x-shipyard-scope`` names the scope each route needs either way);
-- the media types really sent: Prometheus text on ``/metrics``, MLflow's bodies on ``/ping``,
-  ``/health`` and ``/version``, CSV / Parquet / Arrow next to JSON on the data API.
+- the media types really sent: Prometheus text on ``/metrics``; on ``/ping``, ``/health`` and
+  ``/version`` MLflow's plain-text bodies (``text/plain``) beside the ``application/json``
+  label MLflow's scoring server puts on them (without a schema: the body is not JSON);
+  CSV / Parquet / Arrow next to JSON on the data API.
+
+A route that reads its body raw (to parse it off the event loop) documents it with FastAPI's
+``openapi_extra``: the request body, and under :data:`COMPONENTS_KEY` the schemas it refers to.
 
 The scopes come from :func:`~shipyard.serving.auth.required_scope`, the rule the server
 enforces, so the document cannot disagree with it. This module knows the protocols' wire
@@ -37,6 +42,10 @@ from shipyard.serving.openapi_schemas import COMPONENTS, REF, Schema
 
 JSON = "application/json"
 SECURITY_SCHEME = "bearerAuth"
+#: An operation's ``openapi_extra`` key holding component schemas its request body refers to
+#: (a route that reads its body raw, so FastAPI does not list the model): moved to
+#: ``components.schemas``.
+COMPONENTS_KEY = "x-components"
 
 
 def _ref(name: str) -> Schema:
@@ -53,13 +62,26 @@ def _error(description: str, name: str = "Error") -> Schema:
     return _json(description, _ref(name))
 
 
-def _mlflow_body_text(description: str) -> Schema:
-    """MLflow's ``/ping`` and ``/version`` bodies: plain text, labelled application/json as
-    ``mlflow models serve`` labels them (so MLflow clients and probes see what they expect)."""
+TEXT = "text/plain"
+#: MLflow's ``/ping`` and ``/health`` body: one newline.
+_NEWLINE: Schema = {"type": "string", "enum": ["\n"]}
+#: MLflow's ``/version`` body: the version, as bare text.
+_VERSION_TEXT: Schema = {"type": "string", "minLength": 1, "examples": ["0.1.0"]}
+
+
+def _mlflow_body_text(description: str, body: Schema) -> Schema:
+    """MLflow's ``/ping``, ``/health`` and ``/version`` answers: a plain-text ``body`` that
+    ``mlflow models serve`` labels ``Content-Type: application/json`` (and so does shipyard,
+    for MLflow's clients and probes). The text is described as ``text/plain``; the label is
+    listed as ``application/json`` without a schema, since the body is not a JSON document."""
     return {
-        "description": f"{description} The content type is application/json, as MLflow's "
-        "scoring server sends it, but the body is not JSON.",
-        "content": {JSON: {}},
+        "description": f"{description} The body is plain text (described as text/plain), "
+        "not JSON, but it is sent with Content-Type: application/json, as MLflow's scoring "
+        "server sends it; read it as text.",
+        "content": {
+            JSON: {},
+            TEXT: {"schema": body},
+        },
     }
 
 
@@ -228,17 +250,19 @@ ROUTES: dict[tuple[str, str], Schema] = {
     ("post", "/invocations"): _MLFLOW,
     ("get", "/ping"): {
         "responses": {
-            "200": _mlflow_body_text("Loaded (a newline)."),
-            "404": _mlflow_body_text("Still loading (a newline)."),
+            "200": _mlflow_body_text("Loaded (a newline).", _NEWLINE),
+            "404": _mlflow_body_text("Still loading (a newline).", _NEWLINE),
         }
     },
     ("get", "/health"): {
         "responses": {
-            "200": _mlflow_body_text("Loaded (a newline)."),
-            "404": _mlflow_body_text("Still loading (a newline)."),
+            "200": _mlflow_body_text("Loaded (a newline).", _NEWLINE),
+            "404": _mlflow_body_text("Still loading (a newline).", _NEWLINE),
         }
     },
-    ("get", "/version"): {"responses": {"200": _mlflow_body_text("The shipyard version.")}},
+    ("get", "/version"): {
+        "responses": {"200": _mlflow_body_text("The shipyard version.", _VERSION_TEXT)}
+    },
     ("get", "/v2/health/live"): {"responses": {"200": _json("The process answers.", _OBJECT)}},
     ("get", "/v2/health/ready"): {
         "responses": {
@@ -323,6 +347,7 @@ def build_openapi(app: FastAPI, *, auth: bool) -> dict[str, Any]:
     }
     for path, operations in doc.get("paths", {}).items():
         for method, operation in operations.items():
+            schemas.update(operation.pop(COMPONENTS_KEY, {}))
             _complete(operation, method, path, auth=auth)
     return doc
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from shipyard.serving.auth import REFUSAL_TYPES
+
 Schema = dict[str, Any]
 
 #: Where a component schema is referred to from.
@@ -70,10 +72,13 @@ COMPONENTS: dict[str, Schema] = {
         "type": "object",
         "description": "A request the token check refused (401 no or unknown token, 403 a "
         "token without the route's scope, 503 tokens not refreshed for too long).",
-        "required": ["error"],
+        "required": ["error", "type", "request_id"],
         "properties": {
             "error": {"type": "string"},
-            "type": {"type": "string"},
+            "type": {
+                "type": "string",
+                "enum": sorted(set(REFUSAL_TYPES.values())),
+            },
             "request_id": {"type": "string"},
         },
     },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -10,6 +11,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
@@ -23,6 +25,7 @@ from shipyard.registry.tokens import TokenStore
 from shipyard.serving import ServeSettings, create_app
 from shipyard.serving.auth import required_scope
 from shipyard.serving.data.feedback import MAX_LABELS
+from shipyard.serving.limits import RequestLimits
 
 pytestmark = pytest.mark.anyio
 Trained = tuple[Pipeline, pd.DataFrame, np.ndarray]
@@ -178,6 +181,50 @@ def test_the_route_is_documented(app_client: LiveServer) -> None:
     label = schema["components"]["schemas"]["LabelEntry"]
     assert set(label["properties"]) == {"label", "request_id", "row", "key"}
     assert label["additionalProperties"] is False
+
+
+async def test_small_bodies_are_parsed_inline_and_large_ones_off_the_loop(
+    served_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body above ``thread_parse_bytes`` is parsed and checked in a worker thread (as the
+    prediction routes parse theirs), so a big label upload never holds the event loop."""
+    from shipyard.serving.data import feedback
+
+    parsed_in: list[int] = []
+    parse = feedback.parse_feedback
+
+    def spy(body: bytes) -> Any:
+        parsed_in.append(threading.get_ident())
+        return parse(body)
+
+    monkeypatch.setattr(feedback, "parse_feedback", spy)
+    limits = RequestLimits(thread_parse_bytes=64 * 1024)
+    settings = ServeSettings(limits=limits, prediction_log=False)
+    app = create_app(served_project.registry, ["churn@production"], settings)
+    small = {"model": "churn", "labels": [{"key": "small-1", "label": 1}]}
+    large = {
+        "model": "churn",
+        "labels": [{"key": f"large-{i}", "label": i % 2} for i in range(MAX_LABELS)],
+    }
+    async with serving(app) as http:
+        loop_thread = threading.get_ident()
+        answer = await http.post("/v1/feedback", json=small)
+        assert answer.json() == {"model": "churn", "accepted": 1}
+        assert parsed_in == [loop_thread]  # a small body stays inline
+        big = orjson.dumps(large)
+        assert len(big) > 64 * 1024
+        answer = await http.post(
+            "/v1/feedback", content=big, headers={"content-type": "application/json"}
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"model": "churn", "accepted": MAX_LABELS}
+        assert len(parsed_in) == 2
+        assert parsed_in[1] != loop_thread  # the large one in a worker thread
+        bad = [{"key": f"bad-{i}", "label": 1} for i in range(3000)] + [{"kee": "x", "label": 1}]
+        refused = await http.post("/v1/feedback", json={"model": "churn", "labels": bad})
+        assert refused.status_code == 400  # errors found in the thread: the same 400
+        assert refused.json()["error"].startswith("labels[3000].kee is not a field")
+    assert len(stored(served_project)) == MAX_LABELS + 1
 
 
 def test_feedback_needs_the_predict_scope() -> None:

@@ -16,7 +16,9 @@ nothing stored) unless the request says ``?replace=true``: labels are never over
 silently. A token limited to some models (``shipyard tokens create --model``) labels those
 only (403). The labels are stored in the
 metadata database (:class:`~shipyard.datasets.feedback.FeedbackStore`) in one transaction,
-all or none.
+all or none. The body is read raw and parsed as the prediction routes parse theirs: a body
+above ``[serving.limits] thread_parse_bytes`` in a worker thread, so a big upload of labels
+never holds the event loop (:func:`~shipyard.serving.limits.parse_off_loop`).
 
 Errors come in the server's error body, ``{"error", "type", "request_id"}``: 400 for a
 body or an entry that is wrong (the message names the entry, e.g. ``labels[2].row``), 404
@@ -32,7 +34,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import from_json
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -49,6 +52,9 @@ from shipyard.registry import Registry
 from shipyard.serving.auth import model_refusal
 from shipyard.serving.base import ModelLookup
 from shipyard.serving.http import json_response
+from shipyard.serving.limits import parse_off_loop
+from shipyard.serving.openapi import COMPONENTS_KEY
+from shipyard.serving.openapi_schemas import REF
 from shipyard.serving.state import server_state
 from shipyard.store import Database
 
@@ -200,11 +206,59 @@ def _store(request: Request, body: FeedbackRequest, replace: bool) -> int:
     return FeedbackStore(_database(request)).add(body.model, labels, replace=replace)
 
 
-@router.post("/feedback", responses={200: {"model": FeedbackAnswer}})
-async def post_feedback(request: Request, body: FeedbackRequest, replace: bool = False) -> Response:
+def parse_feedback(body: bytes) -> FeedbackRequest:
+    """The feedback body parsed and checked, or :class:`InvalidArgumentError` saying what to fix
+    (run off the event loop for a big body: :func:`~shipyard.serving.limits.parse_off_loop`)."""
+    if not body.strip():
+        raise InvalidArgumentError(f"the request body is empty; {_SHAPE}")
+    try:  # pydantic's JSON parser: integers of any size stay integers (a row of 10**30 is
+        # refused by its bound, not read as a float), nesting is bounded
+        payload = from_json(body)
+    except ValueError as exc:
+        raise InvalidArgumentError(f"the request body is not valid JSON: {exc}; {_SHAPE}") from exc
+    try:
+        return FeedbackRequest.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidArgumentError(describe_errors(exc.errors())) from exc
+
+
+def _json_content(content_type: str | None) -> bool:
+    """Whether a body of ``content_type`` is read as JSON (none given, or ``…/json``,
+    ``…+json``: FastAPI's rule)."""
+    if not content_type:
+        return True
+    mime = content_type.partition(";")[0].strip().lower()
+    return mime.startswith("application/") and mime.endswith(("/json", "+json"))
+
+
+#: The body is read raw (and parsed off the event loop when big), so FastAPI does not see it:
+#: the document names its schema here (:data:`~shipyard.serving.openapi.COMPONENTS_KEY`).
+_BODY_SCHEMA = FeedbackRequest.model_json_schema(ref_template=f"{REF}{{model}}")
+_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": f"{REF}FeedbackRequest"}}},
+    },
+    COMPONENTS_KEY: {
+        "FeedbackRequest": {k: v for k, v in _BODY_SCHEMA.items() if k != "$defs"},
+        **_BODY_SCHEMA.get("$defs", {}),
+    },
+}
+
+
+@router.post("/feedback", responses={200: {"model": FeedbackAnswer}}, openapi_extra=_OPENAPI)
+async def post_feedback(request: Request, replace: bool = False) -> Response:
     """Store the true values of online (request id, row) or batch (key) predictions.
 
     A different label for a prediction that has one is refused (409) unless ``replace=true``.
     """
+    content_type = request.headers.get("content-type")
+    if not _json_content(content_type):
+        raise InvalidArgumentError(
+            f"the request body must be a JSON object sent as application/json, not "
+            f"{content_type!r}; {_SHAPE}"
+        )
+    raw = await request.body()
+    body = await parse_off_loop(raw, parse_feedback, server_state(request.app).settings.limits)
     accepted = await run_in_threadpool(_store, request, body, replace)
     return json_response({"model": body.model, "accepted": accepted})

@@ -16,7 +16,9 @@ same body, status, ``content-length`` / ``content-type`` / ``x-request-id`` (and
 headers, the same metrics and access-log line (:func:`~shipyard.serving.http.record_request`),
 the same auth check (401 / 403 when auth is on) and the same prediction-log entry. Any
 exception a handler does not turn into its protocol's error body propagates to the server,
-which answers 500, as Starlette's error middleware does.
+which answers 500, as Starlette's error middleware does. A body refused while it streams in
+(above ``max_body_bytes``) is answered, and counted, by the request guard in front
+(:class:`~shipyard.serving.limits.RequestGuard`), not here.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
+from shipyard.core.exceptions import PayloadTooLargeError
 from shipyard.serving.http import denial_start, header_request_id, record_request
 from shipyard.serving.limits import run_handler
 from shipyard.serving.protocols.exchange import Exchange, Handler
@@ -80,6 +83,7 @@ class ServingApp(FastAPI):
         state["request_id"] = rid
         server = server_state(self)
         status = 500
+        counted = False
         exchange: Exchange | None = None
         try:
             if server.auth is not None:
@@ -89,7 +93,13 @@ class ServingApp(FastAPI):
                     await send(denial_start(denial, rid))
                     await send({"type": "http.response.body", "body": denial.body})
                     return
-            body = await _read_body(receive)
+            try:
+                body = await _read_body(receive)
+            except PayloadTooLargeError:
+                # Refused while it streamed in: the request guard in front answers 413 and
+                # counts it (so counting it here too would add a 500 that never was).
+                counted = True
+                raise
             if body is None:
                 return  # the client went away
             exchange = Exchange(scope, body, rid, started, server.prediction_log)
@@ -110,9 +120,10 @@ class ServingApp(FastAPI):
             )
             await send({"type": "http.response.body", "body": reply.body})
         finally:
-            seconds = time.perf_counter() - started
-            model, version = (exchange.model, exchange.version) if exchange else ("", "")
-            record_request(server.metrics, scope, model, version, status, seconds, rid)
+            if not counted:
+                seconds = time.perf_counter() - started
+                model, version = (exchange.model, exchange.version) if exchange else ("", "")
+                record_request(server.metrics, scope, model, version, status, seconds, rid)
 
 
 async def _read_body(receive: Receive) -> bytes | None:

@@ -19,6 +19,12 @@ checks, and the same messages for bad input.
   INVALID_ARGUMENT (bad input), NOT_FOUND (unknown model or version), UNAVAILABLE (no model
   loaded), UNAUTHENTICATED / PERMISSION_DENIED (tokens), INTERNAL (a bug). The port opens
   once every model is warm (before that, clients see UNAVAILABLE from their own channel).
+- Limits: the HTTP routes' ``[serving.limits]`` (:mod:`shipyard.serving.limits`). A request
+  message above ``max_body_bytes`` is refused by gRPC itself before it is read
+  (RESOURCE_EXHAUSTED, "Received message larger than max (SIZE vs. LIMIT)": raise it with
+  ``shipyard serve --max-body-bytes``); more inputs than ``max_columns`` before they are
+  decoded, then too many rows, a long column name or text value as the HTTP route refuses
+  them: RESOURCE_EXHAUSTED with the same message, naming the limit and how to raise it.
 - Auth: the metadata ``authorization: Bearer <token>``, with the HTTP routes' rules:
   ``ModelInfer`` needs the ``predict`` scope, metadata and ``ModelReady`` ``read``, the
   health rpcs nothing.
@@ -57,6 +63,7 @@ from shipyard.registry.tokens import ActiveToken
 from shipyard.serving.auth import model_refusal
 from shipyard.serving.base import ModelLookup, Prediction, ServedModel
 from shipyard.serving.http import access_logger, new_request_id
+from shipyard.serving.limits import check_width, limited
 from shipyard.serving.protocols import grpc_predict_v2_pb2 as pb
 from shipyard.serving.protocols import grpc_predict_v2_pb2_grpc as pb_grpc
 from shipyard.serving.protocols.v2_codec import (
@@ -73,7 +80,8 @@ __all__ = ["MAX_MESSAGE_BYTES", "GrpcServer", "InferenceService"]
 
 logger = logging.getLogger(__name__)
 
-#: The largest request or answer accepted (gRPC's default of 4 MiB is a few thousand rows).
+#: The largest answer sent (gRPC's default of 4 MiB is a few thousand rows); requests are
+#: bounded by ``[serving.limits] max_body_bytes``, as over HTTP.
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 #: Seconds in-flight calls get to finish when the server stops.
 DEFAULT_GRACE = 10.0
@@ -238,7 +246,13 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             refusal = model_refusal(call.token, model.name)
             if refusal is not None:
                 raise refusal
-            columns = model.validate(decode_columns(request, model.signature))
+            # the HTTP routes' limits: columns before the tensors are decoded, then rows,
+            # names and text (text only when the message is long enough to hold a long one)
+            limits = self.state.settings.limits
+            check_width(len(request.inputs), limits)
+            thorough = request.ByteSize() > limits.max_string_length
+            checked = limited(model, limits, thorough=thorough)
+            columns = checked.validate(decode_columns(request, model.signature))
             prediction = await model.predict(columns)
             response = encode_response(
                 model, request.id or call.request_id, prediction, request, _wants_raw(request)
@@ -463,6 +477,8 @@ class GrpcServer:
         grace: float = DEFAULT_GRACE,
     ) -> None:
         self.service = InferenceService(state, server_name, server_version, client_request_id)
+        #: the largest request message read: the HTTP routes' ``max_body_bytes``
+        self.max_receive = state.settings.limits.max_body_bytes
         self.address = (
             f"[{host}]:{port}" if ":" in host and not host.startswith("[") else (f"{host}:{port}")
         )
@@ -476,7 +492,7 @@ class GrpcServer:
         """Listen and serve (in the running event loop); the port listened on."""
         options: Sequence[tuple[str, Any]] = [
             ("grpc.so_reuseport", 1 if self.reuse_port else 0),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", int(self.max_receive)),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ]
         server = grpc.aio.server(options=options)
