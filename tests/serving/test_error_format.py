@@ -47,7 +47,7 @@ def shipyard_body(answer: httpx.Response, status: int, kind: str, *words: str) -
     ("method", "path"),
     [
         ("GET", "/v1/nothing"),
-        ("GET", "/"),
+        ("GET", "/nothing"),
         ("POST", "/v2/models/churn/nothing"),
         ("GET", "/v1/datasets/churn/versions/1/rows/more"),
     ],

@@ -211,10 +211,20 @@ def parse_feedback(body: bytes) -> FeedbackRequest:
     (run off the event loop for a big body: :func:`~shipyard.serving.limits.parse_off_loop`)."""
     if not body.strip():
         raise InvalidArgumentError(f"the request body is empty; {_SHAPE}")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidArgumentError(
+            f"the request body is not UTF-8 text (byte {exc.start}); send JSON in UTF-8; {_SHAPE}"
+        ) from exc
     try:  # pydantic's JSON parser: integers of any size stay integers (a row of 10**30 is
         # refused by its bound, not read as a float), nesting is bounded
-        payload = from_json(body)
+        payload = from_json(text)
     except ValueError as exc:
+        if "recursion limit" in str(exc):
+            raise InvalidArgumentError(
+                f"the request body is JSON nested too deeply ({exc}); {_SHAPE}"
+            ) from exc
         raise InvalidArgumentError(f"the request body is not valid JSON: {exc}; {_SHAPE}") from exc
     try:
         return FeedbackRequest.model_validate(payload)
