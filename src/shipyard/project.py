@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -12,25 +13,27 @@ from shipyard.batch.request import DEFAULT_CHUNK_ROWS
 from shipyard.core.exceptions import ConfigError, ConflictError
 from shipyard.core.refs import is_dataset_ref
 from shipyard.core.settings import CONFIG_FILE, STATE_DIR, Settings, find_project_root
-from shipyard.datasets.predictions import PredictionStore
-from shipyard.datasets.run_records import Runs
 from shipyard.datasets.sources import parse_sources
-from shipyard.datasets.store import Datasets
 from shipyard.registry.registry import Registry
-from shipyard.registry.tokens import TokenStore
 from shipyard.store import ArtifactStore, Database
 from shipyard.value.settings import ValueSettings
 
-# Opening a project imports only what opening needs (the stores); the engines (batch
-# scoring, monitoring, schedules) are imported by the methods that run them, so the CLI's
-# listings and a notebook's first ``Project(".")`` start without them.
+# Opening a project imports only what opening needs: the database, the registry (its gates
+# are checked on open) and the settings sections checked on open. The other stores are made
+# on first use, and the engines (batch scoring, monitoring, schedules) are imported by the
+# methods that run them, so the CLI's listings and a notebook's first ``Project(".")`` start
+# without them (``tests/cli/test_startup.py`` checks it).
 if TYPE_CHECKING:
     from shipyard.batch import BatchResult
     from shipyard.batch.request import Progress
+    from shipyard.datasets.predictions import PredictionStore
+    from shipyard.datasets.run_records import Runs
     from shipyard.datasets.sources import SourceSettings
+    from shipyard.datasets.store import Datasets
     from shipyard.monitoring.run import MonitorOutcome
     from shipyard.pipelines.schedule import Schedule
     from shipyard.registry.records import VersionInfo
+    from shipyard.registry.tokens import TokenStore
     from shipyard.statistics.profile import DatasetProfile
 
 DEFAULT_CONFIG = """\
@@ -74,14 +77,38 @@ class Project:
         self.database = Database.open(settings.database_url)
         self.artifacts = ArtifactStore(settings.artifacts_url)
         self.registry = Registry(self.database, self.artifacts, settings)
-        self.datasets = Datasets(self.database, self.artifacts, settings.actor)
-        self.runs = Runs(self.database)
-        self.predictions = PredictionStore(self.database, self.datasets)
-        self.tokens = TokenStore(self.database)
         self.sources: dict[str, SourceSettings] = parse_sources(settings.sources)
         self.value: ValueSettings | None = (
             ValueSettings.from_table(settings.value) if settings.value is not None else None
         )
+
+    @cached_property
+    def datasets(self) -> Datasets:
+        """The dataset zones (versioned Parquet datasets)."""
+        from shipyard.datasets.store import Datasets
+
+        return Datasets(self.database, self.artifacts, self.settings.actor)
+
+    @cached_property
+    def runs(self) -> Runs:
+        """The records of pipeline runs and their steps."""
+        from shipyard.datasets.run_records import Runs
+
+        return Runs(self.database)
+
+    @cached_property
+    def predictions(self) -> PredictionStore:
+        """Batch jobs and the prediction log."""
+        from shipyard.datasets.predictions import PredictionStore
+
+        return PredictionStore(self.database, self.datasets)
+
+    @cached_property
+    def tokens(self) -> TokenStore:
+        """The serving API's tokens."""
+        from shipyard.registry.tokens import TokenStore
+
+        return TokenStore(self.database)
 
     @classmethod
     def init(cls, path: str | Path, *, name: str | None = None) -> Project:

@@ -20,8 +20,9 @@ def leaf_commands(command: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[
     """Every command that runs something (not a group), with the words that reach it."""
     if isinstance(command, TyperGroup):
         found = []
-        for name, sub in sorted(command.commands.items()):
-            found += leaf_commands(sub, (*path, name))
+        ctx = typer.Context(command)
+        for name in sorted(command.list_commands(ctx)):  # the root imports them on demand
+            found += leaf_commands(command.get_command(ctx, name), (*path, name))
         return found
     return [(path, command)]
 

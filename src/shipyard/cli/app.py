@@ -7,27 +7,92 @@ prints one line and exits with status 1, never a traceback.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
+from typer.main import get_command_from_info, get_group_from_info
+from typer.models import CommandInfo, TyperInfo
 
 from shipyard.cli.context import Group, ProjectOption, open_project
-from shipyard.cli.datasets import datasets_app
-from shipyard.cli.feedback import feedback_app
-from shipyard.cli.models import models_app
-from shipyard.cli.monitor import monitor_command, profile_command
-from shipyard.cli.orchestrate import export_app, scheduler
-from shipyard.cli.package import build_command, compose_command
-from shipyard.cli.predict import predict_command, predictions_app
-from shipyard.cli.runs import run_command, runs_app
-from shipyard.cli.serve import serve_command
-from shipyard.cli.tokens import tokens_app
 from shipyard.render import console
+
+#: The commands and groups of other modules: ``name: (module, attribute)``, imported when
+#: run (or when ``--help`` lists them), so a command imports no other command's module.
+#: A Typer is a group, a function a command.
+LAZY: dict[str, tuple[str, str]] = {
+    "models": ("shipyard.cli.models", "models_app"),
+    "datasets": ("shipyard.cli.datasets", "datasets_app"),
+    "runs": ("shipyard.cli.runs", "runs_app"),
+    "run": ("shipyard.cli.runs", "run_command"),
+    "scheduler": ("shipyard.cli.orchestrate", "scheduler"),
+    "serve": ("shipyard.cli.serve", "serve_command"),
+    "predict": ("shipyard.cli.predict", "predict_command"),
+    "predictions": ("shipyard.cli.predict", "predictions_app"),
+    "tokens": ("shipyard.cli.tokens", "tokens_app"),
+    "feedback": ("shipyard.cli.feedback", "feedback_app"),
+    "monitor": ("shipyard.cli.monitor", "monitor_command"),
+    "profile": ("shipyard.cli.monitor", "profile_command"),
+    "export": ("shipyard.cli.orchestrate", "export_app"),
+    "build": ("shipyard.cli.package", "build_command"),
+    "compose": ("shipyard.cli.package", "compose_command"),
+}
+
+
+class RootGroup(Group):
+    """The ``shipyard`` group: the commands of :data:`LAZY` are built when first asked for."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        """As Typer lists what it registers: the commands, then the groups (``db`` first)."""
+        lazy = {name: self.get_command(ctx, name) for name in LAZY}
+        declared = {n: c for n, c in self.commands.items() if n not in LAZY}
+
+        def commands(found: dict[str, Any], groups: bool) -> list[str]:
+            return [n for n, c in found.items() if isinstance(c, TyperGroup) is groups]
+
+        return [
+            *commands(lazy, False),
+            *commands(declared, False),
+            *commands(declared, True),
+            *commands(lazy, True),
+        ]
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        """As Typer resolves it; an unknown name loads every command first, for suggestions."""
+        if args and args[0] not in self.commands and args[0] not in LAZY:
+            self.list_commands(ctx)
+        return super().resolve_command(ctx, args)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        """The command ``cmd_name``, importing its module the first time."""
+        if cmd_name not in self.commands and cmd_name in LAZY:
+            module, attribute = LAZY[cmd_name]
+            target = getattr(importlib.import_module(module), attribute)
+            self.add_command(_click_command(cmd_name, target), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+def _click_command(name: str, target: Any) -> Any:
+    """What ``app.add_typer(target, name=name)`` or ``app.command(name)(target)`` registers."""
+    if isinstance(target, typer.Typer):
+        return get_group_from_info(
+            TyperInfo(target, name=name),
+            pretty_exceptions_short=app.pretty_exceptions_short,
+            rich_markup_mode=app.rich_markup_mode,
+            suggest_commands=app.suggest_commands,
+        )
+    return get_command_from_info(
+        CommandInfo(name=name, callback=target),
+        pretty_exceptions_short=app.pretty_exceptions_short,
+        rich_markup_mode=app.rich_markup_mode,
+    )
+
 
 app = typer.Typer(
     rich_markup_mode=None,  # help texts name settings as [section] key: print them as written
-    cls=Group,
+    cls=RootGroup,
     name="shipyard",
     help="Carry a model from a notebook to production, and keep it healthy there.",
     no_args_is_help=True,
@@ -38,21 +103,6 @@ db_app = typer.Typer(
     cls=Group, rich_markup_mode=None, help="The metadata database.", no_args_is_help=True
 )
 app.add_typer(db_app, name="db")
-app.add_typer(models_app, name="models")
-app.add_typer(datasets_app, name="datasets")
-app.add_typer(runs_app, name="runs")
-app.command("run")(run_command)
-app.command()(scheduler)
-app.command("serve")(serve_command)
-app.command("predict")(predict_command)
-app.add_typer(predictions_app, name="predictions")
-app.add_typer(tokens_app, name="tokens")
-app.add_typer(feedback_app, name="feedback")
-app.command("monitor")(monitor_command)
-app.command("profile")(profile_command)
-app.add_typer(export_app, name="export")
-app.command("build")(build_command)
-app.command("compose")(compose_command)
 
 
 @app.callback()

@@ -175,10 +175,8 @@ def _records(ctx: typer.Context, project: Path | None) -> Runs:
     """The project's run records, once runs whose process stopped are marked failed."""
     from datetime import timedelta
 
-    from shipyard.datasets.run_records import Runs
-
     opened = open_project(ctx, project)
-    records = Runs(opened.database)
+    records = opened.runs
     records.fail_stale(timedelta(seconds=opened.settings.runs.stale_after_seconds))
     return records
 

@@ -46,10 +46,12 @@ on the input example (:mod:`shipyard.serving.compile`); ``GET /v1/models`` shows
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import os
 import socket
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -262,6 +264,7 @@ def serve_command(
     ] = None,
 ) -> None:
     """Serve models over HTTP: shipyard's API, MLflow's scoring protocol, /metrics."""
+    started = collector_off(ctx)  # until the models are warm (the app says so)
     import uvicorn
 
     from shipyard.core.settings import CONFIG_FILE
@@ -269,7 +272,7 @@ def serve_command(
     from shipyard.serving import WorkerConfig, create_app, resolve_serve_settings
     from shipyard.serving.read_timeouts import timed_protocol
 
-    project = open_project(ctx, project_dir)
+    project = open_project(ctx, project_dir)  # freezes the libraries imported so far
     chosen = list(refs or []) or configured_refs(project.settings)
     if not chosen:
         raise ConfigError(
@@ -330,7 +333,7 @@ def serve_command(
     }
     limit_model_threads(model_threads)  # the process default, before any model is loaded
     if workers == 1:
-        guarded = StartupGuard(create_app(project.registry, chosen, settings))
+        guarded = StartupGuard(create_app(project.registry, chosen, settings), started)
         server = uvicorn.Server(uvicorn.Config(guarded, **common))
         logging.getLogger("uvicorn.error").addFilter(guarded.quiet_failure)
         try:
@@ -346,6 +349,7 @@ def serve_command(
             raise startup_error(guarded.error) from guarded.error
         return
     listener.close()  # uvicorn binds it again, once, for its worker processes
+    started()  # this process only watches its workers
     config = WorkerConfig(
         project=str(project.root), refs=chosen, access_log=access_log, serve=settings
     )
@@ -387,12 +391,34 @@ def bind_port(host: str, port: int) -> socket.socket:
     return listener
 
 
+def collector_off(ctx: typer.Context) -> Callable[[], None]:
+    """Turn Python's cyclic garbage collector off while a server starts; return the function
+    that turns it back on (given to :class:`StartupGuard`: once the models are warm).
+
+    Starting imports the libraries and loads the models: hundreds of thousands of objects,
+    none of them garbage, which the collector would scan over and over (the app collects
+    once, then freezes what is alive, when its models are warm). When the command ends
+    the collector is back on in any case (a failed start, the server stopped).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+
+    def resume() -> None:
+        if enabled:
+            gc.enable()
+
+    ctx.call_on_close(resume)
+    return resume
+
+
 class StartupGuard:
     """The app as uvicorn runs it, keeping a failed startup (a model that does not load) as
     :attr:`error` for the CLI to report in one line, instead of uvicorn's traceback."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, on_started: Callable[[], None] | None = None) -> None:
         self.app = app
+        #: called once the app's startup is complete (its models loaded and warm)
+        self.on_started = on_started
         #: what made the app's startup fail, if it failed
         self.error: Exception | None = None
 
@@ -408,6 +434,8 @@ class StartupGuard:
             nonlocal started
             if message["type"] == "lifespan.startup.complete":
                 started = True
+                if self.on_started is not None:
+                    self.on_started()
             elif message["type"] == "lifespan.startup.failed":
                 message = {"type": "lifespan.startup.failed", "message": ""}
             await send(message)

@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -61,7 +61,9 @@ from shipyard.serving.routing import (
     ShadowMirror,
 )
 from shipyard.serving.warmup import synthetic_rows
-from shipyard.statistics.profile import DatasetProfile
+
+if TYPE_CHECKING:  # the profile's module imports scipy.stats: not on the serving path
+    from shipyard.statistics.profile import DatasetProfile
 
 logger = logging.getLogger("shipyard.serving")
 

@@ -23,12 +23,14 @@ input, not that they are realistic.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from shipyard.core.schema import ColumnSpec, Signature
-from shipyard.statistics.profile import ColumnProfile, DatasetProfile
+
+if TYPE_CHECKING:  # only read here: importing the statistics would import scipy.stats
+    from shipyard.statistics.profile import ColumnProfile, DatasetProfile
 
 #: How many rows :func:`synthetic_rows` makes.
 ROWS = 16

@@ -15,13 +15,14 @@ import os
 import shutil
 import tempfile
 import uuid
+from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
-
-import fsspec
-from fsspec.implementations.local import LocalFileSystem
+from typing import IO, TYPE_CHECKING, Any
 
 from shipyard.core.exceptions import ArtifactIntegrityError, ConfigError, NotFoundError
+
+if TYPE_CHECKING:
+    import fsspec
 
 CHUNK = 1 << 20
 MANIFEST_KIND = "shipyard.tree/1"
@@ -36,6 +37,11 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _plain_local_path(url: str) -> bool:
+    """An absolute POSIX path with nothing fsspec would read as a protocol, chain or user."""
+    return os.sep == "/" and url.startswith("/") and ":" not in url
+
+
 def _check_digest(digest: str) -> str:
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise NotFoundError(f"{digest!r} is not a sha256 digest (64 lowercase hex characters)")
@@ -46,18 +52,35 @@ class ArtifactStore:
     """Content-addressed storage below ``url`` (a local folder, ``s3://bucket/prefix``, ...)."""
 
     def __init__(self, url: str, **storage_options: Any) -> None:
-        try:
-            fs, root = fsspec.core.url_to_fs(url, **storage_options)
-        except (ImportError, ValueError) as exc:
-            raise ConfigError(
-                f"cannot open the artifact store {url!r}: {exc}; for s3:// install 'shipyard[s3]'"
-            ) from exc
         self.url = url
-        self.fs: fsspec.AbstractFileSystem = fs
-        self.root = str(root).rstrip("/")
-        self._local = isinstance(fs, LocalFileSystem)
+        if _plain_local_path(url) and not storage_options:
+            # What fsspec makes of an absolute local path, without importing fsspec: the
+            # commands that never read a blob (the listings) start faster.
+            self.root = url.rstrip("/")
+            self._local = True
+        else:
+            import fsspec
+            from fsspec.implementations.local import LocalFileSystem
+
+            try:
+                fs, root = fsspec.core.url_to_fs(url, **storage_options)
+            except (ImportError, ValueError) as exc:
+                raise ConfigError(
+                    f"cannot open the artifact store {url!r}: {exc}; "
+                    "for s3:// install 'shipyard[s3]'"
+                ) from exc
+            self.fs = fs
+            self.root = str(root).rstrip("/")
+            self._local = isinstance(fs, LocalFileSystem)
         if self._local:
             Path(self.root).mkdir(parents=True, exist_ok=True)
+
+    @cached_property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        """The fsspec filesystem the blobs are on (made on first use for a local folder)."""
+        from fsspec.implementations.local import LocalFileSystem
+
+        return LocalFileSystem()
 
     def _blob_path(self, digest: str) -> str:
         return f"{self.root}/sha256/{digest[:2]}/{digest}"
