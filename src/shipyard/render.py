@@ -18,7 +18,15 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 _STATUS_STYLE = {"passed": "green", "failed": "red", "skipped": "yellow"}
-_OUTCOME_STYLE = {"refused": "red", "promoted": "green", "forced": "yellow"}
+_OUTCOME_STYLE = {
+    "refused": "red",
+    "promoted": "green",
+    "forced": "yellow",
+    "approved": "green",
+    "rollback": "yellow",
+    "archived": "dim",
+    "restored": "cyan",
+}
 
 
 def print_json(data: Any) -> None:

@@ -216,11 +216,27 @@ def promote(
     to: Annotated[str, typer.Option("--to", help="Stage or alias: poc, prototype, production.")],
     reason: Annotated[str, typer.Option(help="Why (recorded).")] = "",
     force: Annotated[bool, typer.Option(help="Override a failing gate (needs --reason).")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Only evaluate the gate (as shipyard gate --no-record): exit 1 if it refuses.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
     project: ProjectOption = None,
 ) -> None:
     """Move a stage alias to a version, if the stage's gate passes."""
     registry = open_project(ctx, project).registry
+    if dry_run:
+        from shipyard.cli.gate import Format, render
+
+        check = registry.gate_check(ref, to)
+        if as_json:
+            print_json(check.to_dict())
+        else:
+            console.print(render(check, Format.text), end="", soft_wrap=True, markup=False)
+        raise typer.Exit(0 if check.passed else 1)
     try:
         event = registry.promote(ref, to, reason=reason, force=force)
     except GateFailedError:
@@ -271,10 +287,12 @@ def archive(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(help="NAME:VERSION.")],
     restore: Annotated[bool, typer.Option(help="Make an archived version active again.")] = False,
+    reason: Annotated[str, typer.Option(help="Why (recorded in the history).")] = "",
     project: ProjectOption = None,
 ) -> None:
     """Archive a version (hidden from NAME and listings), or restore it."""
-    info: VersionInfo = open_project(ctx, project).registry.archive(ref, restore=restore)
+    registry = open_project(ctx, project).registry
+    info: VersionInfo = registry.archive(ref, restore=restore, reason=reason)
     console.print(f"{info.ref} is {info.status}")
 
 

@@ -7,7 +7,13 @@ from shipyard.core.lazy import lazy_exports
 if TYPE_CHECKING:
     from shipyard.registry.gates import Rule, evaluate_gate, parse_gates
     from shipyard.registry.promotions import STAGES
-    from shipyard.registry.records import ModelInfo, PromotionInfo, RuleResult, VersionInfo
+    from shipyard.registry.records import (
+        GateCheck,
+        ModelInfo,
+        PromotionInfo,
+        RuleResult,
+        VersionInfo,
+    )
     from shipyard.registry.registry import Registry
 
 #: Each name's module, imported on first use: ``records`` and ``tokens`` (what listings and
@@ -17,6 +23,7 @@ _LAZY = {
     "evaluate_gate": "shipyard.registry.gates",
     "parse_gates": "shipyard.registry.gates",
     "STAGES": "shipyard.registry.promotions",
+    "GateCheck": "shipyard.registry.records",
     "ModelInfo": "shipyard.registry.records",
     "PromotionInfo": "shipyard.registry.records",
     "RuleResult": "shipyard.registry.records",
@@ -30,6 +37,7 @@ __getattr__ = lazy_exports(__name__, _LAZY)
 
 __all__ = [
     "STAGES",
+    "GateCheck",
     "ModelInfo",
     "PromotionInfo",
     "Registry",

@@ -2,7 +2,10 @@
 
 Every decision is one row in ``promotions``, written in the same transaction as the
 alias change it records; a promotion a gate refuses is recorded too (outcome
-``refused``), so the history shows every go / no-go decision.
+``refused``), so the history shows every go / no-go decision. The other decisions are
+rows too: a business value signed off (alias ``business_value``, outcome ``approved``), a
+rollback (outcome ``rollback``) and archiving (alias ``status``, outcome ``archived`` or
+``restored``).
 """
 
 from __future__ import annotations
@@ -21,14 +24,16 @@ from shipyard.core.exceptions import (
 )
 from shipyard.core.refs import ModelRef, check_alias
 from shipyard.core.schema import Signature
-from shipyard.core.settings import Settings
-from shipyard.registry.gates import evaluate_gate, parse_gates
-from shipyard.registry.records import PromotionInfo, RuleResult, VersionInfo
+from shipyard.core.settings import CONFIG_FILE, Settings
+from shipyard.registry.gates import HolderLookup, Rule, evaluate_gate, parse_gates
+from shipyard.registry.records import GateCheck, PromotionInfo, RuleResult, VersionInfo
 from shipyard.store import Database
 from shipyard.store.tables import ModelAlias, ModelVersion, Promotion, RegisteredModel
 
 #: The stages of a model's road, in order. Each is an alias that only ``promote`` moves.
 STAGES = ("poc", "prototype", "production")
+#: The tag a gate requires once the business value is signed off (``approve_value`` sets it).
+APPROVAL_TAG = "business_value"
 
 
 class Promotions:
@@ -70,14 +75,7 @@ class Promotions:
             gate = self.settings.gates.get(to)
             results: list[RuleResult] = []
             if gate is not None:
-
-                def holder(alias: str) -> tuple[int, Mapping[str, float]] | None:
-                    held = self._alias_row(session, row.model_id, alias)
-                    if held is None:
-                        return None
-                    version = session.get_one(ModelVersion, held.version_id)
-                    return version.version, version.metrics
-
+                holder = self._holder(session, row.model_id)
                 results = evaluate_gate(gate, row.metrics, row.tags, holder)
             failed = [r for r in results if not r.passed]
             if failed and not force:
@@ -167,6 +165,229 @@ class Promotions:
             rows = session.scalars(query.order_by(Promotion.id))
             return [self._promotion_info(name, row) for row in rows]
 
+    def aliases(self, name: str) -> dict[str, int]:
+        """Every alias of ``name`` (stages and free ones) and the version it points at."""
+        with self.database.session() as session:
+            return self._aliases(session, self._model(session, name).id)
+
+    def history_page(
+        self,
+        name: str,
+        *,
+        offset: int = 0,
+        limit: int = 50,
+        version: int | None = None,
+    ) -> tuple[list[PromotionInfo], int]:
+        """One page of ``name``'s decisions, newest first, and how many there are in all.
+
+        ``version``: only the decisions that moved an alias to or from that version (its
+        promotions, refusals, approvals, rollbacks, archiving).
+        """
+        with self.database.session() as session:
+            model = self._model(session, name)
+            where = [Promotion.model_id == model.id]
+            if version is not None:
+                where.append(
+                    sa.or_(Promotion.to_version == version, Promotion.from_version == version)
+                )
+            total = session.scalar(sa.select(sa.func.count()).select_from(Promotion).where(*where))
+            rows = session.scalars(
+                sa.select(Promotion)
+                .where(*where)
+                .order_by(Promotion.id.desc())
+                .offset(offset)
+                .limit(limit)
+            )
+            return [self._promotion_info(name, row) for row in rows], int(total or 0)
+
+    def check_gate(self, ref: str, to: str) -> list[RuleResult]:
+        """Every rule of ``to``'s gate evaluated now for ``ref``; read-only (nothing recorded).
+
+        Empty when ``to`` has no gate.
+        """
+        if to not in self.settings.gates:
+            return []
+        return list(self.gate_check(ref, to).results)
+
+    def gate_check(self, ref: str, to: str, *, baseline: str | None = None) -> GateCheck:
+        """``to``'s gate evaluated now for ``ref``, without promoting (``shipyard gate``).
+
+        Relative rules (``production.roc_auc - 0.01``) compare with the version holding the
+        rule's alias, or with ``baseline`` (any reference) when given. Nothing is recorded
+        (:meth:`record_gate_check` does). A stage without a gate is refused with
+        :class:`NotFoundError`: there is nothing to check, and a check must fail closed.
+        """
+        check_alias(to)
+        gate = self.settings.gates.get(to)
+        if gate is None:
+            configured = ", ".join(sorted(self.settings.gates)) or "none"
+            raise NotFoundError(
+                f"no gate for {to!r} in {CONFIG_FILE} (gates: {configured}); add "
+                f'[gates.{to}] rules = ["metric >= number"] or check another stage'
+            )
+        parsed = ModelRef.parse(ref)
+        with self.database.session() as session:
+            row = self._resolve(session, parsed)
+            against = None
+            if baseline is not None:
+                other = ModelRef.parse(baseline)
+                if other.name != parsed.name:
+                    raise InvalidArgumentError(
+                        f"the baseline {baseline!r} is not a version of {parsed.name!r}"
+                    )
+                against = self._resolve(session, other)
+            holder = self._holder(session, row.model_id, against)
+            results = evaluate_gate(gate, row.metrics, row.tags, holder)
+            rules = [Rule.parse(text) for text in gate.rules]
+            missing = sorted({rule.metric for rule in rules if rule.metric not in row.metrics})
+            for rule in rules:
+                held = holder(rule.alias) if rule.alias else None
+                if held is not None and rule.ref_metric not in held[1]:
+                    missing.append(f"{rule.ref_metric} (of version {held[0]})")
+            current = self._version_number(session, self._alias_row(session, row.model_id, to))
+            compared: tuple[int, Mapping[str, float]] | None = None
+            for rule in rules:  # what the relative rules compare with (the first one found)
+                compared = compared or (holder(rule.alias) if rule.alias else None)
+            if against is not None:
+                compared = (against.version, against.metrics)
+            return GateCheck(
+                name=parsed.name,
+                version=row.version,
+                stage=to,
+                holder=current,
+                baseline=compared[0] if compared else None,
+                baseline_metrics=dict(compared[1]) if compared else {},
+                metrics=dict(row.metrics),
+                tags=dict(row.tags),
+                results=tuple(results),
+                missing=tuple(missing),
+            )
+
+    def record_gate_check(
+        self, check: GateCheck, *, reason: str = "", actor: str | None = None
+    ) -> PromotionInfo:
+        """Record a gate check in the decision history (outcome ``checked`` or
+        ``check-refused``): who ran it, why (a CI build, its commit), the rules' outcomes."""
+        with self.database.session() as session:
+            model = self._model(session, check.name)
+            record = self._record(
+                session,
+                model.id,
+                check.stage,
+                check.holder,
+                check.version,
+                "checked" if check.passed else "check-refused",
+                actor or self.settings.actor,
+                reason,
+                list(check.results),
+            )
+            return self._promotion_info(check.name, record)
+
+    def _holder(
+        self, session: Session, model_id: int, baseline: ModelVersion | None = None
+    ) -> HolderLookup:
+        """Who a relative rule compares with: the version holding the alias, or ``baseline``."""
+
+        def holder(alias: str) -> tuple[int, Mapping[str, float]] | None:
+            if baseline is not None:
+                return baseline.version, baseline.metrics
+            held = self._alias_row(session, model_id, alias)
+            if held is None:
+                return None
+            version = session.get_one(ModelVersion, held.version_id)
+            return version.version, version.metrics
+
+        return holder
+
+    def approve_value(self, ref: str, *, note: str = "", actor: str | None = None) -> PromotionInfo:
+        """Sign off a version's business value: tag ``business_value=approved``, recorded.
+
+        The tag (what a gate's ``require_tags`` checks) and the decision (alias
+        ``business_value``, outcome ``approved``, ``note`` as the reason) are one transaction.
+        """
+        parsed = ModelRef.parse(ref)
+        with self.database.session() as session:
+            row = self._resolve(session, parsed)
+            self._check_active(parsed.name, row)
+            row.tags = {**row.tags, APPROVAL_TAG: "approved"}
+            record = self._record(
+                session,
+                row.model_id,
+                APPROVAL_TAG,
+                None,
+                row.version,
+                "approved",
+                actor or self.settings.actor,
+                note,
+                [],
+            )
+            return self._promotion_info(parsed.name, record)
+
+    def rollback(
+        self, name: str, stage: str = "production", *, reason: str, actor: str | None = None
+    ) -> PromotionInfo:
+        """Point ``stage`` back at the version that held it before the current one, recorded.
+
+        The previous holder is read from the history: promotions stack versions up, each
+        rollback takes the top one off (so rolling back twice goes two versions back).
+        Refused (:class:`ConflictError`) when there is none or it is archived; no gate runs.
+        """
+        check_alias(stage)
+        if not reason.strip():
+            raise InvalidArgumentError("a rollback needs a reason: say why production goes back")
+        with self.database.session() as session:
+            model = self._model(session, name)
+            current = self._alias_row(session, model.id, stage)
+            if current is None:
+                raise ConflictError(f"{name} has no {stage} version to roll back")
+            current_version = self._version_number(session, current)
+            rows = session.scalars(
+                sa.select(Promotion)
+                .where(Promotion.model_id == model.id, Promotion.alias == stage)
+                .order_by(Promotion.id)
+            )
+            held: list[int] = []
+            for event in rows:
+                if event.outcome == "rollback":
+                    held = held[:-1]
+                elif event.outcome == "removed":
+                    held = []
+                elif (
+                    event.outcome in ("promoted", "forced")
+                    and event.to_version is not None
+                    and (not held or held[-1] != event.to_version)
+                ):
+                    held.append(event.to_version)
+            if len(held) < 2 or held[-1] != current_version:
+                raise ConflictError(
+                    f"{name}@{stage} (version {current_version}) has no previous version in its "
+                    "history to roll back to; promote the version you want instead"
+                )
+            target = session.scalar(
+                sa.select(ModelVersion).where(
+                    ModelVersion.model_id == model.id, ModelVersion.version == held[-2]
+                )
+            )
+            if target is None:
+                raise ConflictError(
+                    f"{name}:{held[-2]}, which held {stage} before, was deleted; "
+                    "promote the version you want instead"
+                )
+            self._check_active(name, target)
+            self._point(session, target, stage, current)
+            record = self._record(
+                session,
+                model.id,
+                stage,
+                current_version,
+                target.version,
+                "rollback",
+                actor or self.settings.actor,
+                reason,
+                [],
+            )
+            return self._promotion_info(name, record)
+
     def alias_versions(self, aliases: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
         """The version number each ``(name, alias)`` points at now; absent ones are left out.
 
@@ -223,9 +444,15 @@ class Promotions:
                     f"promote one with 'shipyard models promote {ref.name}:N --to {ref.alias}'"
                 )
             return session.get_one(ModelVersion, alias.version_id)
-        row = session.scalar(
-            query.where(ModelVersion.status == "active").order_by(ModelVersion.version.desc())
+        # The newest active version's id first (walks the (model_id, version) index and
+        # stops at the first match), then its row: sorting whole rows is slow with many.
+        newest = session.scalar(
+            sa.select(ModelVersion.id)
+            .where(ModelVersion.model_id == model.id, ModelVersion.status == "active")
+            .order_by(ModelVersion.version.desc())
+            .limit(1)
         )
+        row = session.get(ModelVersion, newest) if newest is not None else None
         if row is None:
             raise NotFoundError(
                 f"{ref.name} has no active version; name an archived one as {ref.name}:N"

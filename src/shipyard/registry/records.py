@@ -32,6 +32,45 @@ class RuleResult:
 
 
 @dataclass(frozen=True)
+class GateCheck:
+    """A stage's gate evaluated for a version without promoting it (``shipyard gate``)."""
+
+    name: str
+    version: int
+    stage: str
+    #: the version holding the stage now (None: nobody)
+    holder: int | None
+    #: the version relative rules compared with (the holder of their alias, or --baseline)
+    baseline: int | None
+    baseline_metrics: dict[str, float]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    results: tuple[RuleResult, ...]
+    #: metrics a rule needs that the candidate (or the baseline) lacks: an error, not a verdict
+    missing: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        """True when no rule failed."""
+        return all(result.passed for result in self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (``shipyard gate --format json``)."""
+        return {
+            "model": self.name,
+            "version": self.version,
+            "stage": self.stage,
+            "holder": self.holder,
+            "baseline": self.baseline,
+            "outcome": "passed" if self.passed else "refused",
+            "rules": [result.to_dict() for result in self.results],
+            "missing": list(self.missing),
+            "metrics": self.metrics,
+            "baseline_metrics": self.baseline_metrics,
+        }
+
+
+@dataclass(frozen=True)
 class VersionInfo:
     """One registered model version."""
 

@@ -12,7 +12,7 @@ import math
 import shutil
 import tempfile
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,7 @@ from shipyard.registry.profiles import Profiles
 from shipyard.registry.promotions import Promotions
 from shipyard.registry.records import ModelInfo, VersionInfo
 from shipyard.store import ArtifactStore, Database
-from shipyard.store.tables import ModelVersion, RegisteredModel
+from shipyard.store.tables import ModelAlias, ModelVersion, RegisteredModel
 
 if TYPE_CHECKING:  # pandas and the model classes load when a model is registered or loaded
     import pandas as pd
@@ -215,6 +215,95 @@ class Registry(Promotions):
                 )
             return result
 
+    def list_models_page(self, *, offset: int = 0, limit: int = 50) -> tuple[list[ModelInfo], int]:
+        """One page of the registered models, by name, and how many there are in all.
+
+        Four queries whatever the page size (the console's road board reads it).
+        """
+        with self.database.session() as session:
+            total = session.scalar(sa.select(sa.func.count()).select_from(RegisteredModel))
+            models = list(
+                session.scalars(
+                    sa.select(RegisteredModel)
+                    .order_by(RegisteredModel.name)
+                    .offset(offset)
+                    .limit(limit)
+                )
+            )
+            ids = [model.id for model in models]
+            per_model = sa.select(ModelVersion.model_id).where(ModelVersion.model_id.in_(ids))
+            counted = per_model.add_columns(sa.func.count()).group_by(ModelVersion.model_id)
+            counts = {int(i): int(n) for i, n in session.execute(counted).tuples()}
+            newest = (
+                per_model.add_columns(sa.func.max(ModelVersion.version))
+                .where(ModelVersion.status == "active")
+                .group_by(ModelVersion.model_id)
+            )
+            latest = {int(i): int(n) for i, n in session.execute(newest).tuples()}
+            aliases: dict[int, dict[str, int]] = {}
+            held = session.execute(
+                sa.select(ModelAlias.model_id, ModelAlias.alias, ModelVersion.version)
+                .join(ModelVersion, ModelVersion.id == ModelAlias.version_id)
+                .where(ModelAlias.model_id.in_(ids))
+                .order_by(ModelAlias.alias)
+            )
+            for model_id, alias, number in held.tuples():
+                aliases.setdefault(model_id, {})[str(alias)] = int(number)
+            page = [
+                ModelInfo(
+                    name=model.name,
+                    description=model.description,
+                    latest_version=latest.get(model.id),
+                    version_count=int(counts.get(model.id, 0)),
+                    aliases=aliases.get(model.id, {}),
+                    created_at=model.created_at,
+                    updated_at=model.updated_at,
+                )
+                for model in models
+            ]
+            return page, int(total or 0)
+
+    def version_metrics(
+        self, refs: Iterable[tuple[str, int]]
+    ) -> dict[tuple[str, int], dict[str, float]]:
+        """The metrics of each ``(name, version)`` in one query; absent versions are left out."""
+        wanted = list(dict.fromkeys(refs))
+        if not wanted:
+            return {}
+        query = (
+            sa.select(RegisteredModel.name, ModelVersion.version, ModelVersion.metrics)
+            .join(RegisteredModel, RegisteredModel.id == ModelVersion.model_id)
+            .where(
+                sa.or_(
+                    *(
+                        sa.and_(RegisteredModel.name == name, ModelVersion.version == number)
+                        for name, number in wanted
+                    )
+                )
+            )
+        )
+        with self.database.session() as session:
+            rows = session.execute(query).tuples()
+            return {(str(name), int(number)): dict(metrics) for name, number, metrics in rows}
+
+    def list_versions_page(
+        self, name: str, *, offset: int = 0, limit: int = 50
+    ) -> tuple[list[VersionInfo], int]:
+        """One page of ``name``'s versions (archived ones too), newest first, and the total."""
+        with self.database.session() as session:
+            model = self._model(session, name)
+            total = session.scalar(
+                sa.select(sa.func.count()).where(ModelVersion.model_id == model.id)
+            )
+            rows = session.scalars(
+                sa.select(ModelVersion)
+                .where(ModelVersion.model_id == model.id)
+                .order_by(ModelVersion.version.desc())
+                .offset(offset)
+                .limit(limit)
+            )
+            return [self._info(session, name, row) for row in rows], int(total or 0)
+
     def list_versions(self, name: str, *, include_archived: bool = False) -> list[VersionInfo]:
         """The versions of one model, newest first."""
         with self.database.session() as session:
@@ -256,8 +345,19 @@ class Registry(Promotions):
             row.tags = {**row.tags, **{str(k): str(v) for k, v in tags.items()}}
             return self._info(session, parsed.name, row)
 
-    def archive(self, ref: str, *, restore: bool = False) -> VersionInfo:
-        """Archive a version (hidden from ``NAME`` and listings), or restore it."""
+    def archive(
+        self,
+        ref: str,
+        *,
+        restore: bool = False,
+        reason: str = "",
+        actor: str | None = None,
+    ) -> VersionInfo:
+        """Archive a version (hidden from ``NAME`` and listings), or restore it.
+
+        A change is recorded in the decision history (alias ``status``, outcome
+        ``archived`` or ``restored``, with ``reason`` and ``actor``).
+        """
         parsed = ModelRef.parse(ref)
         with self.database.session() as session:
             row = self._resolve(session, parsed)
@@ -267,7 +367,20 @@ class Registry(Promotions):
                     f"{parsed.name}:{row.version} holds alias(es) {', '.join(aliases)}; "
                     "move or remove them before archiving it"
                 )
-            row.status = "active" if restore else "archived"
+            status = "active" if restore else "archived"
+            if row.status != status:
+                row.status = status
+                self._record(
+                    session,
+                    row.model_id,
+                    "status",
+                    row.version if not restore else None,
+                    row.version if restore else None,
+                    "restored" if restore else "archived",
+                    actor or self.settings.actor,
+                    reason,
+                    [],
+                )
             return self._info(session, parsed.name, row)
 
     def delete_version(self, ref: str) -> None:
