@@ -118,6 +118,13 @@ def init(
     bare: Annotated[
         bool, typer.Option(help="Only shipyard.toml and .shipyard/ (no template files).")
     ] = False,
+    git: Annotated[
+        bool,
+        typer.Option(
+            help="Make the project a git repository with a first commit (unless it sits "
+            "inside one already)."
+        ),
+    ] = True,
 ) -> None:
     """Create a working project: settings, sample data, pipelines, notebook and tests."""
     from shipyard.project import Project
@@ -135,6 +142,10 @@ def init(
         )
         console.print(f"  database: {project.settings.database_url}")
         console.print(f"  artifacts: {project.settings.artifacts_url}")
+    if git:
+        from shipyard.templates.git import init_repository
+
+        console.print(f"  code: {init_repository(Path(directory).absolute())}", soft_wrap=True)
     if not bare:
         console.print(f"Next: cd {directory} && shipyard run train && shipyard models list")
 
