@@ -19,6 +19,8 @@
     seed = 0
     register_as = "churn"           # registered model name (default: the pipeline's name)
     promote_to = "prototype"        # try this stage's gate after registering ("" = don't)
+    dirty_tree = "warn"             # production-bound (promote_to = "production") and the
+                                    # git tree has uncommitted changes: "warn", "refuse", "allow"
 
     [pipelines.train.validate]      # data quality: the run fails on any violation
     max_null_fraction = 0.2         # per used column
@@ -112,6 +114,9 @@ class StandardConfig(_Table):
     seed: int = Field(default=0, ge=0)
     register_as: str = ""  # empty: the pipeline's name
     promote_to: str = ""
+    #: what the register step does when a production-bound pipeline (``promote_to =
+    #: "production"``) runs from a git tree with uncommitted changes
+    dirty_tree: Literal["warn", "refuse", "allow"] = "warn"
     checks: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
     # Per-step parameter overrides, read by the runner as for any pipeline.
     params: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -209,7 +214,9 @@ def build_standard(settings: Settings, name: str) -> Pipeline:
                    {"model": model, "evaluation": evaluation, "train_set": train_set,
                     "test_set": test_set}, version,
                    params={"project_root": root, "register_as": config.register_as or name,
-                           "target": config.target, "pipeline": name, "training": recorded}),
+                           "target": config.target, "pipeline": name, "training": recorded,
+                           "dirty_tree": (config.dirty_tree if config.promote_to == "production"
+                                          else "allow")}),
         # Gates and the registry change outside the pipeline: decide on every run.
         _configure(steps.gate, {"version": version}, decision, cache=False,
                    params={"project_root": root, "promote_to": config.promote_to,

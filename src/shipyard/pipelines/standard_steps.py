@@ -13,6 +13,7 @@ function (tests do so). The training steps (``treat``, ``train``, ``evaluate``) 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,10 +22,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shipyard.core.exceptions import ConfigError, DataQualityError, GateFailedError
+from shipyard.core.exceptions import (
+    ConfigError,
+    ConflictError,
+    DataQualityError,
+    GateFailedError,
+)
 from shipyard.core.settings import Settings
 from shipyard.datasets import parse_sources, read_source
 from shipyard.registry import Registry
+from shipyard.registry.lineage import git_state
 from shipyard.store import ArtifactStore, Database
 
 #: Columns of the quality report ``validate`` writes.
@@ -127,12 +134,16 @@ def register(
     pipeline: str = "",
     training: Mapping[str, Any] | None = None,
     run_id: str = "",
+    dirty_tree: str = "allow",
 ) -> str:
     """Register the model with its metrics, parameters and datasets; return the version ref.
 
     ``run_id`` is filled by the runner (lineage links the version to its run); ``training``
-    holds the configuration recorded as the version's parameters.
+    holds the configuration recorded as the version's parameters. ``dirty_tree`` (``warn``,
+    ``refuse`` or ``allow``) is what to do when the project's git tree has uncommitted
+    changes (the pipeline passes ``allow`` unless it is production-bound).
     """
+    check_tree(Path(project_root), dirty_tree, pipeline)
     features = train_set.drop(columns=[target])
     # Record the estimator actually fitted (a run may override the configured model).
     estimator = model.steps[-1][1] if hasattr(model, "steps") else model
@@ -160,6 +171,26 @@ def register(
             run_id=run_id or None,
         )
     return info.ref
+
+
+def check_tree(root: Path, policy: str, pipeline: str = "") -> None:
+    """Warn about, or refuse, registering from a git tree with uncommitted changes."""
+    if policy == "allow":
+        return
+    state = git_state(root)
+    if not state["dirty"]:
+        return
+    message = (
+        f"the git tree of {root} has uncommitted changes (commit {str(state['commit'])[:12]}), "
+        f"so the version pipeline {pipeline!r} registers for production could not be rebuilt "
+        "from its recorded commit"
+    )
+    if policy == "refuse":
+        raise ConflictError(
+            f"{message}; commit (or stash) them and run again, or set [pipelines.{pipeline}] "
+            'dirty_tree = "warn"'
+        )
+    warnings.warn(f"{message}: the version records dirty = true", UserWarning, stacklevel=2)
 
 
 def gate(

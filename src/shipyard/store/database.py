@@ -24,7 +24,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 #: The table where Alembic records the schema revision.
 VERSION_TABLE = "alembic_version"
 #: The newest revision this code knows (a test checks it against the migration scripts).
-HEAD = "0009_token_models"
+HEAD = "0010_console_indexes"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 

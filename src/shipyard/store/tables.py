@@ -153,6 +153,11 @@ class Run(Base):
     """One run of a pipeline."""
 
     __tablename__ = "runs"
+    __table_args__ = (  # the console lists runs newest first, by pipeline or status
+        sa.Index("ix_runs_started_at", "started_at", "id"),
+        sa.Index("ix_runs_pipeline_started_at", "pipeline", "started_at"),
+        sa.Index("ix_runs_status_started_at", "status", "started_at"),
+    )
 
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
     pipeline: Mapped[str] = mapped_column(sa.String(128), index=True)
@@ -356,7 +361,10 @@ class MonitorValue(Base):
     """One number of a monitoring report, long form: (kind, column, metric) → value."""
 
     __tablename__ = "monitor_values"
-    __table_args__ = (sa.Index("ix_monitor_values_model_metric", "model", "kind", "metric"),)
+    __table_args__ = (
+        sa.Index("ix_monitor_values_model_metric", "model", "kind", "metric"),
+        sa.Index("ix_monitor_values_result_id", "result_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     result_id: Mapped[int] = mapped_column(sa.ForeignKey("monitor_results.id", ondelete="CASCADE"))
