@@ -3,11 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo-project
+DEMO_SERVE ?= 1
+DEMO_PORT ?= 8000
 AIRFLOW_VENV := .venv-airflow
 EVIDENTLY_VENV := .venv-evidently
 MLSERVER_VENV := .venv-mlserver
 
-.PHONY: demo test lint bench bench-batch bench-monitor bench-soak clean
+.PHONY: demo test lint bench bench-batch bench-monitor bench-soak bench-console clean
 
 include mk/superset.mk
 
@@ -41,6 +43,10 @@ $(MLSERVER_VENV)/bin/python:
 
 demo: $(VENV)/.installed-runtime
 	$(BIN)/shipyard quickstart $(DEMO_DIR)
+ifneq ($(DEMO_SERVE),0)
+	@echo "Serving churn@production with the web console (Ctrl-C stops; DEMO_SERVE=0 skips this):"
+	$(BIN)/shipyard serve --project $(DEMO_DIR) --port $(DEMO_PORT)
+endif
 
 # The container tests (marked docker) need a Docker daemon: .ci/run starts one with
 # .ci/docker.sh (as root); elsewhere they skip, saying why. They stay on one worker.
@@ -66,6 +72,10 @@ bench-monitor: $(VENV)/.installed-dev $(EVIDENTLY_VENV)/bin/python
 # The soak: 10 minutes at 80 % of capacity, valid, invalid and oversized requests, memory flat.
 bench-soak: $(VENV)/.installed-dev
 	$(BIN)/python bench/soak_bench.py
+
+# The console's pages on 10,000 runs / 1,000 versions / 5,000 reports (needs chromium).
+bench-console: $(VENV)/.installed-dev
+	$(BIN)/python bench/console_bench.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests

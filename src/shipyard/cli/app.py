@@ -38,6 +38,7 @@ LAZY: dict[str, tuple[str, str]] = {
     "export": ("shipyard.cli.orchestrate", "export_app"),
     "build": ("shipyard.cli.package", "build_command"),
     "compose": ("shipyard.cli.package", "compose_command"),
+    "ui": ("shipyard.cli.ui", "ui_command"),
     "gate": ("shipyard.cli.gate", "gate_command"),
 }
 

@@ -89,7 +89,10 @@ def gate_command(
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(report, encoding="utf-8")
         summary = "passed" if check.passed else "refused"
-        console.print(f"{check.name}:{check.version} {summary} the {check.stage} gate: {output}")
+        console.print(
+            f"{check.name}:{check.version} {summary} the {check.stage} gate: {output}",
+            soft_wrap=True,
+        )
     elif output_format is Format.text:
         _print_text(check)
     elif output_format is Format.json:

@@ -320,6 +320,8 @@ def serve_command(
     if settings.auth:
         console.print("auth: on (Authorization: Bearer <token>; shipyard tokens create)")
     console.print(f"serving {', '.join(chosen)} on http://{host}:{port} ({workers} worker(s))")
+    if settings.console:
+        console.print(f"console: http://{host}:{port}/ui/")
     if settings.grpc_port is not None:
         console.print(f"gRPC (Open Inference Protocol v2) on {host}:{settings.grpc_port}")
     common: dict[str, Any] = {

@@ -9,6 +9,10 @@ running at once send it once.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
@@ -22,6 +26,10 @@ class AlertStates:
 
     def __init__(self, database: Database) -> None:
         self.database = database
+
+    def states(self, *, model: str | None = None, limit: int = 200) -> list[AlertInfo]:
+        """The recorded states, firing first then newest (of ``model``): see :func:`list_alerts`."""
+        return list_alerts(self.database, model=model, limit=limit)
 
     def active(self, rule: str, subject: str) -> bool:
         """Whether ``rule`` holds for ``subject`` (False when it was never recorded)."""
@@ -59,3 +67,50 @@ class AlertStates:
             return True
         except IntegrityError:  # another monitor created the row at the same instant
             return False
+
+
+@dataclass(frozen=True)
+class AlertInfo:
+    """One alert rule's state for one subject (a monitor ``churn/hourly`` or ``churn:3``)."""
+
+    rule: str
+    subject: str
+    active: bool
+    value: float | None
+    since: datetime | None
+    updated_at: datetime
+
+    @property
+    def model(self) -> str:
+        """The model the subject belongs to."""
+        return re.split(r"[/:@]", self.subject, maxsplit=1)[0]
+
+
+def list_alerts(
+    database: Database, *, model: str | None = None, limit: int = 200
+) -> list[AlertInfo]:
+    """The recorded alert states, firing ones first then the newest changes (of ``model``)."""
+    query = sa.select(
+        AlertState.rule,
+        AlertState.model,
+        AlertState.active,
+        AlertState.value,
+        AlertState.since,
+        AlertState.updated_at,
+    )
+    if model is not None:
+        query = query.where(
+            sa.or_(
+                AlertState.model == model,
+                AlertState.model.like(f"{_escaped(model)}/%", escape="\\"),
+                AlertState.model.like(f"{_escaped(model)}:%", escape="\\"),
+                AlertState.model.like(f"{_escaped(model)}@%", escape="\\"),
+            )
+        )
+    query = query.order_by(AlertState.active.desc(), AlertState.updated_at.desc()).limit(limit)
+    with database.engine.connect() as connection:
+        return [AlertInfo(*row) for row in connection.execute(query)]
+
+
+def _escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

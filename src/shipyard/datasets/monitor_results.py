@@ -22,14 +22,17 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from shipyard.core.clock import utcnow
-from shipyard.statistics.report import MonitoringReport
+from shipyard.core.exceptions import NotFoundError
 from shipyard.store import Database
 from shipyard.store.tables import MonitorResult, MonitorValue
+
+if TYPE_CHECKING:  # reports are only taken here: the statistics (scipy.stats) load with them
+    from shipyard.statistics.report import MonitoringReport
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,32 @@ class Newest:
 
     computed_at: dict[str, datetime]  # model -> computed_at
     values: list[StoredValue]
+
+
+@dataclass(frozen=True)
+class ResultSummary:
+    """The headline of one stored report (its columns, without the report itself)."""
+
+    id: int
+    model: str
+    version: int
+    monitor: str
+    computed_at: datetime
+    rows: int
+    dataset_drift: bool
+    drift_share: float
+    prediction_drift: bool | None
+    failing_share: float | None
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    """One value of a metric over time: which report, when, which column."""
+
+    result_id: int
+    computed_at: datetime
+    column: str
+    value: float
 
 
 def values_of(report: MonitoringReport) -> Iterator[tuple[str, str, str, float]]:
@@ -148,6 +177,105 @@ class MonitorResults:
             rows = [_stored(row) for row in session.scalars(query)]
         return rows[::-1]
 
+    def summaries(
+        self, model: str, *, offset: int = 0, limit: int = 50
+    ) -> tuple[list[ResultSummary], int]:
+        """One page of ``model``'s reports, newest first (headlines only), and their count."""
+        query = (
+            sa.select(*_SUMMARY)
+            .where(MonitorResult.model == model)
+            .order_by(MonitorResult.computed_at.desc(), MonitorResult.id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        count = sa.select(sa.func.count()).where(MonitorResult.model == model)
+        with self.database.engine.connect() as connection:
+            total = connection.execute(count.select_from(MonitorResult)).scalar()
+            rows = [ResultSummary(**row._asdict()) for row in connection.execute(query)]
+        return rows, int(total or 0)
+
+    def newest_summaries(self) -> list[ResultSummary]:
+        """The newest report of every model (headline only), by model name."""
+        ids = (
+            sa.select(sa.func.max(MonitorResult.id)).group_by(MonitorResult.model).scalar_subquery()
+        )
+        query = sa.select(*_SUMMARY).where(MonitorResult.id.in_(ids)).order_by(MonitorResult.model)
+        with self.database.engine.connect() as connection:
+            return [ResultSummary(**row._asdict()) for row in connection.execute(query)]
+
+    def result(self, result_id: int, model: str | None = None) -> StoredResult:
+        """One stored report (of ``model`` when given); NotFoundError when there is none."""
+        with self.database.session() as session:
+            row = session.get(MonitorResult, result_id)
+            if row is None or (model is not None and row.model != model):
+                owner = f" of model {model!r}" if model is not None else ""
+                raise NotFoundError(
+                    f"no monitoring report {result_id}{owner}; 'shipyard monitor' stores them"
+                )
+            return _stored(row)
+
+    def series(self, model: str, kind: str, metric: str, *, points: int = 200) -> list[SeriesPoint]:
+        """``metric`` of ``kind`` (every column) over ``model``'s newest ``points`` reports.
+
+        Oldest first. Only the reports shown are read, whatever the history's length: the
+        values are found in the ``(model, kind, metric)`` index from a lower bound on their
+        ids (:meth:`_value_floor`), then kept from the first report shown on.
+        """
+        first = (
+            sa.select(MonitorResult.id)
+            .where(MonitorResult.model == model)
+            .order_by(MonitorResult.id.desc())
+            .offset(max(points, 1) - 1)
+            .limit(1)
+        )
+        with self.database.engine.connect() as connection:
+            start = connection.execute(first).scalar() or 0
+            query = (
+                sa.select(
+                    MonitorValue.result_id,
+                    MonitorValue.computed_at,
+                    MonitorValue.column,
+                    MonitorValue.value,
+                )
+                .where(
+                    MonitorValue.model == model,
+                    MonitorValue.kind == kind,
+                    MonitorValue.metric == metric,
+                    MonitorValue.id > self._value_floor(connection, model, points),
+                    MonitorValue.result_id >= start,
+                )
+                .order_by(MonitorValue.result_id, MonitorValue.id)
+            )
+            return [SeriesPoint(*row) for row in connection.execute(query)]
+
+    @staticmethod
+    def _value_floor(connection: sa.Connection, model: str, points: int) -> int:
+        """An id every value of ``model``'s newest ``points`` reports is above (0: none known).
+
+        Each report's values are inserted after its row, in one transaction, and every report
+        has a ``dataset`` ``drift_share`` value: the id of that value in the report before the
+        ``points`` newest bounds theirs. It is read from the ``(model, kind, metric)`` index,
+        whose entries are in id order, walking ``points`` entries.
+        """
+        query = (
+            sa.select(MonitorValue.id)
+            .where(
+                MonitorValue.model == model,
+                MonitorValue.kind == "dataset",
+                MonitorValue.metric == "drift_share",
+            )
+            .order_by(MonitorValue.id.desc())
+            .offset(max(points, 1))
+            .limit(1)
+        )
+        return int(connection.execute(query).scalar() or 0)
+
+    def models(self) -> list[str]:
+        """The models with at least one stored report, sorted."""
+        query = sa.select(MonitorResult.model).distinct().order_by(MonitorResult.model)
+        with self.database.engine.connect() as connection:
+            return [row[0] for row in connection.execute(query)]
+
     def newest(self) -> Newest:
         """The newest report of each model: its time and its numbers (``/metrics`` gauges).
 
@@ -186,6 +314,21 @@ class MonitorResults:
                 session.execute(sa.delete(MonitorValue).where(MonitorValue.result_id.in_(ids)))
                 session.execute(sa.delete(MonitorResult).where(MonitorResult.id.in_(ids)))
         return len(ids)
+
+
+#: The columns of a :class:`ResultSummary`, in order.
+_SUMMARY = (
+    MonitorResult.id,
+    MonitorResult.model,
+    MonitorResult.version,
+    MonitorResult.monitor,
+    MonitorResult.computed_at,
+    MonitorResult.rows,
+    MonitorResult.dataset_drift,
+    MonitorResult.drift_share,
+    MonitorResult.prediction_drift,
+    MonitorResult.failing_share,
+)
 
 
 def _stored(row: MonitorResult) -> StoredResult:

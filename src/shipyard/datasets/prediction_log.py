@@ -76,6 +76,45 @@ def _logged(entry: Any) -> LoggedRequest:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """A logged request as a list shows it: when, how fast, how many rows, what it answered.
+
+    ``predictions`` holds the first few predictions only (:data:`SHOWN_PREDICTIONS`).
+    """
+
+    id: int
+    model: str
+    version: int
+    request_id: str
+    at: datetime
+    latency_ms: float
+    shadow: bool
+    rows: int
+    predictions: list[Any]
+
+
+#: Predictions a :class:`LogEntry` keeps of its answer.
+SHOWN_PREDICTIONS = 5
+
+
+def _entry(row: Any) -> LogEntry:
+    outputs = row.outputs if isinstance(row.outputs, dict) else json.loads(row.outputs)
+    predictions = outputs.get("predictions") or []
+    rows = outputs.get("rows")
+    return LogEntry(
+        id=row.id,
+        model=row.model,
+        version=row.version,
+        request_id=row.request_id,
+        at=row.at if row.at.tzinfo is not None else row.at.replace(tzinfo=UTC),
+        latency_ms=float(row.latency_ms),
+        shadow=bool(row.shadow),
+        rows=int(rows) if isinstance(rows, int) else len(predictions),
+        predictions=list(predictions[:SHOWN_PREDICTIONS]),
+    )
+
+
 class PredictionLogStore:
     """Reads and writes of ``prediction_log`` (the online prediction log) in ``database``."""
 
@@ -204,6 +243,32 @@ class PredictionLogStore:
         query = query.order_by(_TABLE.c.id).limit(limit)
         with self.database.engine.connect() as connection:
             return [_logged(entry) for entry in connection.execute(query)]
+
+    def recent(
+        self, limit: int, *, before_id: int | None = None, model: str | None = None
+    ) -> list[LogEntry]:
+        """At most ``limit`` logged requests (shadow ones too), newest first, by id.
+
+        Keyset paging for people: the next page is ``before_id`` = the last entry's id. The
+        request rows (``inputs``) are not read, only a summary of the answer.
+        """
+        query = sa.select(
+            _TABLE.c.id,
+            _TABLE.c.model,
+            _TABLE.c.version,
+            _TABLE.c.request_id,
+            _TABLE.c.at,
+            _TABLE.c.latency_ms,
+            _TABLE.c.shadow,
+            _TABLE.c.outputs,
+        )
+        if before_id is not None:
+            query = query.where(_TABLE.c.id < before_id)
+        if model:
+            query = query.where(_TABLE.c.model == model)
+        query = query.order_by(_TABLE.c.id.desc()).limit(limit)
+        with self.database.engine.connect() as connection:
+            return [_entry(row) for row in connection.execute(query)]
 
     # -- retention ------------------------------------------------------------------------
 

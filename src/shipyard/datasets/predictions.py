@@ -277,6 +277,22 @@ class PredictionStore:
             rows = [_job(r) for r in session.scalars(query)]
         return rows[-limit:] if limit else rows
 
+    def jobs_page(
+        self, *, model: str | None = None, offset: int = 0, limit: int = 50
+    ) -> tuple[builtins.list[JobInfo], int]:
+        """One page of jobs, newest first (of ``model`` if given), and how many there are."""
+        where = [BatchJob.model == model] if model else []
+        query = (
+            sa.select(BatchJob)
+            .where(*where)
+            .order_by(BatchJob.started_at.desc(), BatchJob.id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        with self.database.session() as session:
+            total = session.scalar(sa.select(sa.func.count()).select_from(BatchJob).where(*where))
+            return [_job(r) for r in session.scalars(query)], int(total or 0)
+
     # -- reading predictions --------------------------------------------------------------
 
     def rows(

@@ -22,7 +22,7 @@ from __future__ import annotations
 import builtins
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -222,6 +222,18 @@ def _stale_reason(row: Run) -> str:
     )
 
 
+def _with_steps(session: Session, runs: Sequence[Run]) -> builtins.list[RunInfo]:
+    """``runs`` with their steps, read in one query."""
+    by_run: dict[str, builtins.list[StepRun]] = {r.id: [] for r in runs}
+    if runs:
+        rows = session.scalars(
+            sa.select(StepRun).where(StepRun.run_id.in_(builtins.list(by_run))).order_by(StepRun.id)
+        )
+        for row in rows:
+            by_run[row.run_id].append(row)
+    return [_run_info(r, by_run[r.id]) for r in runs]
+
+
 def _run_info(row: Run, steps: builtins.list[StepRun]) -> RunInfo:
     """The read-only view of a ``runs`` row and its step rows (kept in the given order)."""
     return RunInfo(
@@ -255,16 +267,7 @@ class Runs:
             if pipeline is not None:
                 query = query.where(Run.pipeline == pipeline)
             runs = builtins.list(session.scalars(query))
-            by_run: dict[str, builtins.list[StepRun]] = {r.id: [] for r in runs}
-            if runs:
-                rows = session.scalars(
-                    sa.select(StepRun)
-                    .where(StepRun.run_id.in_(builtins.list(by_run)))
-                    .order_by(StepRun.id)
-                )
-                for row in rows:
-                    by_run[row.run_id].append(row)
-            return [_run_info(r, by_run[r.id]) for r in runs]
+            return _with_steps(session, runs)
 
     def get(self, run_id: str) -> RunInfo:
         """One run and its steps; ``latest`` means the newest run."""
@@ -284,6 +287,43 @@ class Runs:
                 sa.select(StepRun).where(StepRun.run_id == row.id).order_by(StepRun.id)
             )
             return _run_info(row, builtins.list(steps))
+
+    def page(
+        self,
+        *,
+        pipeline: str | None = None,
+        status: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[builtins.list[RunInfo], int]:
+        """One page of runs (newest first, with their steps) and how many pass the filters.
+
+        The console's run list: ``LIMIT``/``OFFSET`` over ``started_at`` and one query for
+        the page's steps, so a project of 10,000 runs reads as fast as one of 10.
+        """
+        where = []
+        if pipeline:
+            where.append(Run.pipeline == pipeline)
+        if status:
+            where.append(Run.status == status)
+        with self.database.session() as session:
+            total = session.scalar(sa.select(sa.func.count()).select_from(Run).where(*where))
+            runs = builtins.list(
+                session.scalars(
+                    sa.select(Run)
+                    .where(*where)
+                    .order_by(Run.started_at.desc(), Run.id.desc())
+                    .offset(offset)
+                    .limit(limit)
+                )
+            )
+            return _with_steps(session, runs), int(total or 0)
+
+    def pipelines(self) -> builtins.list[str]:
+        """The names of the pipelines that have run, sorted (a filter's choices)."""
+        with self.database.session() as session:
+            query = sa.select(Run.pipeline).distinct().order_by(Run.pipeline)
+            return builtins.list(session.scalars(query))
 
     # -- the journal: one run's record as it runs --------------------------------------
 

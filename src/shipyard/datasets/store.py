@@ -291,6 +291,57 @@ class Datasets:
             )
             return [_info(row) for row in rows]
 
+    def page(
+        self, zone: str | None = None, *, offset: int = 0, limit: int = 50
+    ) -> tuple[builtins.list[DatasetInfo], int]:
+        """One page of the newest version of every dataset (by zone then name), and the count."""
+        if zone is not None and zone not in ZONES:
+            raise InvalidArgumentError(f"zone must be one of {', '.join(ZONES)}, got {zone!r}")
+        newest = sa.select(
+            DatasetVersion.zone,
+            DatasetVersion.name,
+            sa.func.max(DatasetVersion.version).label("version"),
+        ).group_by(DatasetVersion.zone, DatasetVersion.name)
+        if zone is not None:
+            newest = newest.where(DatasetVersion.zone == zone)
+        latest = newest.subquery()
+        zone_order = sa.case({z: i for i, z in enumerate(ZONES)}, value=DatasetVersion.zone)
+        query = (
+            sa.select(DatasetVersion)
+            .join(
+                latest,
+                sa.and_(
+                    DatasetVersion.zone == latest.c.zone,
+                    DatasetVersion.name == latest.c.name,
+                    DatasetVersion.version == latest.c.version,
+                ),
+            )
+            .order_by(zone_order, DatasetVersion.name)
+            .offset(offset)
+            .limit(limit)
+        )
+        with self.database.session() as session:
+            total = session.scalar(sa.select(sa.func.count()).select_from(latest))
+            return [_info(row) for row in session.scalars(query)], int(total or 0)
+
+    def versions_page(
+        self, ref: str, *, offset: int = 0, limit: int = 50
+    ) -> tuple[builtins.list[DatasetInfo], int]:
+        """One page of the versions of ``ZONE/NAME`` (newest first) and how many it has."""
+        parsed = DatasetRef.parse(ref)
+        where = (DatasetVersion.zone == parsed.zone, DatasetVersion.name == parsed.name)
+        with self.database.session() as session:
+            count = sa.select(sa.func.count()).select_from(DatasetVersion).where(*where)
+            total = session.scalar(count)
+            rows = session.scalars(
+                sa.select(DatasetVersion)
+                .where(*where)
+                .order_by(DatasetVersion.version.desc())
+                .offset(offset)
+                .limit(limit)
+            )
+            return [_info(row) for row in rows], int(total or 0)
+
     def stage_parts(self, ref: str, folder: Path) -> StagedFrame:
         """Store the Parquet files of ``folder`` (read in name order) as one staged version.
 

@@ -128,6 +128,7 @@ def run_quickstart(directory: str | Path, console: Console | None = None) -> dic
         ("batch jobs", f"{exe} predictions list --project {root}"),
         ("the monitoring report", monitoring["html"]),
         ("monitoring over time", f"{exe} monitor {MODEL} --history --project {root}"),
+        ("the web console", f"{exe} ui --project {root}  # http://127.0.0.1:8000/ui/"),
     ):
         out.print(f"  {what:24} {escape(where)}", soft_wrap=True)  # commands stay copyable
     out.print("Hand it to IT (the image, then the architecture as one Compose file):")

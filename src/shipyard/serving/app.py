@@ -18,6 +18,8 @@ global, so tests build as many apps as they like. Routes:
   predictions, for monitoring;
 - MLflow's scoring protocol: ``/invocations``, ``/ping``, ``/health``, ``/version``
   (:mod:`shipyard.serving.protocols.mlflow`);
+- ``/ui``: the web console (:mod:`shipyard.serving.console`; ``GET /`` leads there), unless
+  ``ServeSettings.console`` is off;
 - with ``ServeSettings.grpc_port``, the Open Inference Protocol v2 over gRPC on that port, in
   the same event loop (:mod:`shipyard.serving.protocols.grpc`; ``app.state.grpc`` is its
   server): listening once the models are warm, as uvicorn does (so with several workers
@@ -39,7 +41,7 @@ from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from shipyard.core.exceptions import ConfigError, MissingDependencyError, ShipyardError
@@ -71,9 +73,17 @@ if TYPE_CHECKING:
 
 
 def create_app(
-    registry: Registry, refs: Sequence[str], settings: ServeSettings | None = None
+    registry: Registry,
+    refs: Sequence[str],
+    settings: ServeSettings | None = None,
+    *,
+    console_only: bool = False,
 ) -> FastAPI:
-    """An app serving the model references ``refs`` from ``registry``."""
+    """An app serving the model references ``refs`` from ``registry``.
+
+    ``console_only`` (``shipyard ui``): no model, ``refs`` empty; the console, the read APIs,
+    health and metrics only.
+    """
     settings = settings or ServeSettings()
     metrics = ServingMetrics()
     models = ModelManager(
@@ -85,6 +95,7 @@ def create_app(
         model_threads=max(0, settings.model_threads),
         routing=settings.routing,
         compile_to=settings.compile,
+        allow_empty=console_only,
     )
 
     database = registry.database
@@ -170,7 +181,17 @@ def create_app(
     app.include_router(mlflow_router)
     app.include_router(v2_router(models, "shipyard", _version()))
     install_openapi(app)  # bodies, every status, security, media types
+    if settings.console:
+        from shipyard.serving.console import MOUNT, console_app
+
+        app.mount(MOUNT, console_app(state), name="console")
+        app.add_api_route("/", _to_console, methods=["GET"], include_in_schema=False)
     return app
+
+
+async def _to_console() -> Response:
+    """``GET /``: the web console."""
+    return RedirectResponse("/ui/", status_code=307)
 
 
 class _BoundedApp(ServingApp):

@@ -81,8 +81,9 @@ class ModelManager:
         model_threads: int = 1,
         routing: RoutingSettings | None = None,
         compile_to: str | None = None,
+        allow_empty: bool = False,
     ) -> None:
-        if not refs:
+        if not refs and not allow_empty:
             raise ConfigError(
                 "no models to serve: pass references (shipyard serve churn@production) or "
                 'list them in shipyard.toml under [serving] models = ["churn@production"]'

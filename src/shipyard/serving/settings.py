@@ -54,6 +54,7 @@ class ServeSettings(BaseModel):
     worker processes listen on that one port (SO_REUSEPORT), what ``--workers`` > 1 sets.
     ``limits`` bound each request: body and inflated bytes, rows, columns, text length, read
     timeouts, and the body size parsed off the event loop (:mod:`shipyard.serving.limits`).
+    ``console`` mounts the web console at ``/ui`` (:mod:`shipyard.serving.console`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -78,6 +79,7 @@ class ServeSettings(BaseModel):
     grpc_host: str = "127.0.0.1"
     grpc_reuse_port: bool = False
     limits: RequestLimits = Field(default_factory=RequestLimits)
+    console: bool = True
 
     @property
     def batching(self) -> BatchSettings:
@@ -162,6 +164,7 @@ def resolve_serve_settings(
     poll_seconds: float | None = None,
     grpc_port: int | None = None,
     limits: Mapping[str, Any] | None = None,
+    console: bool | None = None,
     **given: object,
 ) -> ServeSettings:
     """The project's ``[serving]`` settings with what the caller gives on top.
@@ -171,7 +174,8 @@ def resolve_serve_settings(
     ``[serving.canary.NAME]`` / ``[serving.shadow.NAME]`` tables, ``poll_seconds`` over
     ``[serving] poll_seconds``, ``grpc_port`` (``None``: ``[serving] grpc_port``, else off),
     ``limits`` (:class:`RequestLimits` fields, ``None`` values left out) over
-    ``[serving.limits]``; any other :class:`ServeSettings` field as a keyword.
+    ``[serving.limits]``, ``console`` (``None``: ``[serving] console``, else on / off); any
+    other :class:`ServeSettings` field as a keyword.
     """
     configured = parse_routing(settings.serving, str(settings.root / CONFIG_FILE))
     routing = configured.merged(
@@ -188,6 +192,7 @@ def resolve_serve_settings(
             "routing": routing,
             "prediction_log": _flag(settings, "prediction_log", prediction_log, True),
             "auth": _flag(settings, "auth", auth, False),
+            "console": _flag(settings, "console", console, True),
             "grpc_port": grpc_port if grpc_port is not None else _port(settings, "grpc_port"),
             "limits": resolve_limits(settings, limits or {}),
         }
