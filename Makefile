@@ -55,7 +55,10 @@ test: $(VENV)/.installed-dev $(AIRFLOW_VENV)/bin/python $(SUPERSET_VENV)/bin/pyt
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	OMP_NUM_THREADS=1 $(BIN)/pytest -n 2 --dist loadgroup
+	OMP_NUM_THREADS=1 $(BIN)/pytest -n 2 --dist loadgroup -m "not browser"
+	# Playwright's sync API keeps an event loop running for its session: the browser tests
+	# get a process of their own, so no async test ever shares a loop with them.
+	OMP_NUM_THREADS=1 $(BIN)/pytest -m browser tests/serving/console
 
 # The model-server benchmark (needs wrk: apt-get install wrk); results go in docs/benchmarks.md.
 bench: $(VENV)/.installed-dev $(MLSERVER_VENV)/bin/python
