@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
-_STATUS_STYLE = {"passed": "green", "failed": "red", "skipped": "yellow"}
+_STATUS_STYLE = {"passed": "green", "failed": "red", "skipped": "yellow", "pending": "yellow"}
 _OUTCOME_STYLE = {
     "refused": "red",
     "promoted": "green",

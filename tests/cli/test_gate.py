@@ -203,3 +203,56 @@ def test_promote_dry_run_judges_without_promoting(folder: Path) -> None:
     with Project(folder) as project:
         assert project.registry.get("churn@production").version == 1
     assert [event["outcome"] for event in history(folder)] == ["promoted"]
+
+
+def test_a_sign_off_not_given_yet_is_pending_with_the_flag_and_still_needed_to_promote(
+    folder: Path, tmp_path: Path
+) -> None:
+    """churn:4 passes every metric rule of production but nobody approved its value yet."""
+    code, out, _ = gate(folder, "churn:4", "--to", "production", "--no-record")
+    assert code == 1
+    assert "tag 'business_value' is missing" in " ".join(out.split())
+    report = tmp_path / "gate.xml"
+    code, out, _ = gate(folder, "churn:4", "--to", "production", "--pending-sign-offs",
+                        "--format", "junit", "--output", str(report))  # fmt: skip
+    assert code == 0, out
+    assert "passed, waiting for sign-off (tag business_value = approved)" in " ".join(out.split())
+    suite = ET.fromstring(report.read_text())
+    assert (suite.get("failures"), suite.get("skipped")) == ("0", "1")
+    skipped = suite.findall("testcase")[-1].find("skipped")
+    assert skipped is not None
+    assert (skipped.get("message") or "").startswith("pending: ")
+    code, out, _ = gate(folder, "churn:4", "--to", "production", "--pending-sign-offs",
+                        "--format", "markdown", "--no-record")  # fmt: skip
+    assert out.startswith(
+        "### shipyard gate: `churn:4` → `production`: ✅ **passed**, ⏳ waiting for sign-off"
+    )
+    assert "| `tag business_value = approved` | ⏳ pending |" in out
+    code, out, _ = gate(folder, "churn:4", "--to", "production", "--pending-sign-offs",
+                        "--format", "json", "--no-record")  # fmt: skip
+    assert (json.loads(out)["outcome"], json.loads(out)["pending"]) == (
+        "passed",
+        ["tag business_value = approved"],
+    )
+    # The promotion itself still requires the sign-off.
+    result = runner.invoke(app, ["models", "promote", "churn:4", "--to", "production",
+                                 "--project", str(folder)])  # fmt: skip
+    assert result.exit_code == 1
+    # A sign-off refused by a person is not pending: it fails, flag or not.
+    with Project(folder) as project:
+        project.registry.set_tags("churn:4", {"business_value": "rejected"})
+    code, out, _ = gate(folder, "churn:4", "--to", "production", "--pending-sign-offs",
+                        "--no-record")  # fmt: skip
+    assert code == 1
+    assert "tag 'business_value' is 'rejected'" in " ".join(out.split())
+
+
+def test_promoting_the_version_that_holds_the_stage_is_nothing_to_do(folder: Path) -> None:
+    """A deploy run again (the same version already in production) succeeds, recording
+    nothing."""
+    before = history(folder)
+    result = runner.invoke(app, ["models", "promote", "churn:1", "--to", "production",
+                                 "--project", str(folder)])  # fmt: skip
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "churn:1 already holds 'production': nothing to do" in result.stdout
+    assert history(folder) == before

@@ -63,13 +63,23 @@ def gate_command(
     record: Annotated[
         bool, typer.Option(help="Record the check in the model's decision history.")
     ] = True,
+    pending_sign_offs: Annotated[
+        bool,
+        typer.Option(
+            "--pending-sign-offs",
+            help="Report required tags not set yet (a person's sign-off, like business_value"
+            " = approved) as pending, not refused: the promotion still requires them.",
+        ),
+    ] = False,
     project: ProjectOption = None,
 ) -> None:
     """Evaluate a stage's gate for a version without promoting it: exit 0 pass, 1 refused,
     2 error."""
     try:
         opened = open_project(ctx, project)
-        check = opened.registry.gate_check(ref, to, baseline=baseline)
+        check = opened.registry.gate_check(
+            ref, to, baseline=baseline, pending_sign_offs=pending_sign_offs
+        )
         if check.missing:
             raise _Missing(check)
         if record:
@@ -88,7 +98,7 @@ def gate_command(
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(report, encoding="utf-8")
-        summary = "passed" if check.passed else "refused"
+        summary = _verdict(check)
         console.print(
             f"{check.name}:{check.version} {summary} the {check.stage} gate: {output}",
             soft_wrap=True,
@@ -137,13 +147,17 @@ def _print_text(check: GateCheck) -> None:
 
 
 def _verdict(check: GateCheck) -> str:
-    return "passed" if check.passed else "refused"
+    if not check.passed:
+        return "refused"
+    if check.pending:
+        return f"passed, waiting for sign-off ({'; '.join(check.pending)})"
+    return "passed"
 
 
 def junit(check: GateCheck) -> str:
     """JUnit XML: one test suite (the gate), one test case per rule."""
     failures = sum(1 for r in check.results if r.status == "failed")
-    skipped = sum(1 for r in check.results if r.status == "skipped")
+    skipped = sum(1 for r in check.results if r.status in ("skipped", "pending"))
     suite = ET.Element(
         "testsuite",
         name=f"shipyard gate {check.stage}",
@@ -166,8 +180,8 @@ def junit(check: GateCheck) -> str:
         )
         if result.status == "failed":
             ET.SubElement(case, "failure", message=result.detail, type="GateRuleFailed")
-        elif result.status == "skipped":
-            ET.SubElement(case, "skipped", message=result.detail)
+        elif result.status in ("skipped", "pending"):
+            ET.SubElement(case, "skipped", message=f"{result.status}: {result.detail}")
         else:
             ET.SubElement(case, "system-out").text = result.detail
     ET.indent(suite)
@@ -183,8 +197,15 @@ _VALUE = (
 
 def markdown(check: GateCheck, currency: str = "") -> str:
     """A Markdown report: the verdict, a table of rules and the business value."""
-    mark = {"passed": "✅ passed", "failed": "❌ failed", "skipped": "⏭ skipped"}
+    mark = {
+        "passed": "✅ passed",
+        "failed": "❌ failed",
+        "skipped": "⏭ skipped",
+        "pending": "⏳ pending",
+    }
     verdict = "✅ **passed**" if check.passed else "❌ **refused**"
+    if check.passed and check.pending:
+        verdict += ", ⏳ waiting for sign-off"
     base = f", compared with version {check.baseline}" if check.baseline is not None else ""
     lines = [
         f"### shipyard gate: `{check.name}:{check.version}` → `{check.stage}`: {verdict}",

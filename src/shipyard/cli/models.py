@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from shipyard.cli.context import Group, JsonOption, ProjectOption, open_project
-from shipyard.core.exceptions import GateFailedError, InvalidArgumentError
+from shipyard.core.exceptions import AlreadyHoldsError, GateFailedError, InvalidArgumentError
 from shipyard.render import (
     console,
     gate_lines,
@@ -239,6 +239,9 @@ def promote(
         raise typer.Exit(0 if check.passed else 1)
     try:
         event = registry.promote(ref, to, reason=reason, force=force)
+    except AlreadyHoldsError as exc:  # a deploy run again: nothing to do, not a failure
+        console.print(f"{exc.message}: nothing to do", soft_wrap=True, markup=False)
+        return
     except GateFailedError:
         if as_json:
             print_json(registry.history(ref.split(":")[0].split("@")[0])[-1].to_dict())

@@ -122,6 +122,10 @@ class ConflictError(ShipyardError):
     status_code = 409
 
 
+class AlreadyHoldsError(ConflictError):
+    """A promotion to a stage the version already holds: nothing to do (the CLI exits 0)."""
+
+
 class GateFailedError(ConflictError):
     """A stage gate refused a promotion; ``failures`` lists the rules that failed."""
 

@@ -133,12 +133,29 @@ def evaluate_gate(
     metrics: Mapping[str, float],
     tags: Mapping[str, str],
     holder: HolderLookup,
+    *,
+    pending_sign_offs: bool = False,
 ) -> list[RuleResult]:
-    """Every rule's outcome for a candidate, metric rules first, then required tags."""
+    """Every rule's outcome for a candidate, metric rules first, then required tags.
+
+    A required tag is a sign-off a person gives (``business_value = approved``). With
+    ``pending_sign_offs`` (a gate check in CI, before anyone could look) a tag not set yet
+    is ``pending`` rather than ``failed``; a tag set to another value (someone said no)
+    still fails. A promotion always evaluates without it.
+    """
     results = [Rule.parse(text).evaluate(metrics, holder) for text in gate.rules]
     for tag, wanted in gate.require_tags.items():
         text = f"tag {tag} = {wanted}"
-        if tag not in tags:
+        if tag not in tags and pending_sign_offs:
+            results.append(
+                RuleResult(
+                    text,
+                    "pending",
+                    f"tag {tag!r} is not set yet: a person signs it off "
+                    "before the promotion, which requires it",
+                )
+            )
+        elif tag not in tags:
             results.append(
                 RuleResult(text, "failed", f"tag {tag!r} is missing; set it on the version")
             )

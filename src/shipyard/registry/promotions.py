@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from shipyard.core.clock import utcnow
 from shipyard.core.exceptions import (
+    AlreadyHoldsError,
     ConflictError,
     GateFailedError,
     InvalidArgumentError,
@@ -71,7 +72,7 @@ class Promotions:
             current = self._alias_row(session, row.model_id, to)
             current_version = self._version_number(session, current)
             if current_version == row.version:
-                raise ConflictError(f"{parsed.name}:{row.version} already holds {to!r}")
+                raise AlreadyHoldsError(f"{parsed.name}:{row.version} already holds {to!r}")
             gate = self.settings.gates.get(to)
             results: list[RuleResult] = []
             if gate is not None:
@@ -209,11 +210,14 @@ class Promotions:
             return []
         return list(self.gate_check(ref, to).results)
 
-    def gate_check(self, ref: str, to: str, *, baseline: str | None = None) -> GateCheck:
+    def gate_check(
+        self, ref: str, to: str, *, baseline: str | None = None, pending_sign_offs: bool = False
+    ) -> GateCheck:
         """``to``'s gate evaluated now for ``ref``, without promoting (``shipyard gate``).
 
         Relative rules (``production.roc_auc - 0.01``) compare with the version holding the
-        rule's alias, or with ``baseline`` (any reference) when given. Nothing is recorded
+        rule's alias, or with ``baseline`` (any reference) when given; ``pending_sign_offs``
+        reports required tags not set yet as pending (:func:`evaluate_gate`). Nothing is recorded
         (:meth:`record_gate_check` does). A stage without a gate is refused with
         :class:`NotFoundError`: there is nothing to check, and a check must fail closed.
         """
@@ -237,7 +241,9 @@ class Promotions:
                     )
                 against = self._resolve(session, other)
             holder = self._holder(session, row.model_id, against)
-            results = evaluate_gate(gate, row.metrics, row.tags, holder)
+            results = evaluate_gate(
+                gate, row.metrics, row.tags, holder, pending_sign_offs=pending_sign_offs
+            )
             rules = [Rule.parse(text) for text in gate.rules]
             missing = sorted({rule.metric for rule in rules if rule.metric not in row.metrics})
             for rule in rules:

@@ -15,7 +15,8 @@ def _iso(moment: datetime | None) -> str | None:
 
 @dataclass(frozen=True)
 class RuleResult:
-    """The outcome of one gate rule: ``passed``, ``failed`` or ``skipped`` (nothing to compare)."""
+    """The outcome of one gate rule: ``passed``, ``failed``, ``skipped`` (nothing to compare)
+    or ``pending`` (a sign-off tag not set yet, in a check that allows it)."""
 
     rule: str
     status: str
@@ -54,6 +55,11 @@ class GateCheck:
         """True when no rule failed."""
         return all(result.passed for result in self.results)
 
+    @property
+    def pending(self) -> tuple[str, ...]:
+        """The sign-offs still to give before the promotion (``--pending-sign-offs``)."""
+        return tuple(result.rule for result in self.results if result.status == "pending")
+
     def to_dict(self) -> dict[str, Any]:
         """JSON form (``shipyard gate --format json``)."""
         return {
@@ -63,6 +69,7 @@ class GateCheck:
             "holder": self.holder,
             "baseline": self.baseline,
             "outcome": "passed" if self.passed else "refused",
+            "pending": list(self.pending),
             "rules": [result.to_dict() for result in self.results],
             "missing": list(self.missing),
             "metrics": self.metrics,
