@@ -40,6 +40,7 @@ LAZY: dict[str, tuple[str, str]] = {
     "compose": ("shipyard.cli.package", "compose_command"),
     "ui": ("shipyard.cli.ui", "ui_command"),
     "gate": ("shipyard.cli.gate", "gate_command"),
+    "ci": ("shipyard.cli.ci", "ci_command"),
 }
 
 
@@ -127,7 +128,8 @@ def init(
         ),
     ] = True,
 ) -> None:
-    """Create a working project: settings, sample data, pipelines, notebook and tests."""
+    """Create a working project: settings, sample data, pipelines, notebook, tests and CI/CD
+    pipelines (Jenkins, GitHub Actions, GitLab CI)."""
     from shipyard.project import Project
     from shipyard.templates import create_project
 
@@ -135,7 +137,10 @@ def init(
         Project.init(directory, name=name).close()
         written = [directory / "shipyard.toml"]
     else:
+        from shipyard.templates.ci import write_ci
+
         written = create_project(directory, name or directory.resolve().name)
+        written += write_ci(directory)
     with Project(directory) as project:  # creates and migrates the metadata database
         console.print(
             f"Created shipyard project [bold]{project.settings.project.name}[/bold] in "
