@@ -22,7 +22,8 @@ then the model's ``predict`` and ``predict_proba``) on the chunk's first rows:
   DataFrame, so no DataFrame is built and no "X has feature names, but ... was fitted without
   feature names" warning is raised per chunk. ``predict`` and ``predict_proba`` are both
   called: labels never come from the argmax of probabilities (see :mod:`.scoring`).
-- ``frame``: the validated DataFrame into the model's own ``predict`` and ``predict_proba``.
+- ``frame``: the validated DataFrame into the model's own ``predict`` and ``predict_proba``
+  (a scikit-learn pipeline's transformers run once for both).
 
 The matrix modes take a chunk straight from Arrow when its column types are exactly the
 signature's numeric dtypes and it holds no missing value where the signature allows none
@@ -86,6 +87,9 @@ class FrameMode(Mode):
 
     def from_frame(self, frame: pd.DataFrame) -> Answers:
         predictor = self.loaded.predictor
+        if self.with_proba and predictor.predict_both is not None:
+            labels, both = predictor.predict_both(frame)  # a pipeline's steps run once
+            return np.asarray(labels), np.asarray(both)
         probabilities: np.ndarray | None = None
         if self.with_proba and predictor.predict_proba is not None:
             probabilities = np.asarray(predictor.predict_proba(frame))

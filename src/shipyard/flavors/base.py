@@ -58,6 +58,9 @@ class Predictor:
     classes: Sequence[Any] | None = None
     #: The native object (estimator, Booster, InferenceSession, ...), for users who need it.
     native: Any = None
+    #: ``predict`` and ``predict_proba`` of the same rows in one pass, where the format can
+    #: share their work (a scikit-learn pipeline's transformers run once); else None.
+    predict_both: Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]] | None = None
 
 
 class Flavor(ABC):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pickle
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,31 @@ def object_predictor(model: Any, features: Sequence[str] | None = None) -> Predi
         predict_proba=run_proba if callable(proba) else None,
         classes=list(classes) if classes is not None else None,
         native=model,
+        predict_both=_pipeline_both(model, features) if callable(proba) else None,
     )
+
+
+def _pipeline_both(
+    model: Any, features: Sequence[str] | None
+) -> Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]] | None:
+    """For a scikit-learn ``Pipeline`` ending in a classifier: ``predict`` and
+    ``predict_proba`` with its transformers run once, as ``Pipeline.predict`` runs them
+    (each step's ``transform`` in turn, then the final step's method); else None."""
+    steps = getattr(model, "steps", None)
+    if type(model).__module__ != "sklearn.pipeline" or not isinstance(steps, list):
+        return None
+    final = steps[-1][1] if len(steps) > 1 else None
+    predict = getattr(final, "predict", None)
+    proba = getattr(final, "predict_proba", None)
+    if not callable(predict) or not callable(proba):
+        return None
+    head = model[:-1]
+
+    def run_both(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        matrix = head.transform(order_columns(frame, features))
+        return as_array(predict(matrix)), as_array(proba(matrix))
+
+    return run_both
 
 
 def as_array(result: Any) -> np.ndarray:
