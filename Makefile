@@ -9,7 +9,7 @@ AIRFLOW_VENV := .venv-airflow
 EVIDENTLY_VENV := .venv-evidently
 MLSERVER_VENV := .venv-mlserver
 
-.PHONY: demo test lint bench bench-batch bench-monitor bench-soak bench-console clean
+.PHONY: demo test lint bench bench-grpc bench-batch bench-monitor bench-soak bench-console clean
 
 include mk/superset.mk
 
@@ -63,6 +63,10 @@ test: $(VENV)/.installed-dev $(AIRFLOW_VENV)/bin/python $(SUPERSET_VENV)/bin/pyt
 # The model-server benchmark (needs wrk: apt-get install wrk); results go in docs/benchmarks.md.
 bench: $(VENV)/.installed-dev $(MLSERVER_VENV)/bin/python
 	$(BIN)/python bench/serve_bench.py
+
+# OIP v2 over gRPC: shipyard serve --grpc-port against MLServer's gRPC, same model, same run.
+bench-grpc: $(VENV)/.installed-dev $(MLSERVER_VENV)/bin/python
+	OMP_NUM_THREADS=1 $(BIN)/python bench/grpc_bench.py
 
 # The batch scoring benchmark (1,000,000 rows Parquet → Parquet); results go in docs/benchmarks.md.
 bench-batch: $(VENV)/.installed-dev
