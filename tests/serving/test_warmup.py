@@ -17,8 +17,10 @@ import pandas as pd
 import pytest
 from sklearn.compose import make_column_transformer
 from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import FixedThresholdClassifier
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 from tests.helpers import make_settings
 from tests.serving.conftest import serving
 
@@ -200,3 +202,33 @@ async def test_a_model_refusing_made_up_rows_stays_unwarmed_and_answers(
     assert "register it with an input example" in caplog.text
     assert answer.status_code == 200
     assert answer.json()["predictions"] == strict.predict(rows).tolist()
+
+
+@pytest.mark.anyio
+async def test_a_pipeline_in_frame_mode_answers_as_its_own_methods(tmp_path: Path) -> None:
+    """Labels that are not the probabilities' argmax (a decision threshold) and pandas output
+    the fast modes do not take: the ``frame`` mode, whose pipeline runs its transformers once
+    for both answers (``Predictor.predict_both``)."""
+    frame = float_frame(300).assign(plan=lambda f: np.where(f["f2"] > 0, "basic", "pro"))
+    model = make_pipeline(
+        make_column_transformer((OrdinalEncoder(), ["plan"]), remainder="passthrough").set_output(
+            transform="pandas"
+        ),
+        FixedThresholdClassifier(LogisticRegression(), threshold=0.3),
+    ).fit(frame, target(frame))
+    settings = make_settings(tmp_path / "proj", f"sqlite:///{tmp_path / 'shipyard.db'}")
+    with Project(settings=settings) as project:
+        project.registry.register("tuned", model, input_example=frame.head(40), trust=True)
+        rows = float_frame(50, seed=4).assign(plan=["basic", "pro"] * 25)
+        async with serving(create_app(project.registry, ["tuned"])) as client:
+            listing = (await client.get("/v1/models")).json()
+            answer = (
+                await client.post(
+                    "/v1/models/tuned/predict", content=orjson.dumps(rows.to_dict("records"))
+                )
+            ).json()
+    assert listing["models"][0]["input_mode"] == "frame"
+    proba = model.predict_proba(rows)
+    assert answer["predictions"] == model.predict(rows).tolist()
+    assert answer["predictions"] != model.classes_[np.argmax(proba, axis=1)].tolist()
+    assert np.array_equal(np.asarray(answer["probabilities"]), proba)
