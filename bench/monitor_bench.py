@@ -32,8 +32,8 @@ What it does, in a temporary folder that is removed at the end:
      process's wall time (start to exit, imports included) and peak RSS;
    - ``monitor``: ``Project.monitor`` with the same arguments, in process, timed after the
      imports and the model's load;
-   - ``model``: the model alone, ``predict`` and ``predict_proba`` on both files' rows in
-     the chunks the monitor scores them in (the part of the command that is the model's);
+   - ``model``: the model alone on both files' rows, in the chunks and the way the monitor
+     scores them (the signature's check, labels and probabilities): the model's part;
    - ``imports``: a fresh process importing what the command imports before it reads data
      (the CLI, the project, the monitoring engine, the sklearn flavor), timed;
 
@@ -131,11 +131,13 @@ def child_monitor(work: Path) -> dict[str, Any]:
 
 
 def child_model(work: Path) -> dict[str, Any]:
-    """The model alone on both files' rows, in the monitor's chunks: predict and predict_proba."""
+    """The model alone on both files' rows, in the monitor's chunks, as the monitor scores
+    them (``scoring.answers``: the signature's check, then labels and probabilities; one
+    pass through a pipeline's transformers for both)."""
     import pyarrow.parquet as pq
 
     from shipyard import Project
-    from shipyard.monitoring.scoring import CHUNK_ROWS
+    from shipyard.monitoring.scoring import CHUNK_ROWS, answers
 
     with Project(work / "project") as project:
         loaded = project.registry.load(MODEL)
@@ -145,8 +147,7 @@ def child_model(work: Path) -> dict[str, Any]:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=CHUNK_ROWS, columns=columns):
             frame = batch.to_pandas()
             started = time.perf_counter()
-            loaded.predict(frame)
-            loaded.predict_proba(frame)
+            answers(loaded, frame)
             seconds += time.perf_counter() - started
             rows += len(frame)
     return {"seconds": seconds, "rows": rows}

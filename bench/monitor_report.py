@@ -129,7 +129,11 @@ def report_command(runs: dict[str, list[dict[str, Any]]], shipyard: dict[str, An
             runs["monitor"],
             "seconds",
         ),
-        ("of which the model: `predict` + `predict_proba`, both files", runs["model"], "seconds"),
+        (
+            "of which the model: its answers on both files, as the monitor scores",
+            runs["model"],
+            "seconds",
+        ),
         (
             "a fresh process's imports (CLI, project, engine, sklearn flavor)",
             runs["imports"],
@@ -152,7 +156,7 @@ def report_command(runs: dict[str, list[dict[str, Any]]], shipyard: dict[str, An
     model = statistics.median([r["seconds"] for r in runs["model"]])
     print(
         f"command wall {wall:.2f} s: imports {imports:.2f} s ({imports / wall:.0%}), the model's "
-        f"predict + predict_proba {model:.2f} s ({model / wall:.0%}), the rest "
+        f"answers {model:.2f} s ({model / wall:.0%}), the rest "
         f"{wall - imports - model:.2f} s (the model's load, reading, statistics, storing)"
     )
     if shipyard is not None:
