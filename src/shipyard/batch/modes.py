@@ -86,14 +86,7 @@ class FrameMode(Mode):
     name = "frame"
 
     def from_frame(self, frame: pd.DataFrame) -> Answers:
-        predictor = self.loaded.predictor
-        if self.with_proba and predictor.predict_both is not None:
-            labels, both = predictor.predict_both(frame)  # a pipeline's steps run once
-            return np.asarray(labels), np.asarray(both)
-        probabilities: np.ndarray | None = None
-        if self.with_proba and predictor.predict_proba is not None:
-            probabilities = np.asarray(predictor.predict_proba(frame))
-        return np.asarray(predictor.predict(frame)), probabilities
+        return self.loaded.predictor.answers(frame, proba=self.with_proba)
 
 
 def exact_types(signature: Signature, names: Sequence[str]) -> dict[str, tuple[pa.DataType, bool]]:

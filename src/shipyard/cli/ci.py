@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from shipyard.cli.context import ProjectOption
+from shipyard.cli.context import ProjectOption, project_option
 from shipyard.render import console
 
 
@@ -31,7 +31,7 @@ def ci_command(
     from shipyard.core.settings import Settings, find_project_root
     from shipyard.templates.ci import SYSTEMS, ci_values, write_ci
 
-    root = find_project_root(project or _parent_project(ctx) or Path.cwd())
+    root = find_project_root(project_option(ctx, project) or Path.cwd())
     named = [s for s, wanted in zip(SYSTEMS, (jenkins, github, gitlab), strict=True) if wanted]
     written = write_ci(root, named or SYSTEMS, force=force)
     values = ci_values(Settings.load(root, environ={}))
@@ -43,13 +43,3 @@ def ci_command(
         soft_wrap=True,
         markup=False,
     )
-
-
-def _parent_project(ctx: typer.Context) -> Path | None:
-    """``--project`` given before the command (``shipyard --project DIR ci``)."""
-    current = ctx.parent
-    while current is not None:
-        if isinstance(current.obj, dict) and current.obj.get("project"):
-            return Path(current.obj["project"])
-        current = current.parent
-    return None

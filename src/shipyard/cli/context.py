@@ -58,15 +58,19 @@ ProjectOption = Annotated[
 ]
 
 
+def project_option(ctx: typer.Context, project: Path | None = None) -> Path | None:
+    """The folder ``--project`` names, here or on a parent command (``shipyard -p DIR …``)."""
+    current: Any = ctx
+    while project is None and current is not None:
+        if isinstance(current.obj, dict) and current.obj.get("project"):
+            return Path(current.obj["project"])
+        current = current.parent
+    return project
+
+
 def open_project(ctx: typer.Context, project: Path | None = None) -> Project:
     """Open the project named by ``--project`` (here or on a parent command) or found upwards."""
-    current: Any = ctx
-    chosen: Path | None = project
-    while chosen is None and current is not None:
-        if isinstance(current.obj, dict) and current.obj.get("project"):
-            chosen = current.obj["project"]
-            break
-        current = current.parent
+    chosen = project_option(ctx, project)
     with collector_paused():  # opening imports the store's libraries
         from shipyard.project import Project
 

@@ -62,6 +62,17 @@ class Predictor:
     #: share their work (a scikit-learn pipeline's transformers run once); else None.
     predict_both: Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]] | None = None
 
+    def answers(self, frame: pd.DataFrame, *, proba: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Labels, and probabilities when ``proba`` and the model gives them: in one pass
+        where :attr:`predict_both` can (the labels still the model's own ``predict``)."""
+        if proba and self.predict_both is not None:
+            labels, both = self.predict_both(frame)
+            return np.asarray(labels), np.asarray(both)
+        probabilities: np.ndarray | None = None
+        if proba and self.predict_proba is not None:
+            probabilities = np.asarray(self.predict_proba(frame))
+        return np.asarray(self.predict(frame)), probabilities
+
 
 class Flavor(ABC):
     """One model format. Subclasses are stateless; one instance serves every model."""

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from html import escape
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.core.exceptions import InvalidArgumentError
+from shipyard.core.files import write_text_atomic
 from shipyard.monitoring import _plots
 from shipyard.statistics.drift import ColumnDrift, DriftReport
 from shipyard.statistics.quality import QualityReport, TypeChange
@@ -118,16 +117,7 @@ def write_report(
             "not exist; create it first or choose another path"
         )
     page = render_report(report, distributions, history)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(page)
-        # mkstemp makes the file private (0600); a report is meant to be read by others.
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, page, mode=0o644)  # a report is meant to be read by others
     return path
 
 

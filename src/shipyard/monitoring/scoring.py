@@ -5,7 +5,7 @@ and, for classifiers, one ``proba_<class>`` column per class), computed on
 :data:`CHUNK_ROWS` rows at a time: a chunk is the only part of the window held as a pandas
 frame, so memory is bounded by the chunk, not the window. Each chunk is checked against the
 signature once, then given to the model's ``predict`` and ``predict_proba`` (a scikit-learn
-pipeline's transformers run once for both: ``Predictor.predict_both``). A numeric input
+pipeline's transformers run once for both: ``Predictor.answers``). A numeric input
 that arrives as text goes to the model as objects, which the signature reads as numbers
 when every value is one (as it does for the prediction log's JSON values).
 
@@ -62,18 +62,11 @@ def score(loaded: LoadedModel, window: Window, signature: Signature) -> pa.Table
 
 def answers(loaded: LoadedModel, frame: pd.DataFrame) -> pa.Table:
     """``model_outputs(loaded, frame)`` as Arrow, with ``frame`` checked once for both calls."""
-    prepared = loaded.prepare(frame)
     predictor = loaded.predictor
     classes = loaded.classes if predictor.predict_proba is not None else None
-    probabilities: np.ndarray | None = None
-    if classes is not None and predictor.predict_both is not None:
-        predictions, probabilities = predictor.predict_both(prepared)  # one pass for both
-    else:
-        predictions = predictor.predict(prepared)
-    outputs = {PREDICTION: np.asarray(predictions).reshape(len(frame))}
-    if classes is not None and predictor.predict_proba is not None:
-        if probabilities is None:
-            probabilities = np.asarray(predictor.predict_proba(prepared))
+    predictions, probabilities = predictor.answers(loaded.prepare(frame), proba=classes is not None)
+    outputs = {PREDICTION: predictions.reshape(len(frame))}
+    if classes is not None and probabilities is not None:
         for number, label in enumerate(np.asarray(classes).tolist()):
             outputs[proba_column(label)] = probabilities[:, number]
     return pa.Table.from_pandas(pd.DataFrame(outputs), preserve_index=False)

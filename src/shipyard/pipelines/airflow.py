@@ -16,16 +16,15 @@ those paths, never this machine's. :func:`render_dags` returns the texts without
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from shipyard.core.exceptions import InvalidArgumentError
+from shipyard.core.files import write_text_atomic
 from shipyard.core.settings import Settings
 from shipyard.pipelines.graph import Pipeline
 from shipyard.pipelines.resolve import pipeline_names, resolve_pipeline
@@ -202,21 +201,9 @@ def export_airflow(
     written: list[Path] = []
     for name, text in texts.items():
         path = out / name
-        _write_atomic(path, text)
+        write_text_atomic(path, text)  # Airflow never parses half a file
         written.append(path)
     return written
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and a rename, so Airflow never parses half a file."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def project_pipelines(settings: Settings, names: Iterable[str] = ()) -> list[Pipeline]:

@@ -192,10 +192,12 @@ class ServingModel:
             assert self._onnx is not None  # noqa: S101 - narrows the type; the caller guarantees it
             labels, probabilities = self._onnx.run(columns)
             return Prediction(labels, probabilities, self.classes)
-        both = self.loaded.predictor.predict_both
-        if mode == "frame" and both is not None and not derive:  # a pipeline's steps run once
-            labels, probabilities = both(to_frame(columns, self.signature))
-            return Prediction(np.asarray(labels), np.asarray(probabilities), self.classes)
+        if mode == "frame" and not derive:  # a pipeline's steps run once for both answers
+            predictor = self.loaded.predictor
+            labels, probabilities = predictor.answers(
+                to_frame(columns, self.signature), proba=predictor.predict_proba is not None
+            )
+            return Prediction(labels, probabilities, self.classes)
         predict, proba, data = self._functions(mode, columns)
         probabilities = np.asarray(proba(data)) if proba is not None else None
         if derive and probabilities is not None and self.classes is not None:

@@ -20,14 +20,13 @@ settings and written in: the default pipeline's ``register_as`` and ``promote_to
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from shipyard.core.exceptions import ConfigError, ConflictError, InvalidArgumentError
+from shipyard.core.files import write_text_atomic
 from shipyard.core.settings import Settings
 
 __all__ = ["CI_FILES", "CI_TEMPLATES", "SYSTEMS", "CiValues", "ci_values", "render", "write_ci"]
@@ -150,7 +149,8 @@ def write_ci(root: Path, systems: Iterable[str] = SYSTEMS, *, force: bool = Fals
             f"{names} already {verb} in {root}: keep {them}, or pass --force to overwrite"
         )
     for system, path in targets.items():
-        _write_atomic(path, render(system, values))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, render(system, values), mode=0o644)
     return list(targets.values())
 
 
@@ -161,14 +161,3 @@ def _entry(system: str) -> tuple[str, str]:
         raise InvalidArgumentError(
             f"unknown CI system {system!r}: choose from {', '.join(SYSTEMS)}"
         ) from None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        staging.write_text(text, encoding="utf-8")
-        os.replace(staging, path)
-    except BaseException:
-        staging.unlink(missing_ok=True)
-        raise
