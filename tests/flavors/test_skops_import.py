@@ -16,8 +16,15 @@ _PROBE = """
 import json, sys
 from shipyard.flavors.skops_import import skops_io
 io = skops_io()
+import skops.io._utils as utils
 walked = 'sklearn.gaussian_process' in sys.modules
-print(json.dumps({"names": io._trusted_types.SKLEARN_ESTIMATOR_TYPE_NAMES, "walked": walked}))
+types = io._trusted_types
+print(json.dumps({
+    "names": types.SKLEARN_ESTIMATOR_TYPE_NAMES,
+    "walked": walked,
+    "ufuncs": [types.SCIPY_UFUNC_TYPE_NAMES, types.NUMPY_UFUNC_TYPE_NAMES],
+    "restored": utils.get_public_type_names.__module__ == "skops.io._utils",
+}))
 """
 
 
@@ -39,6 +46,34 @@ def test_the_cached_list_equals_the_walk_and_skips_it(tmp_path: Path) -> None:
     assert second["names"] == first["names"]
     assert "sklearn.ensemble._forest.RandomForestClassifier" in second["names"]  # type: ignore[operator]
     assert json.loads(cache.read_text())["sklearn_estimators"] == first["names"]
+    assert second["ufuncs"] == first["ufuncs"]  # the ufunc lists: from the cache, the same
+    assert "scipy.special._special_ufuncs.erf" in second["ufuncs"][0]  # type: ignore[index]
+    assert second["restored"] is True
+    assert first["restored"] is True
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["os.system"],  # outside the package asked about
+        ["scipy.special.gamma", "scipy.special.ArgumentError"],  # not a ufunc
+        ["scipy.special.no_such_thing"],
+        ["scipy.no_such_module.erf"],
+    ],
+)
+def test_a_cached_ufunc_list_that_does_not_resolve_is_recomputed(
+    tmp_path: Path, names: list[str]
+) -> None:
+    first = _probe(str(tmp_path))
+    [cache] = tmp_path.glob("skops-trusted-*.json")
+    data = json.loads(cache.read_text())
+    data["public_types"]["scipy.special:numpy.ufunc"] = names
+    cache.write_text(json.dumps(data))
+    again = _probe(str(tmp_path))
+    assert again["walked"] is False  # the estimator list still holds
+    assert again["ufuncs"] == first["ufuncs"]
+    healed = json.loads(cache.read_text())["public_types"]["scipy.special:numpy.ufunc"]
+    assert healed == first["ufuncs"][0]  # type: ignore[index]
 
 
 @pytest.mark.parametrize(
