@@ -32,9 +32,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from shipyard.core.exceptions import InvalidArgumentError, ShipyardError
+from shipyard.core.schema import Signature
 from shipyard.serving.base import ModelLookup, ServedModel
 from shipyard.serving.columns import records_to_columns, rows_to_columns, split_to_columns
 from shipyard.serving.http import dump_json, parse_json
+from shipyard.serving.protocols.csv_small import small_csv_columns
 from shipyard.serving.protocols.exchange import Exchange, Reply, answer_route
 from shipyard.serving.state import server_state
 
@@ -145,12 +147,21 @@ def _signature_columns(model: ServedModel) -> list[str]:
 
 
 def csv_columns(body: bytes, model: ServedModel) -> dict[str, Any]:
-    """The columns of a CSV body (header row first), text columns read as text."""
-    text_columns: dict[str, Any] = {}
+    """The columns of a CSV body (header row first), text columns read as text: as
+    ``pandas.read_csv`` reads them (a small plain body without pandas: :mod:`.csv_small`)."""
     if model.signature is not None:
-        text_columns = {
-            c.name: str for c in model.signature.inputs if c.dtype in ("string", "category")
-        }
+        small = small_csv_columns(body, model.signature)
+        if small is not None:
+            return small
+    return pandas_csv_columns(body, model.signature)
+
+
+def pandas_csv_columns(body: bytes, signature: Signature | None) -> dict[str, Any]:
+    """The columns of a CSV body read by ``pandas.read_csv``, as MLflow's scoring server
+    reads it (the signature's text columns read as text)."""
+    text_columns: dict[str, Any] = {}
+    if signature is not None:
+        text_columns = {c.name: str for c in signature.inputs if c.dtype in ("string", "category")}
     try:
         frame = pd.read_csv(io.BytesIO(body), dtype=text_columns or None)
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
