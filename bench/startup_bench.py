@@ -20,6 +20,7 @@ printed too.
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import resource
 import socket
@@ -124,7 +125,7 @@ def ready_after_kill(cwd: Path, body: bytes) -> tuple[float, float]:
             try:
                 with urllib.request.urlopen(request, timeout=2) as answer:
                     answer.read()
-            except OSError:
+            except (OSError, http.client.HTTPException):  # refused, reset, cut off mid-answer
                 time.sleep(0.01)
 
     clients = [threading.Thread(target=post) for _ in range(4)]
