@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 
 import httpx
@@ -125,3 +128,39 @@ def test_settings_and_references_are_checked(served_project: Project) -> None:
     assert ServeSettings(max_batch=8, max_wait_ms=5).batching.max_wait == pytest.approx(0.005)
     with pytest.raises(ValueError, match="max_batch"):
         _ = ServeSettings(max_batch=0).batching
+
+
+_DEFERRED_CONSOLE = """
+import asyncio, sys
+import httpx
+from shipyard import Project
+from shipyard.serving import ServeSettings, create_app
+
+CONSOLE = "shipyard.serving.console"
+
+
+async def main() -> None:
+    with Project(sys.argv[1]) as project:
+        settings = ServeSettings(prediction_log=False)
+        app = create_app(project.registry, ["churn@production"], settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://s") as client:
+                ready = await client.get("/health/ready")
+                print("ready", ready.status_code, CONSOLE in sys.modules)
+                pages = await asyncio.gather(*(client.get("/ui/") for _ in range(3)))
+                print("pages", *(page.status_code for page in pages), CONSOLE in sys.modules)
+
+
+asyncio.run(main())
+"""
+
+
+def test_the_console_is_imported_on_its_first_request(served_project: Project) -> None:
+    environment = {**os.environ, "SHIPYARD_DATABASE_URL": str(served_project.database.url)}
+    done = subprocess.run(
+        [sys.executable, "-c", _DEFERRED_CONSOLE, str(served_project.root)],
+        capture_output=True, text=True, env=environment, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["ready 200 False", "pages 200 200 200 True"]

@@ -25,8 +25,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from shipyard.core.clock import utcnow
 from shipyard.core.exceptions import ConflictError, InvalidArgumentError
@@ -215,8 +213,7 @@ class FeedbackStore:
             return 0
         if not replace:
             self._refuse_changes(model, rows, first)
-        insert = pg_insert if self.database.backend == "postgresql" else sqlite_insert
-        statement = insert(_TABLE)
+        statement = self.database.upsert(_TABLE)
         statement = statement.on_conflict_do_update(
             index_elements=["model", *_PREDICTION],
             set_={

@@ -87,14 +87,11 @@ class ScheduleStates:
         or None when the pipeline is not due, is locked by a live lease, or another
         scheduler moved it first.
         """
-        # the dialects' own INSERTs are imported here: listing runs needs neither
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
         first = {"pipeline": pipeline, "next_fire_at": next_fire_at}
-        insert = pg_insert if self.database.backend == "postgresql" else sqlite_insert
         with self.database.session() as session:
-            session.execute(insert(ScheduleState).values(**first).on_conflict_do_nothing())
+            session.execute(
+                self.database.upsert(ScheduleState).values(**first).on_conflict_do_nothing()
+            )
             state = session.get(ScheduleState, pipeline)
             if state is None or state.next_fire_at is None or state.next_fire_at > now:
                 return None

@@ -118,6 +118,20 @@ class Database:
         """``sqlite`` or ``postgresql``."""
         return self.url.get_backend_name()
 
+    def upsert(self, table: Any) -> Any:
+        """The backend's own ``INSERT`` for ``table``, the one with ``ON CONFLICT`` clauses.
+
+        The dialect modules are imported here, when a write needs one: the server and
+        the listings never pay for them at start-up.
+        """
+        if self.backend == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+            return postgresql_insert(table)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
+
     def current_revision(self) -> str | None:
         """The schema revision the database is at (None when empty)."""
         with self.engine.connect() as connection:

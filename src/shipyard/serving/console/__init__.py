@@ -52,12 +52,9 @@ from shipyard.serving.state import ServerState
 
 logger = logging.getLogger("shipyard.serving.console")
 
-#: Where ``shipyard serve`` mounts the console.
-MOUNT = "/ui"
-
 
 def console_app(server: ServerState) -> FastAPI:
-    """The console for ``server``'s registry and stores, to mount at :data:`MOUNT`."""
+    """The console for ``server``'s registry and stores (``serving.app`` mounts it at ``/ui``)."""
     database = server.registry.database
     sessions = Sessions(
         TokenStore(database),
