@@ -96,6 +96,31 @@ def test_skops_reports_custom_types_and_refuses_them_untrusted(tmp_path: Path) -
     assert np.array_equal(loaded.predict(X), model.predict(X))
 
 
+def test_a_trusted_skops_file_is_audited_once_by_skops_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shipyard.flavors.skops_import import skops_io
+
+    X, y = frame()
+    model = MajorityClassifier().fit(X, y)
+    saved = save_model(model, stored(tmp_path))
+    listed: list[object] = []
+    sio = skops_io()
+    original = sio.get_untrusted_types
+
+    def listing(*args: Any, **kwargs: Any) -> Any:
+        listed.append(kwargs.get("file"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sio, "get_untrusted_types", listing)
+    loaded = load_model(tmp_path / "stored", "sklearn", trusted(saved), None)
+    assert np.array_equal(loaded.predict(X), model.predict(X))
+    assert listed == []  # skops.io.load audits the file itself: no second read of its tree
+    with pytest.raises(UntrustedArtifactError, match="MajorityClassifier"):
+        load_model(tmp_path / "stored", "sklearn", saved.config, None)
+    assert len(listed) == 1  # refused: the types it needs are listed for the message
+
+
 def test_skops_partial_trust_names_what_is_missing(tmp_path: Path) -> None:
     from sklearn.ensemble import HistGradientBoostingClassifier
 

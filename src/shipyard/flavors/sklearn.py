@@ -41,13 +41,19 @@ def skops_untrusted(path: Path) -> list[str]:
 
 
 def load_skops(path: Path, config: Mapping[str, Any]) -> Any:
-    """Load the skops file ``path`` trusting exactly ``config["trusted_types"]``."""
-    needed = skops_untrusted(path)
-    trusted = require_trusted(config, needed, f"loading {path.name} (skops)")
+    """Load the skops file ``path`` trusting exactly ``config["trusted_types"]``.
+
+    skops audits the whole file before it builds anything, so it is asked to load at once
+    (reading the file's tree once, not twice); only when it refuses are the types it needs
+    listed, for an error that names those nobody trusted.
+    """
+    what = f"loading {path.name} (skops)"
+    trusted = require_trusted(config, [], what)
     sio = skops_io()
     try:
         return sio.load(path, trusted=trusted)
     except sio.exceptions.UntrustedTypesFoundException as exc:
+        require_trusted(config, skops_untrusted(path), what)
         raise UntrustedArtifactError(
             f"skops refused to load {path.name}: {str(exc).splitlines()[0]} "
             "Register the model again trusting these types after reviewing where it came from"
